@@ -1,0 +1,1 @@
+//! Nockma guest (in progress).

@@ -1,0 +1,193 @@
+//! The guest SDK: write an executor function as one Rust trait impl, export
+//! it with one macro.
+//!
+//! An *executor function* is the transaction logic the executor engine runs:
+//! nspec's `Runnable` (`starting-state`, `execute-step`, `halted`). The same
+//! impl serves two builds:
+//!
+//! - for `wasm32-unknown-unknown`, [`export_executor!`] exports it as the WIT
+//!   world `executor` (`wit/executor.wit`); turned into a component, it has
+//!   no imports at all, so the guest has no ambient authority;
+//! - natively, the macro expands to nothing and the host links the type
+//!   directly, to run the identical function in-process (differential tests,
+//!   benchmarks, `--native`).
+//!
+//! ```
+//! use executor_guest::{ExecutorFunction, Input, Request, Step};
+//!
+//! /// Reads `k` and writes back its length.
+//! pub struct Echo;
+//!
+//! impl ExecutorFunction for Echo {
+//!     fn starting_state(_executable: &[u8]) -> Result<Vec<u8>, String> {
+//!         Ok(b"start".to_vec())
+//!     }
+//!     fn execute_step(_exe: &[u8], _state: &[u8], input: Option<Input>) -> Result<Step, String> {
+//!         Ok(match input {
+//!             None => Step::new(b"wait".to_vec(), vec![Request::Read(b"k".to_vec())]),
+//!             Some(read) => {
+//!                 let len = read.datum.map_or(0, |d| d.len());
+//!                 Step::new(b"done".to_vec(), vec![Request::Write(b"k".to_vec(), len.to_string().into_bytes())])
+//!             }
+//!         })
+//!     }
+//!     fn halted(state: &[u8]) -> bool {
+//!         state == b"done"
+//!     }
+//! }
+//!
+//! executor_guest::export_executor!(Echo);
+//! ```
+//!
+//! This crate must stay free of anything that would make a component import
+//! a host interface (WASI, clocks, randomness): on `wasm32-unknown-unknown`
+//! std's I/O is inert and a panic is a trap.
+
+// The generated bindings name this crate by its absolute path, as user
+// crates see it; this makes the same path resolve inside the crate itself.
+extern crate self as executor_guest;
+
+pub mod noun;
+
+/// A value delivered to the program. `datum` is `None` when the key has never
+/// been written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub key: Vec<u8>,
+    pub datum: Option<Vec<u8>>,
+}
+
+/// One output of a step, carried out in the order the step emits them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Ask for the value of a key (it arrives as the input of a later step).
+    Read(Vec<u8>),
+    /// Write `datum` under `key`.
+    Write(Vec<u8>, Vec<u8>),
+}
+
+/// What one step returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Step {
+    /// The next program state; the host keeps it until the next step.
+    pub state: Vec<u8>,
+    pub requests: Vec<Request>,
+}
+
+impl Step {
+    pub fn new(state: Vec<u8>, requests: Vec<Request>) -> Self {
+        Self { state, requests }
+    }
+}
+
+/// An executor function. All functions are associated (no `self`): a guest
+/// keeps nothing between calls except the state bytes the host hands back.
+pub trait ExecutorFunction {
+    /// The state a transaction starts in, given its executable.
+    fn starting_state(executable: &[u8]) -> Result<Vec<u8>, String>;
+
+    /// One step. `input` is `None` for the first step of every transaction,
+    /// which runs before any read arrives; afterwards it is the value read.
+    /// An `Err` fails the transaction with that message.
+    fn execute_step(executable: &[u8], state: &[u8], input: Option<Input>)
+    -> Result<Step, String>;
+
+    /// Whether the program has finished successfully in `state`.
+    fn halted(state: &[u8]) -> bool;
+}
+
+// Generated canonical-ABI glue is `unsafe` by nature; nothing else here is.
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+#[allow(unsafe_code)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "executor",
+        pub_export_macro: true,
+        export_macro_name: "__export_executor_world",
+        default_bindings_module: "::executor_guest::__bindings",
+        runtime_path: "::executor_guest::__bindings::__rt",
+    });
+
+    #[doc(hidden)]
+    pub use wit_bindgen::rt as __rt;
+
+    use super::ExecutorFunction;
+
+    /// Adapts an [`ExecutorFunction`] to the generated `Guest` trait, so user
+    /// code never sees generated types.
+    #[derive(Debug)]
+    pub struct Adapter<F>(core::marker::PhantomData<F>);
+
+    impl<F: ExecutorFunction> Guest for Adapter<F> {
+        fn starting_state(executable: Vec<u8>) -> Result<Vec<u8>, String> {
+            F::starting_state(&executable)
+        }
+
+        fn execute_step(
+            executable: Vec<u8>,
+            state: Vec<u8>,
+            input: Option<Input>,
+        ) -> Result<Step, String> {
+            let input = input.map(|i| super::Input {
+                key: i.key,
+                datum: i.datum,
+            });
+            let step = F::execute_step(&executable, &state, input)?;
+            Ok(Step {
+                state: step.state,
+                requests: step
+                    .requests
+                    .into_iter()
+                    .map(|r| match r {
+                        super::Request::Read(key) => Request::Read(key),
+                        super::Request::Write(key, datum) => {
+                            Request::Write(WriteRequest { key, datum })
+                        }
+                    })
+                    .collect(),
+            })
+        }
+
+        fn halted(state: Vec<u8>) -> bool {
+            F::halted(&state)
+        }
+    }
+}
+
+/// Exports an [`ExecutorFunction`] as the guest's `executor` world.
+///
+/// Expands to nothing outside `wasm32`, so the crate can also be linked
+/// natively by the host.
+#[macro_export]
+macro_rules! export_executor {
+    ($function:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        const _: () = {
+            type __ExecutorExport = $crate::__bindings::Adapter<$function>;
+            $crate::__bindings::__export_executor_world!(
+                __ExecutorExport with_types_in $crate::__bindings
+            );
+        };
+    };
+}
+
+/// The value convention of the example functions: an unsigned 64-bit number
+/// written as decimal ASCII, with an absent key reading as 0.
+pub mod decimal {
+    /// Decodes a stored value; `None` (never written) is 0.
+    pub fn decode(datum: Option<&[u8]>) -> Result<u64, String> {
+        let Some(bytes) = datum else { return Ok(0) };
+        core::str::from_utf8(bytes)
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("value {:?} is not a decimal u64", String::from_utf8_lossy(bytes)))
+    }
+
+    pub fn encode(value: u64) -> Vec<u8> {
+        value.to_string().into_bytes()
+    }
+}

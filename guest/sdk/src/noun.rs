@@ -1,0 +1,1 @@
+//! Nouns and their serialization (in progress).

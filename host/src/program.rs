@@ -1,0 +1,238 @@
+//! The executor function as the host sees it: one metered step at a time.
+//!
+//! [`Program`] is what the executor engine calls. It has two implementations:
+//! [`crate::wasm::WasmProgram`] (a sandboxed guest component: gas, memory and
+//! time limits enforced by wasmtime) and [`NativeProgram`] (the same
+//! [`executor_guest::ExecutorFunction`] linked into the host, for
+//! differential tests and benchmarks; it is trusted, unmetered code). Both
+//! apply the same output [`Limits`], so a step that is valid on one is valid
+//! on the other.
+//!
+//! This module knows nothing of messages, shards or timers.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use executor_guest::ExecutorFunction;
+pub use executor_guest::{Input, Request};
+use serde::{Deserialize, Serialize};
+
+/// One call into the executor function: the step the engine wants to run.
+#[derive(Debug, Clone, Copy)]
+pub struct StepCall<'a> {
+    /// The transaction's code, handed to every call.
+    pub executable: &'a [u8],
+    /// The program state after the previous step, or `None` for the first
+    /// step, which computes the starting state first.
+    pub state: Option<&'a [u8]>,
+    /// The value read (`None` for the first step).
+    pub input: Option<&'a Input>,
+    /// Gas the step may use: what is left of the transaction's budget.
+    pub gas_limit: u64,
+}
+
+/// What a successful step produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutput {
+    pub state: Vec<u8>,
+    /// In the order the step emitted them.
+    pub requests: Vec<Request>,
+    /// Whether `state` is a halted (successfully finished) state.
+    pub halted: bool,
+}
+
+/// The result of a step and the gas it used, which is charged either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    pub result: Result<StepOutput, Failure>,
+    pub gas_used: u64,
+}
+
+/// Runs steps of an executor function. Implementations keep no
+/// per-transaction state: everything a step needs is in the [`StepCall`].
+pub trait Program: Send + Sync + fmt::Debug {
+    fn step(&self, call: StepCall<'_>) -> StepReport;
+}
+
+/// Why a step, and so its transaction, failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Failure {
+    /// The executor function returned an error (e.g. `insufficient funds`).
+    #[error("guest error: {message}")]
+    Guest { message: String },
+    /// The transaction's gas budget is exhausted.
+    #[error("out of gas")]
+    OutOfGas,
+    /// One guest call ran past the wall-clock bound.
+    #[error("guest call exceeded the wall-clock bound of {bound_ms} ms")]
+    Timeout { bound_ms: u64 },
+    /// The guest tried to grow its linear memory past the limit.
+    #[error("guest memory limit of {limit} bytes exceeded")]
+    MemoryLimit { limit: u64 },
+    /// The guest tried to grow a table past the limit.
+    #[error("guest table limit of {limit} elements exceeded")]
+    TableLimit { limit: u64 },
+    /// The guest exhausted the wasm call stack.
+    #[error("guest call stack exhausted")]
+    StackOverflow,
+    /// The guest trapped (a Rust panic is `unreachable`).
+    #[error("guest trapped: {trap}")]
+    Trap { trap: TrapKind },
+    /// A step's output broke one of the size [`Limits`].
+    #[error("{what} of {size} exceeds the limit of {limit}")]
+    TooLarge { what: Oversize, size: u64, limit: u64 },
+    /// The host could not run the guest at all (e.g. the instance pool is
+    /// exhausted).
+    #[error("could not run the guest: {message}")]
+    Host { message: String },
+}
+
+/// The kinds of trap a guest can raise, besides those with their own
+/// [`Failure`] variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TrapKind {
+    /// `unreachable`: a Rust guest's panic or abort.
+    Unreachable,
+    /// An access outside linear memory (also how a Rust guest's shadow stack
+    /// overflow shows up).
+    MemoryOutOfBounds,
+    /// Integer division by zero or overflow, or a bad float-to-int cast.
+    Arithmetic,
+    /// A bad indirect call.
+    IndirectCall,
+    /// Anything else, as wasmtime describes it.
+    Other(String),
+}
+
+impl fmt::Display for TrapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable => f.write_str("unreachable (the guest panicked or aborted)"),
+            Self::MemoryOutOfBounds => f.write_str("out-of-bounds memory access"),
+            Self::Arithmetic => f.write_str("arithmetic trap"),
+            Self::IndirectCall => f.write_str("bad indirect call"),
+            Self::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Which output of a step was too large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Oversize {
+    Requests,
+    Key,
+    Datum,
+    State,
+}
+
+impl fmt::Display for Oversize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Requests => "requests in one step",
+            Self::Key => "key bytes",
+            Self::Datum => "datum bytes",
+            Self::State => "state bytes",
+        })
+    }
+}
+
+/// Bounds on what one guest call may use and produce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory per instance, in bytes.
+    pub memory_bytes: u64,
+    /// Elements per table.
+    pub table_elements: u64,
+    /// Wall-clock bound on one guest call (enforced by epoch interruption,
+    /// with the granularity of the sandbox's tick).
+    pub call_time: Duration,
+    /// Requests one step may emit.
+    pub requests_per_step: u64,
+    pub key_bytes: u64,
+    pub datum_bytes: u64,
+    pub state_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 16 << 20,
+            table_elements: 10_000,
+            call_time: Duration::from_secs(1),
+            requests_per_step: 10_000,
+            key_bytes: 4 << 10,
+            datum_bytes: 1 << 20,
+            state_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks a step's output against the size limits.
+    pub fn check_output(&self, state: &[u8], requests: &[Request]) -> Result<(), Failure> {
+        let bound = |what, size: usize, limit: u64| {
+            let size = size as u64;
+            if size > limit { Err(Failure::TooLarge { what, size, limit }) } else { Ok(()) }
+        };
+        bound(Oversize::Requests, requests.len(), self.requests_per_step)?;
+        bound(Oversize::State, state.len(), self.state_bytes)?;
+        for request in requests {
+            match request {
+                Request::Read(key) => bound(Oversize::Key, key.len(), self.key_bytes)?,
+                Request::Write(key, datum) => {
+                    bound(Oversize::Key, key.len(), self.key_bytes)?;
+                    bound(Oversize::Datum, datum.len(), self.datum_bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An [`ExecutorFunction`] linked into the host. It runs unmetered (its gas
+/// is always 0) and unsandboxed: use it for trusted code, tests and
+/// comparison, not for code from users.
+pub struct NativeProgram<F> {
+    limits: Limits,
+    function: PhantomData<fn() -> F>,
+}
+
+impl<F> NativeProgram<F> {
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, function: PhantomData }
+    }
+}
+
+impl<F> fmt::Debug for NativeProgram<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NativeProgram").field("function", &std::any::type_name::<F>()).finish()
+    }
+}
+
+impl<F: ExecutorFunction> Program for NativeProgram<F> {
+    fn step(&self, call: StepCall<'_>) -> StepReport {
+        let result = (|| {
+            let starting;
+            let state = match call.state {
+                Some(state) => state,
+                None => {
+                    starting = F::starting_state(call.executable).map_err(|message| Failure::Guest { message })?;
+                    &starting
+                }
+            };
+            let step = F::execute_step(call.executable, state, call.input.cloned())
+                .map_err(|message| Failure::Guest { message })?;
+            self.limits.check_output(&step.state, &step.requests)?;
+            let halted = F::halted(&step.state);
+            Ok(StepOutput { state: step.state, requests: step.requests, halted })
+        })();
+        StepReport { result, gas_used: 0 }
+    }
+}

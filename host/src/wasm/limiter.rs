@@ -1,0 +1,58 @@
+//! The per-call store data: resource limits that remember which limit a
+//! guest hit, so a failed call can name it.
+
+use wasmtime::ResourceLimiter;
+
+#[derive(Debug)]
+pub(super) struct CallLimiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    pub(super) memory_hit: bool,
+    pub(super) table_hit: bool,
+}
+
+/// Raised (as a trap) when a guest grows past a limit.
+#[derive(Debug, thiserror::Error)]
+#[error("guest grew past its {0} limit")]
+struct LimitHit(&'static str);
+
+impl CallLimiter {
+    pub(super) fn new(memory_bytes: usize, table_elements: usize) -> Self {
+        Self { memory_bytes, table_elements, memory_hit: false, table_hit: false }
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    // Trapping (rather than letting `memory.grow` return -1) stops the guest
+    // at the offending growth; a Rust guest would abort anyway, and this way
+    // the failure is attributed to the limit rather than to `unreachable`.
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_hit = true;
+            return Err(LimitHit("memory").into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.table_hit = true;
+            return Err(LimitHit("table").into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        // A guest component instantiates its core modules (a Rust guest: a
+        // handful of adapter shims); anything beyond is not an executor.
+        16
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}

@@ -1,0 +1,359 @@
+//! The wasm runtime: a sandbox that loads guest components and runs their
+//! steps, metered, bounded and deterministic.
+//!
+//! One [`Sandbox`] holds one wasmtime `Engine` (shared by every program it
+//! loads), the configuration that makes execution deterministic, the pooling
+//! allocator, the epoch ticker that bounds each call's wall-clock time, and a
+//! cache of compiled components. [`Sandbox::load`] validates a component
+//! against the `executor` world and returns a [`WasmProgram`], which runs
+//! steps through [`crate::program::Program`].
+//!
+//! **Instance strategy: a fresh instance for every step.** The program state
+//! lives in the host between steps, so an instance is needed only during a
+//! call. A fresh instance per step means a guest cannot carry hidden state in
+//! its linear memory from one step, or one transaction, to the next: the
+//! state bytes are the whole state, so a step's result depends only on its
+//! inputs. The pooling allocator with resident memory kept warm and
+//! copy-on-write images makes that cheap (see the README's benchmark). An
+//! executor waiting for a read holds no instance at all.
+//!
+//! What this module must not do: know about messages, transactions or
+//! timers beyond one call, or give a guest any import.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use executor_host::program::{Program, StepCall};
+//! use executor_host::wasm::{Sandbox, SandboxConfig};
+//!
+//! let sandbox = Sandbox::new(SandboxConfig::default())?;
+//! let program = sandbox.load(&std::fs::read("transfer.wasm")?)?;
+//! let exe = br#"{"from":"alice","to":"bob","amount":5}"#;
+//! let report = program.step(StepCall { executable: exe, state: None, input: None, gas_limit: 1_000_000 });
+//! println!("{:?} used {} gas", report.result, report.gas_used);
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod cache;
+mod inspect;
+mod limiter;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use crate::program::{Failure, Limits, Program, Request, StepCall, StepOutput, StepReport, TrapKind};
+use bindings::{ExecutorPre, WriteRequest};
+pub use cache::ArtifactCache;
+pub use inspect::{ComponentInfo, LoadError};
+use limiter::CallLimiter;
+
+/// How a [`Sandbox`] is set up. Everything here that changes compiled code
+/// is part of the compiled-artifact cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Per-call limits applied to every program this sandbox loads.
+    pub limits: Limits,
+    /// Instance slots of the pooling allocator: how many guest calls can run
+    /// at once. `None` allocates on demand instead (slower per instance).
+    pub pool_slots: Option<u32>,
+    /// The period of the epoch ticker; the wall-clock bound is rounded up
+    /// to a whole number of ticks.
+    pub epoch_tick: Duration,
+    /// The wasm call stack a guest may use, in bytes.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            pool_slots: Some(64),
+            epoch_tick: Duration::from_millis(5),
+            max_wasm_stack: 256 << 10,
+        }
+    }
+}
+
+/// The sandbox could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    #[error("invalid sandbox configuration: {0}")]
+    Config(String),
+    #[error("could not start the epoch ticker: {0}")]
+    Ticker(#[source] std::io::Error),
+}
+
+/// Loads guest components and runs them in isolation. Cheap to clone.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<SandboxInner>,
+}
+
+struct SandboxInner {
+    engine: Engine,
+    linker: Linker<CallLimiter>,
+    config: SandboxConfig,
+    cache: ArtifactCache,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let engine = Engine::new(&engine_config(&config)?).map_err(|e| SandboxError::Config(e.to_string()))?;
+        start_ticker(&engine, config.epoch_tick)?;
+        let cache = ArtifactCache::new(&engine, &config);
+        // The linker defines nothing: a guest that imports anything fails to
+        // instantiate. `inspect` rejects such guests earlier, by name.
+        let linker = Linker::new(&engine);
+        Ok(Self { inner: Arc::new(SandboxInner { engine, linker, config, cache }) })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Validates `bytes` as an executor component and compiles it (or takes
+    /// it from the in-memory cache of this sandbox).
+    pub fn load(&self, bytes: &[u8]) -> Result<WasmProgram, LoadError> {
+        self.load_with(bytes, None)
+    }
+
+    /// As [`Sandbox::load`], also keeping the compiled artifact in `dir`, so
+    /// that a later process loads it without compiling.
+    pub fn load_cached(&self, bytes: &[u8], dir: &cap_std::fs::Dir) -> Result<WasmProgram, LoadError> {
+        self.load_with(bytes, Some(dir))
+    }
+
+    fn load_with(&self, bytes: &[u8], dir: Option<&cap_std::fs::Dir>) -> Result<WasmProgram, LoadError> {
+        let inner = &self.inner;
+        inspect::check_header(bytes)?;
+        let component = inner.cache.get_or_compile(&inner.engine, bytes, dir)?;
+        inspect::check_world(&inner.engine, &component)?;
+        let pre = inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = ExecutorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let tick = inner.config.epoch_tick.as_nanos().max(1);
+        let ticks = inner.config.limits.call_time.as_nanos().div_ceil(tick);
+        Ok(WasmProgram {
+            inner: Arc::new(ProgramInner {
+                pre,
+                limits: inner.config.limits.clone(),
+                epoch_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
+                size: bytes.len(),
+            }),
+        })
+    }
+
+    /// Describes a component (exports, imports, size) and says whether it
+    /// would load, without keeping it.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        inspect::check_header(bytes)?;
+        let component = Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        Ok(inspect::describe(&self.inner.engine, &component, bytes.len()))
+    }
+}
+
+fn engine_config(config: &SandboxConfig) -> Result<Config, SandboxError> {
+    let mut wasm = Config::new();
+    // Determinism: canonical NaNs and deterministic relaxed SIMD. Threads
+    // are off because wasmtime is built without the `threads` feature.
+    wasm.cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        // Traps are classified, not debugged: skip backtrace capture.
+        .wasm_backtrace_max_frames(None);
+    if let Some(slots) = config.pool_slots {
+        let memory = usize::try_from(config.limits.memory_bytes).map_err(|e| SandboxError::Config(e.to_string()))?;
+        let table = usize::try_from(config.limits.table_elements).map_err(|e| SandboxError::Config(e.to_string()))?;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(4))
+            .total_memories(slots)
+            .total_tables(slots.saturating_mul(2))
+            .max_memory_size(memory)
+            .table_elements(table)
+            // Keep the first pages of a freed slot resident: a fresh
+            // instance then reuses warm pages instead of faulting new ones.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(16 << 10);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Ok(wasm)
+}
+
+/// Bumps the engine's epoch every `tick` until the engine is dropped. The
+/// thread holds only a weak reference, so it never keeps the engine alive.
+fn start_ticker(engine: &Engine, tick: Duration) -> Result<(), SandboxError> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("executor-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .map(drop)
+        .map_err(SandboxError::Ticker)
+}
+
+/// A loaded guest component, ready to run steps. Cheap to clone and to
+/// share between threads.
+#[derive(Clone)]
+pub struct WasmProgram {
+    inner: Arc<ProgramInner>,
+}
+
+struct ProgramInner {
+    pre: ExecutorPre<CallLimiter>,
+    limits: Limits,
+    epoch_ticks: u64,
+    size: usize,
+}
+
+impl fmt::Debug for WasmProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmProgram").field("size", &self.inner.size).finish_non_exhaustive()
+    }
+}
+
+impl WasmProgram {
+    /// Runs several calls in one instance, for measuring what instance reuse
+    /// would save. The executor engine never does this (see the module docs).
+    #[doc(hidden)]
+    pub fn step_reusing_instance(&self, calls: &[StepCall<'_>]) -> Vec<StepReport> {
+        let mut store = self.store();
+        let instance = match self.inner.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(error) => {
+                let failure = classify(&store, error, &self.inner.limits);
+                return calls.iter().map(|_| StepReport { result: Err(failure.clone()), gas_used: 0 }).collect();
+            }
+        };
+        calls
+            .iter()
+            .map(|call| self.metered(&mut store, *call, |store, call| self.run(store, &instance, call)))
+            .collect()
+    }
+
+    fn store(&self) -> Store<CallLimiter> {
+        let limits = &self.inner.limits;
+        let memory = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+        let table = usize::try_from(limits.table_elements).unwrap_or(usize::MAX);
+        let mut store = Store::new(self.inner.pre.engine(), CallLimiter::new(memory, table));
+        store.limiter(|limiter| limiter);
+        store
+    }
+
+    /// Gives the call its gas and time, runs `body`, and charges the gas
+    /// used whether or not it succeeded.
+    fn metered(
+        &self,
+        store: &mut Store<CallLimiter>,
+        call: StepCall<'_>,
+        body: impl FnOnce(&mut Store<CallLimiter>, StepCall<'_>) -> wasmtime::Result<Result<StepOutput, Failure>>,
+    ) -> StepReport {
+        // Fuel is enabled in every sandbox engine, so these cannot fail.
+        let _ = store.set_fuel(call.gas_limit);
+        store.set_epoch_deadline(self.inner.epoch_ticks);
+        store.epoch_deadline_trap();
+        let result = match body(store, call) {
+            Ok(result) => result,
+            Err(error) => Err(classify(store, error, &self.inner.limits)),
+        };
+        let left = store.get_fuel().unwrap_or(0);
+        StepReport { result, gas_used: call.gas_limit.saturating_sub(left) }
+    }
+
+    fn run(
+        &self,
+        store: &mut Store<CallLimiter>,
+        instance: &bindings::Executor,
+        call: StepCall<'_>,
+    ) -> wasmtime::Result<Result<StepOutput, Failure>> {
+        let starting;
+        let state = match call.state {
+            Some(state) => state,
+            None => match instance.call_starting_state(&mut *store, call.executable)? {
+                Ok(state) => {
+                    starting = state;
+                    &starting
+                }
+                Err(message) => return Ok(Err(Failure::Guest { message })),
+            },
+        };
+        let input = call.input.map(|i| bindings::Input { key: i.key.clone(), datum: i.datum.clone() });
+        let step = match instance.call_execute_step(&mut *store, call.executable, state, input.as_ref())? {
+            Ok(step) => step,
+            Err(message) => return Ok(Err(Failure::Guest { message })),
+        };
+        let requests: Vec<Request> = step
+            .requests
+            .into_iter()
+            .map(|request| match request {
+                bindings::Request::Read(key) => Request::Read(key),
+                bindings::Request::Write(WriteRequest { key, datum }) => Request::Write(key, datum),
+            })
+            .collect();
+        // Checked before `halted` so an oversized state never goes back in.
+        if let Err(failure) = self.inner.limits.check_output(&step.state, &requests) {
+            return Ok(Err(failure));
+        }
+        let halted = instance.call_halted(&mut *store, &step.state)?;
+        Ok(Ok(StepOutput { state: step.state, requests, halted }))
+    }
+}
+
+impl Program for WasmProgram {
+    fn step(&self, call: StepCall<'_>) -> StepReport {
+        let mut store = self.store();
+        self.metered(&mut store, call, |store, call| {
+            let instance = self.inner.pre.instantiate(&mut *store)?;
+            self.run(store, &instance, call)
+        })
+    }
+}
+
+/// Names the failure behind a wasmtime error.
+fn classify(store: &Store<CallLimiter>, error: wasmtime::Error, limits: &Limits) -> Failure {
+    let limiter = store.data();
+    if limiter.memory_hit {
+        return Failure::MemoryLimit { limit: limits.memory_bytes };
+    }
+    if limiter.table_hit {
+        return Failure::TableLimit { limit: limits.table_elements };
+    }
+    let Some(trap) = error.downcast_ref::<wasmtime::Trap>() else {
+        return Failure::Host { message: format!("{error:#}") };
+    };
+    use wasmtime::Trap as T;
+    match trap {
+        T::OutOfFuel => Failure::OutOfGas,
+        T::Interrupt => Failure::Timeout { bound_ms: u64::try_from(limits.call_time.as_millis()).unwrap_or(u64::MAX) },
+        T::StackOverflow => Failure::StackOverflow,
+        T::UnreachableCodeReached => Failure::Trap { trap: TrapKind::Unreachable },
+        T::MemoryOutOfBounds | T::HeapMisaligned => Failure::Trap { trap: TrapKind::MemoryOutOfBounds },
+        T::IntegerOverflow | T::IntegerDivisionByZero | T::BadConversionToInteger => {
+            Failure::Trap { trap: TrapKind::Arithmetic }
+        }
+        T::IndirectCallToNull | T::BadSignature | T::TableOutOfBounds => Failure::Trap { trap: TrapKind::IndirectCall },
+        other => Failure::Trap { trap: TrapKind::Other(other.to_string()) },
+    }
+}
