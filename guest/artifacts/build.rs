@@ -22,7 +22,16 @@ fn main() -> Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest_dir.join("../..").canonicalize()?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    for watched in ["wit", "guest/sdk", "guest/transfer", "guest/counter", "guest/hostile", "guest/nockma", ".cargo/config.toml", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "guest/sdk",
+        "guest/transfer",
+        "guest/counter",
+        "guest/hostile",
+        "guest/nockma",
+        ".cargo/config.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -60,7 +69,18 @@ fn build_guests(root: &Path, target_dir: &Path) -> Result<()> {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .args(["build", "--profile", PROFILE, "--target", TARGET])
-        .args(["-p", "transfer-guest", "-p", "counter-guest", "-p", "hostile-guests", "-p", "nockma-guest", "--lib", "--examples"])
+        .args([
+            "-p",
+            "transfer-guest",
+            "-p",
+            "counter-guest",
+            "-p",
+            "hostile-guests",
+            "-p",
+            "nockma-guest",
+            "--lib",
+            "--examples",
+        ])
         .env("CARGO_TARGET_DIR", target_dir)
         // The outer build's flags are for the host; the guests' come from
         // `.cargo/config.toml`.
@@ -70,9 +90,7 @@ fn build_guests(root: &Path, target_dir: &Path) -> Result<()> {
         .env_remove("CARGO_PROFILE_RELEASE_DEBUG");
     let status = cmd.status().context("running cargo to build the guests")?;
     if !status.success() {
-        bail!(
-            "building the wasm guests failed ({status}); if the target is missing, run `rustup target add {TARGET}`"
-        );
+        bail!("building the wasm guests failed ({status}); if the target is missing, run `rustup target add {TARGET}`");
     }
     Ok(())
 }

@@ -8,5 +8,10 @@
 //!   configuration, pooling, gas, limits, validation, compiled-artifact
 //!   cache.
 
+pub mod engine;
+pub mod executor;
+pub mod host;
+pub mod messages;
+pub mod node;
 pub mod program;
 pub mod wasm;

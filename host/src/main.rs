@@ -95,7 +95,11 @@ fn build(manifest: Option<&Path>, package: Option<&str>, profile: &str, output: 
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|msg| msg["reason"] == "compiler-artifact")
         .filter(|msg| msg["target"]["crate_types"].as_array().is_some_and(|t| t.iter().any(|t| t == "cdylib")))
-        .filter(|msg| package.is_none_or(|p| msg["target"]["name"].as_str().map(|n| n.replace('_', "-")) == Some(p.replace('_', "-"))))
+        .filter(|msg| {
+            package.is_none_or(|p| {
+                msg["target"]["name"].as_str().map(|n| n.replace('_', "-")) == Some(p.replace('_', "-"))
+            })
+        })
         .flat_map(|msg| msg["filenames"].as_array().cloned().unwrap_or_default())
         .filter_map(|name| name.as_str().map(PathBuf::from))
         .filter(|path| path.extension().is_some_and(|e| e == "wasm"))

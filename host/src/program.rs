@@ -84,6 +84,13 @@ pub enum Failure {
     /// A step's output broke one of the size [`Limits`].
     #[error("{what} of {size} exceeds the limit of {limit}")]
     TooLarge { what: Oversize, size: u64, limit: u64 },
+    /// The transaction did not finish before its deadline.
+    #[error("transaction deadline of {bound_ms} ms passed")]
+    Deadline { bound_ms: u64 },
+    /// The program read or wrote a key the transaction did not declare (or
+    /// wrote a key twice in streaming mode).
+    #[error("undeclared {access} of key {}", String::from_utf8_lossy(key))]
+    AccessViolation { key: Vec<u8>, access: Access },
     /// The host could not run the guest at all (e.g. the instance pool is
     /// exhausted).
     #[error("could not run the guest: {message}")]
@@ -118,6 +125,27 @@ impl fmt::Display for TrapKind {
             Self::IndirectCall => f.write_str("bad indirect call"),
             Self::Other(message) => f.write_str(message),
         }
+    }
+}
+
+/// The kind of access that broke the transaction's declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+    /// A second write of one key in streaming mode, where the first was
+    /// already final at the shard.
+    Rewrite,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Rewrite => "second write",
+        })
     }
 }
 

@@ -42,10 +42,7 @@ impl ExecutorFunction for CounterFunction {
                 let write = Request::Write(counter.key.into_bytes(), decimal::encode(value));
                 Ok(Step::new(DONE.to_vec(), vec![write]))
             }
-            (_, Some(input)) => Err(format!(
-                "unexpected read of {:?}",
-                String::from_utf8_lossy(&input.key)
-            )),
+            (_, Some(input)) => Err(format!("unexpected read of {:?}", String::from_utf8_lossy(&input.key))),
             (_, None) => Err("counter already started".into()),
         }
     }

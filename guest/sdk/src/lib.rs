@@ -49,6 +49,9 @@ extern crate self as executor_guest;
 
 pub mod noun;
 
+#[cfg(target_arch = "wasm32")]
+pub mod arena;
+
 /// A value delivered to the program. `datum` is `None` when the key has never
 /// been written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +92,7 @@ pub trait ExecutorFunction {
     /// One step. `input` is `None` for the first step of every transaction,
     /// which runs before any read arrives; afterwards it is the value read.
     /// An `Err` fails the transaction with that message.
-    fn execute_step(executable: &[u8], state: &[u8], input: Option<Input>)
-    -> Result<Step, String>;
+    fn execute_step(executable: &[u8], state: &[u8], input: Option<Input>) -> Result<Step, String>;
 
     /// Whether the program has finished successfully in `state`.
     fn halted(state: &[u8]) -> bool;
@@ -125,15 +127,8 @@ pub mod __bindings {
             F::starting_state(&executable)
         }
 
-        fn execute_step(
-            executable: Vec<u8>,
-            state: Vec<u8>,
-            input: Option<Input>,
-        ) -> Result<Step, String> {
-            let input = input.map(|i| super::Input {
-                key: i.key,
-                datum: i.datum,
-            });
+        fn execute_step(executable: Vec<u8>, state: Vec<u8>, input: Option<Input>) -> Result<Step, String> {
+            let input = input.map(|i| super::Input { key: i.key, datum: i.datum });
             let step = F::execute_step(&executable, &state, input)?;
             Ok(Step {
                 state: step.state,
@@ -142,9 +137,7 @@ pub mod __bindings {
                     .into_iter()
                     .map(|r| match r {
                         super::Request::Read(key) => Request::Read(key),
-                        super::Request::Write(key, datum) => {
-                            Request::Write(WriteRequest { key, datum })
-                        }
+                        super::Request::Write(key, datum) => Request::Write(WriteRequest { key, datum }),
                     })
                     .collect(),
             })
@@ -159,10 +152,19 @@ pub mod __bindings {
 /// Exports an [`ExecutorFunction`] as the guest's `executor` world.
 ///
 /// Expands to nothing outside `wasm32`, so the crate can also be linked
-/// natively by the host.
+/// natively by the host. In wasm it also installs the `arena::StepArena`
+/// allocator (fast, frees nothing until the step ends); write
+/// `export_executor!(MyFunction, own_allocator)` to keep Rust's default or
+/// your own `#[global_allocator]` instead.
 #[macro_export]
 macro_rules! export_executor {
     ($function:ty) => {
+        $crate::export_executor!($function, own_allocator);
+        #[cfg(target_arch = "wasm32")]
+        #[global_allocator]
+        static __EXECUTOR_ARENA: $crate::arena::StepArena = $crate::arena::StepArena::new();
+    };
+    ($function:ty, own_allocator) => {
         #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
         const _: () = {

@@ -117,18 +117,14 @@ impl ExecutorFunction for TransferFunction {
             return Ok(Step::new(state.encode(), Vec::new()));
         };
         if from_balance < tx.amount {
-            return Err(format!(
-                "insufficient funds: {} holds {from_balance}, needs {}",
-                tx.from, tx.amount
-            ));
+            return Err(format!("insufficient funds: {} holds {from_balance}, needs {}", tx.from, tx.amount));
         }
         state.phase = Phase::Done;
         if tx.from == tx.to {
             return Ok(Step::new(state.encode(), Vec::new()));
         }
-        let credited = to_balance
-            .checked_add(tx.amount)
-            .ok_or_else(|| format!("balance overflow crediting {}", tx.to))?;
+        let credited =
+            to_balance.checked_add(tx.amount).ok_or_else(|| format!("balance overflow crediting {}", tx.to))?;
         let writes = vec![
             Request::Write(tx.from.into_bytes(), decimal::encode(from_balance - tx.amount)),
             Request::Write(tx.to.into_bytes(), decimal::encode(credited)),

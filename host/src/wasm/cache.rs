@@ -83,18 +83,14 @@ impl ArtifactCache {
         let component = match dir.and_then(|dir| load_artifact(engine, dir, &file)) {
             Some(component) => component,
             None => {
-                let component =
-                    Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
                 if let Some(dir) = dir {
                     store_artifact(dir, &file, &component)?;
                 }
                 component
             }
         };
-        self.compiled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, component.clone());
+        self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, component.clone());
         Ok(component)
     }
 }
@@ -123,4 +119,3 @@ fn store_artifact(dir: &cap_std::fs::Dir, file: &str, component: &Component) -> 
     out.write_all(&bytes).and_then(|()| out.sync_all()).map_err(|e| cache(&e))?;
     dir.rename(&temp, dir, file).map_err(|e| cache(&e))
 }
-

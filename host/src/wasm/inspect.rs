@@ -67,7 +67,11 @@ fn kind(item: &ComponentItem) -> String {
         ComponentItem::ComponentFunc(func) => {
             let params: Vec<String> = func.params().map(|(name, ty)| format!("{name}: {}", type_name(&ty))).collect();
             let results: Vec<String> = func.results().map(|ty| type_name(&ty)).collect();
-            format!("func({}) -> {}", params.join(", "), if results.is_empty() { "()".into() } else { results.join(", ") })
+            format!(
+                "func({}) -> {}",
+                params.join(", "),
+                if results.is_empty() { "()".into() } else { results.join(", ") }
+            )
         }
         ComponentItem::CoreFunc(_) => "core func".into(),
         ComponentItem::Module(_) => "core module".into(),
@@ -104,11 +108,7 @@ pub(super) fn describe(engine: &Engine, component: &Component, size: usize) -> C
     let list = |items: &mut dyn Iterator<Item = (&str, ComponentExtern<'_>)>| {
         items.map(|(name, item)| (name.to_string(), kind(&item.ty))).collect::<Vec<_>>()
     };
-    ComponentInfo {
-        size,
-        exports: list(&mut ty.exports(engine)),
-        imports: list(&mut ty.imports(engine)),
-    }
+    ComponentInfo { size, exports: list(&mut ty.exports(engine)), imports: list(&mut ty.imports(engine)) }
 }
 
 /// Rejects any import, and a component that lacks the world's exports. The
@@ -121,10 +121,16 @@ pub(super) fn check_world(engine: &Engine, component: &Component) -> Result<(), 
     }
     let missing: Vec<&str> = EXPORTS
         .into_iter()
-        .filter(|name| !matches!(ty.get_export(engine, name), Some(ComponentExtern { ty: ComponentItem::ComponentFunc(_), .. })))
+        .filter(|name| {
+            !matches!(ty.get_export(engine, name), Some(ComponentExtern { ty: ComponentItem::ComponentFunc(_), .. }))
+        })
         .collect();
     if !missing.is_empty() {
-        return Err(LoadError::WrongWorld(format!("missing export{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", "))));
+        return Err(LoadError::WrongWorld(format!(
+            "missing export{} {}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        )));
     }
     Ok(())
 }

@@ -141,10 +141,7 @@ impl Sandbox {
         inspect::check_header(bytes)?;
         let component = inner.cache.get_or_compile(&inner.engine, bytes, dir)?;
         inspect::check_world(&inner.engine, &component)?;
-        let pre = inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = inner.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = ExecutorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let tick = inner.config.epoch_tick.as_nanos().max(1);
         let ticks = inner.config.limits.call_time.as_nanos().div_ceil(tick);
@@ -279,6 +276,13 @@ impl WasmProgram {
             Err(error) => Err(classify(store, error, &self.inner.limits)),
         };
         let left = store.get_fuel().unwrap_or(0);
+        // wasmtime checks fuel at function entries and loop headers, so a
+        // call can end slightly past its budget without trapping (fuel left
+        // then reads 0). Exhausting the budget, exactly or not, fails.
+        let result = match result {
+            Ok(_) if left == 0 => Err(Failure::OutOfGas),
+            other => other,
+        };
         StepReport { result, gas_used: call.gas_limit.saturating_sub(left) }
     }
 

@@ -1,0 +1,546 @@
+//! nspec's Executor Engine, with the spec's defects fixed.
+//!
+//! One executor runs one transaction: it feeds the values shards send to the
+//! executor function ([`Program`]) one step at a time, turns the step's
+//! requests into messages to shards, and when the program halts or fails,
+//! sends `ExecutorFinished` and releases every lock the transaction declared
+//! but did not use. Each departure from nspec is deliberate and listed in
+//! the README ("Differences from nspec"); in short:
+//!
+//! - finished means finished: later triggers are dropped and counted;
+//! - cleanup is computed after the final step, and covers every declared
+//!   key on every path (will-writes and failures too);
+//! - `ExecutorFinished` is complete (final step included, each key once,
+//!   failure reason, gas) and goes to both the worker and the issuer;
+//! - messages leave in the order the step emitted them;
+//! - undeclared access fails the transaction ([`AccessMode::Strict`]) or is
+//!   only reported ([`AccessMode::Lenient`]), and is never sent;
+//! - only eager or requested keys are fed to the program, each once, and
+//!   only from the shard that owns the key;
+//! - writes stream to shards as emitted ([`WriteMode::Streaming`], nspec) or
+//!   are held until a successful halt ([`WriteMode::Atomic`]);
+//! - the first step runs at spawn, without a read;
+//! - exhausting gas fails; a deadline timer bounds the whole transaction;
+//! - the executor's id names its worker and timestamp, and is the sender of
+//!   everything it sends.
+//!
+//! This module decides; it does no I/O and never blocks except inside the
+//! guest call. Hosting (mailboxes, timers, threads) is [`crate::node`]'s.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{
+    Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Timer, TimerOp, Trigger,
+};
+use crate::messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
+use crate::program::{Failure, Input, Program, Request, StepCall};
+
+/// Which shard owns a key (nspec's `key_to_shard`).
+pub trait ShardMap: Send + Sync + fmt::Debug {
+    fn shard_for(&self, key: &[u8]) -> EngineId;
+}
+
+/// When writes reach the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// As the step emits them (nspec). A failure after a write leaves it
+    /// written; each key may be written once, since a shard may serve a
+    /// written value to later readers at once.
+    #[default]
+    Streaming,
+    /// Held until the program halts successfully, then sent (the last value
+    /// per key); on failure every write lock is released unwritten.
+    Atomic,
+}
+
+/// What an undeclared read or write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessMode {
+    /// Fails the transaction.
+    #[default]
+    Strict,
+    /// Skips the request and reports it (metrics and a trace event).
+    Lenient,
+}
+
+/// Settings shared by every executor of a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorOptions {
+    /// Gas budget per transaction.
+    pub gas_limit: u64,
+    /// A transaction not finished this long after spawn fails.
+    pub deadline: Duration,
+    /// How long a finished executor stays to count late messages before its
+    /// host removes it.
+    pub linger: Duration,
+    pub write_mode: WriteMode,
+    pub access_mode: AccessMode,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self {
+            gas_limit: 100_000_000,
+            deadline: Duration::from_secs(30),
+            linger: Duration::from_secs(1),
+            write_mode: WriteMode::Streaming,
+            access_mode: AccessMode::Strict,
+        }
+    }
+}
+
+/// Why a trigger was dropped without effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The executor had already finished.
+    AfterFinish,
+    /// A `KvsRead` for another transaction.
+    WrongTimestamp,
+    /// A `KvsRead` not sent by the shard that owns the key.
+    NotFromOwningShard,
+    /// A `KvsRead` of a key neither eager nor requested.
+    Unrequested,
+    /// A second `KvsRead` of a key.
+    Duplicate,
+    /// A message an executor never accepts.
+    Unexpected,
+}
+
+impl DropReason {
+    pub const ALL: [Self; 6] = [
+        Self::AfterFinish,
+        Self::WrongTimestamp,
+        Self::NotFromOwningShard,
+        Self::Unrequested,
+        Self::Duplicate,
+        Self::Unexpected,
+    ];
+}
+
+/// Counters shared by the executors of one host.
+#[derive(Debug, Default)]
+pub struct ExecutorMetrics {
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    pub(crate) finished: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) gas_used: AtomicU64,
+    pub(crate) violations_reported: AtomicU64,
+    failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl ExecutorMetrics {
+    pub(crate) fn count_drop(&self, reason: DropReason) {
+        if let Some(counter) = self.dropped.get(reason as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.get(reason as usize).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn finished(&self) -> u64 {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    pub fn gas_used(&self) -> u64 {
+        self.gas_used.load(Ordering::Relaxed)
+    }
+
+    /// Undeclared accesses skipped in lenient mode.
+    pub fn violations_reported(&self) -> u64 {
+        self.violations_reported.load(Ordering::Relaxed)
+    }
+
+    /// Failed transactions by the kind of failure (`out_of_gas`, `guest`,
+    /// `deadline`, ...).
+    pub fn failures_by_reason(&self) -> std::collections::BTreeMap<String, u64> {
+        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn record_finish(&self, failure: Option<&Failure>, gas: u64) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        self.gas_used.fetch_add(gas, Ordering::Relaxed);
+        if let Some(failure) = failure {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            let kind = serde_json::to_value(failure)
+                .ok()
+                .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_owned)))
+                .unwrap_or_else(|| "unknown".into());
+            *self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(kind).or_default() += 1;
+        }
+    }
+}
+
+/// What every executor of a host shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub options: ExecutorOptions,
+    pub shards: Arc<dyn ShardMap>,
+    pub metrics: Arc<ExecutorMetrics>,
+}
+
+/// One transaction's executor configuration (nspec's `ExecutorCfg`, plus
+/// the program to run and what the host shares).
+#[derive(Debug)]
+pub struct ExecutorConfig {
+    pub timestamp: Timestamp,
+    pub executable: Vec<u8>,
+    /// Normalized: sorted, no duplicates.
+    pub keys: KeySets,
+    pub worker: EngineId,
+    pub issuer: EngineId,
+    pub program: Arc<dyn Program>,
+    pub shared: Arc<Shared>,
+}
+
+/// nspec's `ExecutorLocalState`, plus what the fixes need to remember.
+#[derive(Debug, Default)]
+pub struct ExecutorState {
+    /// `None` until the first step ran.
+    pub program_state: Option<Vec<u8>>,
+    /// Values fed to the program, in arrival order.
+    pub reads: Vec<(Key, Option<Datum>)>,
+    /// The last value written per key (sent in streaming mode, held in
+    /// atomic mode), in first-write order.
+    pub writes: Vec<(Key, Datum)>,
+    /// Read keys the program asked for.
+    pub requested: Vec<Key>,
+    pub gas_used: u64,
+    pub finished: bool,
+}
+
+/// The executor's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorTimer {
+    /// Run the first step (set at spawn, due at once).
+    Start,
+    /// The transaction's deadline.
+    Deadline,
+    /// Remove the finished executor.
+    Reap,
+}
+
+/// An action named by a guard.
+#[derive(Debug)]
+pub enum ExecutorAction {
+    Start,
+    Read { key: Key, data: Option<Datum> },
+    Expire,
+    Reap,
+    Drop(DropReason),
+}
+
+/// The executor behaviour (nspec's `executorBehaviour`).
+#[derive(Debug)]
+pub struct Executor;
+
+/// The id of the executor of `timestamp` spawned by `worker`. Unique per
+/// worker and transaction, and the id it sends from.
+pub fn executor_id(worker: &EngineId, timestamp: Timestamp) -> EngineId {
+    EngineId { node: worker.node.clone(), name: format!("executor/{}/{timestamp}", worker.name) }
+}
+
+impl Executor {
+    /// A new executor and the timers its host must schedule: the first step
+    /// at once, the deadline later.
+    pub fn spawn(config: ExecutorConfig, now: Duration) -> (Instance<Self>, Vec<TimerOp<ExecutorTimer>>) {
+        let id = executor_id(&config.worker, config.timestamp);
+        let deadline = now.saturating_add(config.shared.options.deadline);
+        let timers = vec![
+            Timer { handle: ExecutorTimer::Start, at: now },
+            Timer { handle: ExecutorTimer::Deadline, at: deadline },
+        ];
+        let mut env = Environment::new(ExecutorState::default());
+        env.timers.clone_from(&timers);
+        (Instance { id, config, env }, timers.into_iter().map(TimerOp::Set).collect())
+    }
+}
+
+type Trig = Trigger<Message, ExecutorTimer>;
+type Env = Environment<Executor>;
+
+fn guard_finished(trigger: &Trig, _: &ExecutorConfig, env: &Env) -> Option<ExecutorAction> {
+    if !env.local.finished {
+        return None;
+    }
+    Some(match trigger {
+        Trigger::Elapsed { timers, .. } if timers.contains(&ExecutorTimer::Reap) => ExecutorAction::Reap,
+        _ => ExecutorAction::Drop(DropReason::AfterFinish),
+    })
+}
+
+fn guard_timers(trigger: &Trig, _: &ExecutorConfig, _: &Env) -> Option<ExecutorAction> {
+    let Trigger::Elapsed { timers, .. } = trigger else { return None };
+    if timers.contains(&ExecutorTimer::Deadline) {
+        Some(ExecutorAction::Expire)
+    } else if timers.contains(&ExecutorTimer::Start) {
+        Some(ExecutorAction::Start)
+    } else {
+        None
+    }
+}
+
+/// nspec's guard, tightened: a `KvsRead` for this transaction, from the
+/// shard that owns the key, of a key the program will be fed, not yet fed.
+fn guard_read(trigger: &Trig, config: &ExecutorConfig, env: &Env) -> Option<ExecutorAction> {
+    let Trigger::Message { envelope, .. } = trigger else { return None };
+    let Message::KvsRead { timestamp, key, data } = &envelope.payload else { return None };
+    let reason = if *timestamp != config.timestamp {
+        DropReason::WrongTimestamp
+    } else if envelope.sender != config.shared.shards.shard_for(key) {
+        DropReason::NotFromOwningShard
+    } else if env.local.reads.iter().any(|(k, _)| k == key) {
+        DropReason::Duplicate
+    } else if !contains(&config.keys.eager_read_keys, key) && !env.local.requested.contains(key) {
+        DropReason::Unrequested
+    } else {
+        return Some(ExecutorAction::Read { key: key.clone(), data: data.clone() });
+    };
+    Some(ExecutorAction::Drop(reason))
+}
+
+fn guard_other(_: &Trig, _: &ExecutorConfig, _: &Env) -> Option<ExecutorAction> {
+    Some(ExecutorAction::Drop(DropReason::Unexpected))
+}
+
+fn contains(set: &[Key], key: &[u8]) -> bool {
+    set.binary_search_by(|k| k.as_slice().cmp(key)).is_ok()
+}
+
+impl Behaviour for Executor {
+    type Config = ExecutorConfig;
+    type Local = ExecutorState;
+    type Msg = Message;
+    type Timer = ExecutorTimer;
+    type Action = ExecutorAction;
+    type Spawn = std::convert::Infallible;
+
+    const STRATEGY: GuardStrategy = GuardStrategy::FirstMatch;
+
+    fn guards() -> &'static [crate::engine::Guard<Self>] {
+        &[guard_finished, guard_timers, guard_read, guard_other]
+    }
+
+    fn offload(action: &Self::Action) -> bool {
+        matches!(action, ExecutorAction::Start | ExecutorAction::Read { .. })
+    }
+
+    fn act(action: ExecutorAction, trigger: &Trig, config: &ExecutorConfig, env: &mut Env) -> Effect<Self> {
+        let mut run = Run {
+            config,
+            state: &mut env.local,
+            effect: Effect::default(),
+            now: trigger.at(),
+            id: executor_id(&config.worker, config.timestamp),
+        };
+        match action {
+            ExecutorAction::Start => {
+                run.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
+                run.start();
+            }
+            ExecutorAction::Read { key, data } => {
+                if run.start() {
+                    run.step(Some(Input { key, datum: data }));
+                } else {
+                    // The first step finished the transaction: this read is late.
+                    config.shared.metrics.count_drop(DropReason::AfterFinish);
+                }
+            }
+            ExecutorAction::Expire => {
+                let bound_ms = u64::try_from(config.shared.options.deadline.as_millis()).unwrap_or(u64::MAX);
+                run.finish(Some(Failure::Deadline { bound_ms }));
+            }
+            ExecutorAction::Reap => run.effect.stop = true,
+            ExecutorAction::Drop(reason) => {
+                tracing::debug!(?reason, timestamp = config.timestamp, "executor dropped a trigger");
+                config.shared.metrics.count_drop(reason);
+            }
+        }
+        run.effect
+    }
+}
+
+/// One action's work on one executor.
+struct Run<'a> {
+    config: &'a ExecutorConfig,
+    state: &'a mut ExecutorState,
+    effect: Effect<Executor>,
+    now: Duration,
+    id: EngineId,
+}
+
+impl Run<'_> {
+    fn send(&mut self, target: EngineId, payload: Message) {
+        self.effect.send.push(Envelope { sender: self.id.clone(), target, mailbox: 0, payload });
+    }
+
+    fn send_to_shard(&mut self, key: &[u8], payload: Message) {
+        let shard = self.config.shared.shards.shard_for(key);
+        self.send(shard, payload);
+    }
+
+    /// Runs the first step if it has not run. Returns whether the
+    /// executor is still running.
+    fn start(&mut self) -> bool {
+        if self.state.program_state.is_none() && !self.state.finished {
+            self.step(None);
+        }
+        !self.state.finished
+    }
+
+    fn step(&mut self, input: Option<Input>) {
+        let config = self.config;
+        let gas_left = config.shared.options.gas_limit.saturating_sub(self.state.gas_used);
+        let report = config.program.step(StepCall {
+            executable: &config.executable,
+            state: self.state.program_state.as_deref(),
+            input: input.as_ref(),
+            gas_limit: gas_left,
+        });
+        self.state.gas_used = self.state.gas_used.saturating_add(report.gas_used);
+        if let Some(Input { key, datum }) = input {
+            self.state.reads.push((key, datum));
+        }
+        let output = match report.result {
+            Ok(output) => output,
+            Err(failure) => return self.finish(Some(failure)),
+        };
+        self.state.program_state = Some(output.state);
+        for request in output.requests {
+            if let Err(violation) = self.request(request) {
+                match config.shared.options.access_mode {
+                    AccessMode::Strict => return self.finish(Some(violation)),
+                    AccessMode::Lenient => {
+                        tracing::warn!(%violation, timestamp = config.timestamp, "undeclared access skipped");
+                        config.shared.metrics.violations_reported.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        if output.halted {
+            self.finish(None);
+        }
+    }
+
+    /// Turns one request into messages, or names the violation.
+    fn request(&mut self, request: Request) -> Result<(), Failure> {
+        let keys = &self.config.keys;
+        let timestamp = self.config.timestamp;
+        match request {
+            Request::Read(key) => {
+                let already = self.state.requested.contains(&key) || self.state.reads.iter().any(|(k, _)| *k == key);
+                if already {
+                    return Ok(());
+                }
+                if contains(&keys.lazy_read_keys, &key) {
+                    self.send_to_shard(&key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: true });
+                } else if !contains(&keys.eager_read_keys, &key) {
+                    return Err(Failure::AccessViolation { key, access: crate::program::Access::Read });
+                }
+                // An eager key needs no request: its shard sends it anyway.
+                self.state.requested.push(key);
+            }
+            Request::Write(key, datum) => {
+                if !contains(&keys.will_write_keys, &key) && !contains(&keys.may_write_keys, &key) {
+                    return Err(Failure::AccessViolation { key, access: crate::program::Access::Write });
+                }
+                let previous = self.state.writes.iter_mut().find(|(k, _)| *k == key);
+                match (self.config.shared.options.write_mode, previous) {
+                    (WriteMode::Streaming, Some(_)) => {
+                        return Err(Failure::AccessViolation { key, access: crate::program::Access::Rewrite });
+                    }
+                    (WriteMode::Streaming, None) => {
+                        self.send_to_shard(
+                            &key,
+                            Message::KvsWrite { timestamp, key: key.clone(), datum: Some(datum.clone()) },
+                        );
+                        self.state.writes.push((key, datum));
+                    }
+                    (WriteMode::Atomic, Some((_, value))) => *value = datum,
+                    (WriteMode::Atomic, None) => self.state.writes.push((key, datum)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the transaction: writes held for an atomic success, releases
+    /// for every declared key left unresolved (computed now, after the
+    /// final step), then `ExecutorFinished` to the worker and the issuer.
+    fn finish(&mut self, failure: Option<Failure>) {
+        let config = self.config;
+        let timestamp = config.timestamp;
+        let options = &config.shared.options;
+        self.state.finished = true;
+        let success = failure.is_none();
+        let written: Vec<(Key, Datum)> = match (options.write_mode, success) {
+            (WriteMode::Atomic, false) => Vec::new(),
+            _ => {
+                let mut writes = self.state.writes.clone();
+                writes.sort();
+                writes
+            }
+        };
+        if options.write_mode == WriteMode::Atomic {
+            for (key, datum) in &written {
+                self.send_to_shard(key, Message::KvsWrite { timestamp, key: key.clone(), datum: Some(datum.clone()) });
+            }
+        }
+        for key in &config.keys.lazy_read_keys {
+            let used = self.state.requested.contains(key) || self.state.reads.iter().any(|(k, _)| k == key);
+            if !used {
+                self.send_to_shard(key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: false });
+            }
+        }
+        let mut write_keys: Vec<&Key> = config.keys.will_write_keys.iter().chain(&config.keys.may_write_keys).collect();
+        write_keys.sort();
+        write_keys.dedup();
+        for key in write_keys {
+            if !written.iter().any(|(k, _)| k == key) {
+                self.send_to_shard(key, Message::KvsWrite { timestamp, key: key.clone(), datum: None });
+            }
+        }
+        let mut values_read = self.state.reads.clone();
+        values_read.sort();
+        config.shared.metrics.record_finish(failure.as_ref(), self.state.gas_used);
+        match &failure {
+            None => tracing::debug!(timestamp, gas = self.state.gas_used, "transaction succeeded"),
+            Some(failure) => tracing::debug!(timestamp, %failure, "transaction failed"),
+        }
+        let finished = ExecutorFinished {
+            timestamp,
+            success,
+            values_read,
+            values_written: written,
+            failure,
+            gas_used: self.state.gas_used,
+        };
+        if config.issuer != config.worker {
+            self.send(config.issuer.clone(), Message::ExecutorFinished(finished.clone()));
+        }
+        self.send(config.worker.clone(), Message::ExecutorFinished(finished));
+        self.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
+        self.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Deadline));
+        self.effect
+            .timers
+            .push(TimerOp::Set(Timer { handle: ExecutorTimer::Reap, at: self.now.saturating_add(options.linger) }));
+    }
+}

@@ -1,0 +1,101 @@
+//! The protocol: every message the executor, shards and workers exchange.
+//!
+//! The names and fields are nspec's; the changes are ours and deliberate:
+//! `KvsRead::data` is an `Option` (absent keys exist), and
+//! `ExecutorFinished` carries every value read and written (each key once),
+//! why a failure happened and the gas used. Keys and datums are byte
+//! strings (naturals in nspec).
+//!
+//! Only data lives here: no behaviour, no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineId;
+use crate::program::Failure;
+
+/// nspec's `TxFingerprint`: a transaction's logical timestamp.
+pub type Timestamp = u64;
+pub type Key = Vec<u8>;
+pub type Datum = Vec<u8>;
+
+/// The four key sets a transaction declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeySets {
+    /// May read; the executor must ask.
+    pub lazy_read_keys: Vec<Key>,
+    /// Will read; the shard sends the value unasked.
+    pub eager_read_keys: Vec<Key>,
+    /// Will write (a lock the shard holds until written or released).
+    pub will_write_keys: Vec<Key>,
+    /// May write.
+    pub may_write_keys: Vec<Key>,
+}
+
+impl KeySets {
+    /// Sorts and deduplicates each set, so membership is a binary search
+    /// and iteration order is deterministic.
+    pub fn normalized(mut self) -> Self {
+        for set in
+            [&mut self.lazy_read_keys, &mut self.eager_read_keys, &mut self.will_write_keys, &mut self.may_write_keys]
+        {
+            set.sort();
+            set.dedup();
+        }
+        self
+    }
+
+    /// Every declared key, once.
+    pub fn all_keys(&self) -> Vec<&Key> {
+        let mut keys: Vec<&Key> =
+            [&self.lazy_read_keys, &self.eager_read_keys, &self.will_write_keys, &self.may_write_keys]
+                .into_iter()
+                .flatten()
+                .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+/// How an executor's run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorFinished {
+    pub timestamp: Timestamp,
+    pub success: bool,
+    /// Every value the program was fed, each key once, in key order.
+    pub values_read: Vec<(Key, Option<Datum>)>,
+    /// Every value written to a shard, each key once (the last value), in
+    /// key order. Empty for a failed transaction in atomic mode.
+    pub values_written: Vec<(Key, Datum)>,
+    /// Why it failed; `None` on success.
+    pub failure: Option<Failure>,
+    pub gas_used: u64,
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Message {
+    /// Executor → shard: read `key` (`actual: true`), or never mind
+    /// (`actual: false`: the lock may be released).
+    KvsReadRequest { timestamp: Timestamp, key: Key, actual: bool },
+    /// Executor → shard: the value written at `timestamp`, or `None` to
+    /// release the write lock without writing.
+    KvsWrite { timestamp: Timestamp, key: Key, datum: Option<Datum> },
+    /// Shard → executor: the value of `key` as of `timestamp` (`None`:
+    /// absent).
+    KvsRead { timestamp: Timestamp, key: Key, data: Option<Datum> },
+    /// Executor → worker and issuer.
+    ExecutorFinished(ExecutorFinished),
+    /// Worker → shard: register a transaction's accesses to this shard's
+    /// keys.
+    KvsAcquireLock { timestamp: Timestamp, keys: KeySets, worker: EngineId, executor: EngineId },
+    /// Shard → worker: the locks of `timestamp` are registered.
+    KvsLockAcquired { timestamp: Timestamp },
+    /// Worker → shard: every lock at or before `timestamp` has been heard
+    /// (for writes if `write`, for reads otherwise).
+    UpdateSeenAll { timestamp: Timestamp, write: bool },
+    /// Client → worker: run this transaction.
+    TransactionRequest { executable: Vec<u8>, keys: KeySets, resubmission: Option<Timestamp> },
+}

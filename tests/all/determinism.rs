@@ -1,0 +1,62 @@
+//! Same inputs, same outputs, same gas: fresh or reused instance, pooled
+//! or not, on every run.
+
+use executor_host::program::{Program, Request, StepCall};
+use executor_host::wasm::{Sandbox, SandboxConfig};
+
+use crate::support::*;
+
+fn transfer_calls<'a>(
+    exe: &'a [u8],
+    states: &'a [Vec<u8>],
+    inputs: &'a [executor_host::program::Input],
+) -> Vec<StepCall<'a>> {
+    let mut calls = vec![StepCall { executable: exe, state: None, input: None, gas_limit: GAS }];
+    for (state, input) in states.iter().zip(inputs) {
+        calls.push(StepCall { executable: exe, state: Some(state), input: Some(input), gas_limit: GAS });
+    }
+    calls
+}
+
+#[test]
+fn same_outputs_and_gas_on_every_run_and_configuration() {
+    let exe = transfer_exe("alice", "bob", 30);
+    let inputs = [input("alice", Some("100")), input("bob", Some("5"))];
+    let pooled = transfer();
+    let on_demand = load(
+        &Sandbox::new(SandboxConfig { pool_slots: None, ..SandboxConfig::default() }).unwrap(),
+        guest_artifacts::TRANSFER,
+    );
+    let reference = drive(&pooled, &exe, &inputs, GAS);
+    assert_eq!(reference.result, Ok(()));
+    for _ in 0..3 {
+        assert_eq!(drive(&pooled, &exe, &inputs, GAS), reference);
+        assert_eq!(drive(&on_demand, &exe, &inputs, GAS), reference);
+    }
+
+    // The executor uses a fresh instance per step. Summed per step, that is
+    // exactly the transaction's gas.
+    let states: Vec<Vec<u8>> = reference.steps.iter().map(|s| s.state.clone()).collect();
+    let fresh: Vec<_> = transfer_calls(&exe, &states, &inputs).into_iter().map(|c| pooled.step(c)).collect();
+    assert_eq!(fresh.iter().map(|r| r.gas_used).sum::<u64>(), reference.gas_used);
+    let outputs = |reports: &[executor_host::program::StepReport]| -> Vec<_> {
+        reports.iter().map(|r| r.result.clone()).collect()
+    };
+
+    // Reusing one instance gives the same outputs, but not the same gas:
+    // the guest's allocator is already warm after the first call. Hidden
+    // state in linear memory is exactly why the host never reuses one.
+    let reused = pooled.step_reusing_instance(&transfer_calls(&exe, &states, &inputs));
+    assert_eq!(outputs(&reused), outputs(&fresh));
+    assert_eq!(reused[0], fresh[0], "the first call of a reused instance is a fresh call");
+    assert!(reused[1].gas_used < fresh[1].gas_used, "{reused:?}");
+}
+
+#[test]
+fn nans_are_canonical() {
+    let hostile = load(sandbox(), guest_artifacts::HOSTILE);
+    let run = drive(&hostile, b"nan", &[], GAS);
+    let Request::Write(_, bits) = &run.steps[0].requests[0] else { panic!("{run:?}") };
+    let bits = u64::from_le_bytes(bits.as_slice().try_into().unwrap());
+    assert_eq!(bits, 0x7ff8_0000_0000_0000, "canonical quiet NaN, whatever the CPU computes");
+}

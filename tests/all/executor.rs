@@ -1,0 +1,269 @@
+//! The executor engine: one test per correction of nspec (see the README's
+//! "Differences from nspec"), asserting the exact messages sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use counter_guest::CounterFunction;
+use executor_host::engine::EngineId;
+use executor_host::executor::{AccessMode, DropReason, ExecutorOptions, ExecutorTimer, WriteMode, executor_id};
+use executor_host::messages::Message;
+use executor_host::program::{Access, Failure, Limits, NativeProgram};
+use executor_host::wasm::{Sandbox, SandboxConfig};
+
+use crate::scripted::{Op::*, *};
+use crate::support;
+
+fn start(exe: Vec<u8>, keys: executor_host::messages::KeySets) -> (Driver, Vec<(EngineId, Message)>) {
+    start_with(exe, keys, ExecutorOptions::default())
+}
+
+fn start_with(
+    exe: Vec<u8>,
+    keys: executor_host::messages::KeySets,
+    options: ExecutorOptions,
+) -> (Driver, Vec<(EngineId, Message)>) {
+    let (driver, out) = Driver::start(scripted(), exe, keys, options);
+    let id = driver.id();
+    (driver, sent(&id, out))
+}
+
+fn w(key: &str) -> String {
+    key.to_string()
+}
+
+/// Splits off the two `ExecutorFinished` at the end of `messages`.
+fn split_finished(mut messages: Vec<(EngineId, Message)>) -> (Vec<(EngineId, Message)>, executor_host::messages::ExecutorFinished) {
+    let report = finished(&messages);
+    let tail = messages.split_off(messages.len() - 2);
+    assert!(tail.iter().all(|(_, m)| matches!(m, Message::ExecutorFinished(_))), "finished comes last");
+    (messages, report)
+}
+
+#[test]
+fn late_read_after_finish_is_dropped() {
+    let (mut d, out) = start(script(&[&[Read(w("a"))], &[Write(w("b"), w("1")), Halt]]), keys(&["a"], &["c"], &["b"], &[]));
+    assert_eq!(out, vec![request("a", true)]);
+    let (out, report) = split_finished(sent(&d.id(), d.read("a", Some("x"))));
+    assert!(report.success);
+    assert_eq!(out, vec![write("b", Some("1"))]);
+
+    // The eager read the program never needed, a duplicate: nothing runs.
+    assert!(d.read("c", Some("late")).is_empty());
+    assert!(d.read("a", Some("again")).is_empty());
+    assert_eq!(d.metrics.dropped(DropReason::AfterFinish), 2);
+    assert_eq!(d.metrics.finished(), 1);
+    // Its host removes it after the linger timer.
+    d.fire(ExecutorTimer::Reap);
+    assert!(d.stopped);
+}
+
+#[test]
+fn cleanup_is_computed_after_the_final_step() {
+    let exe = script(&[&[], &[Read(w("l1")), Write(w("m1"), w("v")), Write(w("w"), w("v")), Halt]]);
+    let (mut d, out) = start(exe, keys(&["l1", "l2"], &["e"], &["w"], &["m1", "m2"]));
+    assert!(out.is_empty());
+    let (out, _) = split_finished(sent(&d.id(), d.read("e", Some("5"))));
+    assert_eq!(
+        out,
+        vec![
+            request("l1", true),
+            write("m1", Some("v")),
+            write("w", Some("v")),
+            // Released: what the final step did not use. l1 was requested,
+            // m1 and w were written: none of them is released.
+            request("l2", false),
+            write("m2", None),
+        ]
+    );
+}
+
+#[test]
+fn executor_finished_carries_the_final_step_and_goes_to_worker_and_issuer() {
+    let exe = script(&[&[], &[Write(w("w"), w("v")), Write(w("m1"), w("u")), Halt]]);
+    let (mut d, _) = start(exe, keys(&[], &["e"], &["w"], &["m1"]));
+    let (_, report) = split_finished(sent(&d.id(), d.read("e", None)));
+    assert_eq!(report.timestamp, TS);
+    assert!(report.success);
+    assert_eq!(report.failure, None);
+    assert_eq!(report.values_read, vec![(b"e".to_vec(), None)]);
+    assert_eq!(report.values_written, vec![kv("m1", "u"), kv("w", "v")], "each key once, in key order");
+    assert_eq!(report.gas_used, 0, "native programs are unmetered");
+}
+
+#[test]
+fn failure_releases_every_declared_lock_including_will_writes() {
+    let exe = script(&[&[Write(w("w1"), w("1"))], &[Fail]]);
+    let (mut d, out) = start(exe, keys(&["l"], &["e"], &["w1", "w2"], &["m"]));
+    assert_eq!(out, vec![write("w1", Some("1"))]);
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
+    assert_eq!(out, vec![request("l", false), write("m", None), write("w2", None)]);
+    assert!(!report.success);
+    assert_eq!(report.failure, Some(Failure::Guest { message: "scripted failure".into() }));
+    assert_eq!(report.values_read, vec![kv_opt("e", "0")]);
+    assert_eq!(report.values_written, vec![kv("w1", "1")], "streamed before the failure");
+}
+
+fn kv_opt(key: &str, datum: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+    (key.as_bytes().to_vec(), Some(datum.as_bytes().to_vec()))
+}
+
+#[test]
+fn output_order_is_kept() {
+    let exe = script(&[&[Write(w("y"), w("1")), Read(w("z")), Write(w("b"), w("2")), Read(w("a"))]]);
+    let (_, out) = start(exe, keys(&["a", "z"], &[], &["b", "y"], &[]));
+    assert_eq!(out, vec![write("y", Some("1")), request("z", true), write("b", Some("2")), request("a", true)]);
+}
+
+#[test]
+fn undeclared_read_fails_the_transaction_in_strict_mode() {
+    let (_, out) = start(script(&[&[Read(w("x"))]]), keys(&[], &["e"], &["w"], &[]));
+    let (out, report) = split_finished(out);
+    assert_eq!(out, vec![write("w", None)], "nothing is sent for x");
+    assert_eq!(report.failure, Some(Failure::AccessViolation { key: b"x".to_vec(), access: Access::Read }));
+}
+
+#[test]
+fn undeclared_write_fails_the_transaction_and_is_not_recorded() {
+    let (_, out) = start(script(&[&[Write(w("x"), w("1"))]]), keys(&[], &["e"], &["w"], &[]));
+    let (out, report) = split_finished(out);
+    assert_eq!(out, vec![write("w", None)]);
+    assert_eq!(report.failure, Some(Failure::AccessViolation { key: b"x".to_vec(), access: Access::Write }));
+    assert!(report.values_written.is_empty());
+}
+
+#[test]
+fn undeclared_access_is_only_reported_in_lenient_mode() {
+    let options = ExecutorOptions { access_mode: AccessMode::Lenient, ..ExecutorOptions::default() };
+    let exe = script(&[&[Read(w("x")), Write(w("x"), w("1")), Write(w("w"), w("2")), Halt]]);
+    let (d, out) = start_with(exe, keys(&[], &[], &["w"], &[]), options);
+    let (out, report) = split_finished(out);
+    assert_eq!(out, vec![write("w", Some("2"))]);
+    assert!(report.success);
+    assert_eq!(report.values_written, vec![kv("w", "2")]);
+    assert_eq!(d.metrics.violations_reported(), 2);
+}
+
+#[test]
+fn only_eager_or_requested_keys_are_fed_once_from_their_shard() {
+    let exe = script(&[&[], &[], &[Write(w("w"), w("1")), Halt]]);
+    let (mut d, out) = start(exe, keys(&["l"], &["e"], &["w"], &[]));
+    assert!(out.is_empty());
+    assert!(d.read("l", Some("1")).is_empty(), "lazy, never requested");
+    assert!(d.read("e", Some("1")).is_empty(), "fed: the program waits for more");
+    assert!(d.read("e", Some("2")).is_empty(), "duplicate");
+    assert!(d.read_at(TS + 1, "e", Some("3")).is_empty(), "another transaction's");
+    let other_shard = EngineId::local("shard-z");
+    let forged = Message::KvsRead { timestamp: TS, key: b"l".to_vec(), data: None };
+    assert!(d.message(other_shard, forged).is_empty(), "not from the owning shard");
+    assert!(d.message(shard_of("e"), Message::KvsLockAcquired { timestamp: TS }).is_empty());
+    for (reason, count) in [
+        (DropReason::Unrequested, 1),
+        (DropReason::Duplicate, 1),
+        (DropReason::WrongTimestamp, 1),
+        (DropReason::NotFromOwningShard, 1),
+        (DropReason::Unexpected, 1),
+    ] {
+        assert_eq!(d.metrics.dropped(reason), count, "{reason:?}");
+    }
+    // The program was fed exactly one value.
+    let (out, report) = split_finished(sent(&d.id(), d.fire(ExecutorTimer::Deadline)));
+    assert_eq!(report.values_read, vec![kv_opt("e", "1")]);
+    assert_eq!(out, vec![request("l", false), write("w", None)]);
+}
+
+#[test]
+fn atomic_mode_holds_writes_until_a_successful_halt() {
+    let options = ExecutorOptions { write_mode: WriteMode::Atomic, ..ExecutorOptions::default() };
+    let exe = script(&[&[Write(w("b"), w("1")), Write(w("b"), w("2"))], &[Write(w("a"), w("3")), Halt]]);
+    let (mut d, out) = start_with(exe, keys(&[], &["e"], &["a", "b"], &[]), options);
+    assert!(out.is_empty(), "nothing written before the halt");
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", None)));
+    assert_eq!(out, vec![write("a", Some("3")), write("b", Some("2"))], "last value per key, once");
+    assert_eq!(report.values_written, vec![kv("a", "3"), kv("b", "2")]);
+}
+
+#[test]
+fn atomic_mode_failure_releases_every_write_lock_unwritten() {
+    let options = ExecutorOptions { write_mode: WriteMode::Atomic, ..ExecutorOptions::default() };
+    let exe = script(&[&[Write(w("a"), w("1"))], &[Fail]]);
+    let (mut d, _) = start_with(exe, keys(&[], &["e"], &["a"], &["b"]), options);
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", None)));
+    assert_eq!(out, vec![write("a", None), write("b", None)]);
+    assert!(report.values_written.is_empty());
+}
+
+#[test]
+fn streaming_mode_writes_at_once_and_refuses_a_second_write() {
+    let exe = script(&[&[Write(w("a"), w("1"))], &[Write(w("a"), w("2"))]]);
+    let (mut d, out) = start(exe, keys(&[], &["e"], &["a", "b"], &[]));
+    assert_eq!(out, vec![write("a", Some("1"))]);
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", None)));
+    assert_eq!(out, vec![write("b", None)]);
+    assert_eq!(report.failure, Some(Failure::AccessViolation { key: b"a".to_vec(), access: Access::Rewrite }));
+    assert_eq!(report.values_written, vec![kv("a", "1")]);
+}
+
+#[test]
+fn first_step_runs_without_a_read() {
+    let (_, out) = start(script(&[&[Write(w("w"), w("1")), Halt]]), keys(&[], &[], &["w"], &[]));
+    let (out, report) = split_finished(out);
+    assert_eq!(out, vec![write("w", Some("1"))]);
+    assert!(report.success);
+}
+
+#[test]
+fn absent_key_reaches_the_program_as_absent() {
+    let program = Arc::new(NativeProgram::<CounterFunction>::new(Limits::default()));
+    let exe = br#"{"key":"e","amount":5}"#.to_vec();
+    let (mut d, out) = Driver::start(program, exe, keys(&[], &["e"], &["e"], &[]), ExecutorOptions::default());
+    assert!(out.is_empty(), "an eager key needs no request");
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", None)));
+    assert_eq!(out, vec![write("e", Some("5"))]);
+    assert_eq!(report.values_read, vec![(b"e".to_vec(), None)]);
+}
+
+#[test]
+fn exhausting_gas_fails_the_transaction() {
+    let options = ExecutorOptions { gas_limit: 1_000, ..ExecutorOptions::default() };
+    let exe = support::transfer_exe("a", "b", 1);
+    let program = Arc::new(support::transfer());
+    let (d, out) = Driver::start(program, exe, keys(&[], &["a", "b"], &["a", "b"], &[]), options);
+    let (out, report) = split_finished(sent(&d.id(), out));
+    assert_eq!(out, vec![write("a", None), write("b", None)]);
+    assert_eq!(report.failure, Some(Failure::OutOfGas));
+    assert_eq!(report.gas_used, 1_000);
+}
+
+#[test]
+fn deadline_fails_the_transaction_with_full_cleanup() {
+    let (mut d, _) = start(script(&[&[Read(w("l1"))]]), keys(&["l1", "l2"], &["e"], &["w"], &[]));
+    let (out, report) = split_finished(sent(&d.id(), d.fire(ExecutorTimer::Deadline)));
+    assert_eq!(out, vec![request("l2", false), write("w", None)]);
+    assert_eq!(report.failure, Some(Failure::Deadline { bound_ms: 30_000 }));
+}
+
+#[test]
+fn guest_call_wall_clock_bound_fails_the_transaction() {
+    let limits = Limits { call_time: Duration::from_millis(30), ..Limits::default() };
+    let sandbox = Sandbox::new(SandboxConfig { limits, ..SandboxConfig::default() }).unwrap();
+    let program = Arc::new(support::load(&sandbox, guest_artifacts::HOSTILE));
+    let options = ExecutorOptions { gas_limit: u64::MAX, ..ExecutorOptions::default() };
+    let (d, out) = Driver::start(program, b"loop".to_vec(), keys(&[], &[], &["w"], &[]), options);
+    let (out, report) = split_finished(sent(&d.id(), out));
+    assert_eq!(out, vec![write("w", None)]);
+    assert_eq!(report.failure, Some(Failure::Timeout { bound_ms: 30 }));
+}
+
+#[test]
+fn executor_ids_are_unique_and_are_the_sender() {
+    let a = executor_id(&EngineId::local("worker-1"), 1);
+    let b = executor_id(&EngineId::local("worker-1"), 2);
+    let c = executor_id(&EngineId::local("worker-2"), 1);
+    assert!(a != b && a != c && b != c);
+    assert!(a.name.contains("worker-1") && a.name.ends_with("/1"));
+    // `sent` checks the sender of every message against the id.
+    let (d, out) = start(script(&[&[Halt]]), keys(&[], &[], &[], &[]));
+    assert_eq!(d.id(), executor_id(&worker(), TS));
+    split_finished(out);
+}

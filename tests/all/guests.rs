@@ -1,0 +1,120 @@
+//! The example executor functions, run as wasm and natively: same results.
+
+use counter_guest::CounterFunction;
+use executor_host::program::{Failure, Limits, NativeProgram, Program};
+use transfer_guest::TransferFunction;
+
+use crate::support::*;
+
+fn both_transfer() -> [Box<dyn Program>; 2] {
+    [Box::new(transfer()), Box::new(NativeProgram::<TransferFunction>::new(Limits::default()))]
+}
+
+#[test]
+fn transfer_moves_funds_and_halts() {
+    for program in both_transfer() {
+        let run = drive(
+            program.as_ref(),
+            &transfer_exe("alice", "bob", 30),
+            &[input("bob", Some("5")), input("alice", Some("100"))],
+            GAS,
+        );
+        assert_eq!(run.result, Ok(()), "{program:?}");
+        assert!(halted(&run));
+        assert_eq!(run.steps.len(), 3, "start, then one step per read");
+        assert_eq!(requests(&run), vec![read("alice"), read("bob"), write("alice", "70"), write("bob", "35")]);
+    }
+}
+
+#[test]
+fn transfer_with_insufficient_funds_fails_and_writes_nothing() {
+    for program in both_transfer() {
+        let run = drive(
+            program.as_ref(),
+            &transfer_exe("alice", "bob", 30),
+            &[input("alice", Some("29")), input("bob", Some("0"))],
+            GAS,
+        );
+        let Err(Failure::Guest { message }) = &run.result else { panic!("{:?}", run.result) };
+        assert!(message.contains("insufficient funds"), "{message}");
+        assert!(!requests(&run).iter().any(|r| matches!(r, executor_host::program::Request::Write(..))));
+    }
+}
+
+#[test]
+fn transfer_treats_absent_balances_as_zero() {
+    for program in both_transfer() {
+        let run = drive(program.as_ref(), &transfer_exe("a", "b", 0), &[input("a", None), input("b", None)], GAS);
+        assert_eq!(run.result, Ok(()));
+        assert_eq!(requests(&run)[2..], [write("a", "0"), write("b", "0")]);
+        let broke = drive(program.as_ref(), &transfer_exe("a", "b", 1), &[input("a", None), input("b", None)], GAS);
+        assert!(matches!(broke.result, Err(Failure::Guest { .. })));
+    }
+}
+
+#[test]
+fn transfer_to_self_succeeds_without_writing() {
+    for program in both_transfer() {
+        let run = drive(program.as_ref(), &transfer_exe("a", "a", 3), &[input("a", Some("10"))], GAS);
+        assert_eq!(run.result, Ok(()));
+        assert!(halted(&run));
+        assert_eq!(requests(&run), vec![read("a")], "one read, no write");
+    }
+}
+
+#[test]
+fn transfer_overflow_is_an_error() {
+    for program in both_transfer() {
+        let max = u64::MAX.to_string();
+        let run =
+            drive(program.as_ref(), &transfer_exe("a", "b", 1), &[input("a", Some("1")), input("b", Some(&max))], GAS);
+        let Err(Failure::Guest { message }) = &run.result else { panic!("{:?}", run.result) };
+        assert!(message.contains("overflow"), "{message}");
+    }
+}
+
+#[test]
+fn transfer_rejects_a_malformed_executable_and_balance() {
+    for program in both_transfer() {
+        let run = drive(program.as_ref(), b"{\"from\":1}", &[], GAS);
+        assert!(matches!(run.result, Err(Failure::Guest { .. })), "{:?}", run.result);
+        let run = drive(program.as_ref(), &transfer_exe("a", "b", 1), &[input("a", Some("ten"))], GAS);
+        assert!(matches!(run.result, Err(Failure::Guest { .. })), "{:?}", run.result);
+    }
+}
+
+#[test]
+fn counter_increments_by_the_amount() {
+    let wasm = load(sandbox(), guest_artifacts::COUNTER);
+    let native = NativeProgram::<CounterFunction>::new(Limits::default());
+    for program in [&wasm as &dyn Program, &native] {
+        let exe = br#"{"key":"hits","amount":5}"#;
+        let run = drive(program, exe, &[input("hits", Some("37"))], GAS);
+        assert_eq!(run.result, Ok(()));
+        assert!(halted(&run));
+        assert_eq!(requests(&run), vec![read("hits"), write("hits", "42")]);
+        let fresh = drive(program, exe, &[input("hits", None)], GAS);
+        assert_eq!(requests(&fresh)[1], write("hits", "5"));
+        let max = u64::MAX.to_string();
+        let overflow = drive(program, exe, &[input("hits", Some(&max))], GAS);
+        assert!(matches!(overflow.result, Err(Failure::Guest { .. })));
+    }
+}
+
+#[test]
+fn wasm_gas_is_charged_and_native_gas_is_zero() {
+    let [wasm, native] = both_transfer();
+    let inputs = [input("alice", Some("100")), input("bob", Some("5"))];
+    let exe = transfer_exe("alice", "bob", 30);
+    let wasm_run = drive(wasm.as_ref(), &exe, &inputs, GAS);
+    assert!(wasm_run.gas_used > 0);
+    assert_eq!(drive(native.as_ref(), &exe, &inputs, GAS).gas_used, 0);
+    // Exhausting the budget fails the transaction, even exactly (nspec's
+    // Nockma treats exactly zero gas left as a successful halt).
+    let exact = drive(wasm.as_ref(), &exe, &inputs, wasm_run.gas_used);
+    assert_eq!(exact.result, Err(Failure::OutOfGas));
+    assert_eq!(drive(wasm.as_ref(), &exe, &inputs, wasm_run.gas_used + 1).result, Ok(()));
+    let starved = drive(wasm.as_ref(), &exe, &inputs, wasm_run.gas_used - 1);
+    assert_eq!(starved.result, Err(Failure::OutOfGas));
+    assert_eq!(starved.gas_used, wasm_run.gas_used - 1, "all of the budget is charged");
+}

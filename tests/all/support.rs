@@ -1,0 +1,87 @@
+//! Helpers shared by the tests.
+
+use std::sync::OnceLock;
+
+use executor_host::program::{Failure, Input, Program, Request, StepCall, StepOutput};
+use executor_host::wasm::{Sandbox, SandboxConfig, WasmProgram};
+
+/// A generous per-transaction budget for well-behaved guests.
+pub const GAS: u64 = 50_000_000;
+
+/// The default sandbox, created once per test binary.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).expect("sandbox"))
+}
+
+pub fn bytes(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+pub fn load(sandbox: &Sandbox, path: &str) -> WasmProgram {
+    sandbox.load(&bytes(path)).expect("load guest")
+}
+
+pub fn transfer() -> WasmProgram {
+    load(sandbox(), guest_artifacts::TRANSFER)
+}
+
+pub fn transfer_exe(from: &str, to: &str, amount: u64) -> Vec<u8> {
+    format!(r#"{{"from":"{from}","to":"{to}","amount":{amount}}}"#).into_bytes()
+}
+
+pub fn input(key: &str, datum: Option<&str>) -> Input {
+    Input { key: key.as_bytes().to_vec(), datum: datum.map(|d| d.as_bytes().to_vec()) }
+}
+
+pub fn write(key: &str, datum: &str) -> Request {
+    Request::Write(key.as_bytes().to_vec(), datum.as_bytes().to_vec())
+}
+
+pub fn read(key: &str) -> Request {
+    Request::Read(key.as_bytes().to_vec())
+}
+
+/// What a transaction did when driven step by step outside any engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub steps: Vec<StepOutput>,
+    pub result: Result<(), Failure>,
+    pub gas_used: u64,
+}
+
+/// Runs the start step, then one step per input in order, until a failure,
+/// a halt or the inputs run out.
+pub fn drive(program: &dyn Program, executable: &[u8], inputs: &[Input], gas: u64) -> Run {
+    let mut run = Run { steps: Vec::new(), result: Ok(()), gas_used: 0 };
+    let mut state: Option<Vec<u8>> = None;
+    for input in std::iter::once(None).chain(inputs.iter().map(Some)) {
+        let report =
+            program.step(StepCall { executable, state: state.as_deref(), input, gas_limit: gas - run.gas_used });
+        run.gas_used += report.gas_used;
+        match report.result {
+            Err(failure) => {
+                run.result = Err(failure);
+                break;
+            }
+            Ok(output) => {
+                state = Some(output.state.clone());
+                let halted = output.halted;
+                run.steps.push(output);
+                if halted {
+                    break;
+                }
+            }
+        }
+    }
+    run
+}
+
+/// Every request of a run, in order.
+pub fn requests(run: &Run) -> Vec<Request> {
+    run.steps.iter().flat_map(|s| s.requests.clone()).collect()
+}
+
+pub fn halted(run: &Run) -> bool {
+    run.steps.last().is_some_and(|s| s.halted)
+}
