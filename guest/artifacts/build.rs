@@ -84,6 +84,10 @@ fn build_guests(root: &Path, target_dir: &Path) -> Result<()> {
         .env("CARGO_TARGET_DIR", target_dir)
         // The outer build's flags are for the host; the guests' come from
         // `.cargo/config.toml`.
+        // Under `cargo clippy` the outer build's lints would apply to the
+        // generated guest bindings too.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")

@@ -221,7 +221,7 @@ pub struct ExecutorState {
     /// The last value written per key (sent in streaming mode, held in
     /// atomic mode), in first-write order.
     pub writes: Vec<(Key, Datum)>,
-    /// Read keys the program asked for.
+    /// Lazy keys the program asked for (eager keys need no asking).
     pub requested: Vec<Key>,
     pub gas_used: u64,
     pub finished: bool,
@@ -452,11 +452,11 @@ impl Run<'_> {
                 }
                 if contains(&keys.lazy_read_keys, &key) {
                     self.send_to_shard(&key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: true });
+                    self.state.requested.push(key);
                 } else if !contains(&keys.eager_read_keys, &key) {
                     return Err(Failure::AccessViolation { key, access: crate::program::Access::Read });
                 }
                 // An eager key needs no request: its shard sends it anyway.
-                self.state.requested.push(key);
             }
             Request::Write(key, datum) => {
                 if !contains(&keys.will_write_keys, &key) && !contains(&keys.may_write_keys, &key) {

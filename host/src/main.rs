@@ -74,6 +74,21 @@ fn check(file: &Path) -> Result<()> {
 
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 
+/// The part of cargo's `--message-format json` output `build` reads.
+#[derive(serde::Deserialize)]
+struct CargoMessage {
+    reason: String,
+    target: Option<CargoTarget>,
+    #[serde(default)]
+    filenames: Vec<PathBuf>,
+}
+
+#[derive(serde::Deserialize)]
+struct CargoTarget {
+    name: String,
+    crate_types: Vec<String>,
+}
+
 fn build(manifest: Option<&Path>, package: Option<&str>, profile: &str, output: Option<PathBuf>) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -90,18 +105,15 @@ fn build(manifest: Option<&Path>, package: Option<&str>, profile: &str, output: 
     if !out.status.success() {
         bail!("cargo build failed ({}); if the target is missing: rustup target add {GUEST_TARGET}", out.status);
     }
+    let wanted = |name: &str| package.is_none_or(|p| p.replace('_', "-") == name.replace('_', "-"));
     let modules: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact")
-        .filter(|msg| msg["target"]["crate_types"].as_array().is_some_and(|t| t.iter().any(|t| t == "cdylib")))
-        .filter(|msg| {
-            package.is_none_or(|p| {
-                msg["target"]["name"].as_str().map(|n| n.replace('_', "-")) == Some(p.replace('_', "-"))
-            })
+        .filter_map(|line| serde_json::from_str::<CargoMessage>(line).ok())
+        .filter(|msg| msg.reason == "compiler-artifact")
+        .filter_map(|msg| {
+            msg.target.filter(|t| t.crate_types.iter().any(|c| c == "cdylib") && wanted(&t.name)).map(|_| msg.filenames)
         })
-        .flat_map(|msg| msg["filenames"].as_array().cloned().unwrap_or_default())
-        .filter_map(|name| name.as_str().map(PathBuf::from))
+        .flatten()
         .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
         .collect();
     let [module] = modules.as_slice() else {

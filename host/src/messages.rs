@@ -34,7 +34,8 @@ pub struct KeySets {
 
 impl KeySets {
     /// Sorts and deduplicates each set, so membership is a binary search
-    /// and iteration order is deterministic.
+    /// and iteration order is deterministic. The stronger declaration wins
+    /// where a key is in two sets: eager over lazy, will over may.
     pub fn normalized(mut self) -> Self {
         for set in
             [&mut self.lazy_read_keys, &mut self.eager_read_keys, &mut self.will_write_keys, &mut self.may_write_keys]
@@ -42,6 +43,10 @@ impl KeySets {
             set.sort();
             set.dedup();
         }
+        let eager = &self.eager_read_keys;
+        self.lazy_read_keys.retain(|k| eager.binary_search(k).is_err());
+        let will = &self.will_write_keys;
+        self.may_write_keys.retain(|k| will.binary_search(k).is_err());
         self
     }
 

@@ -206,7 +206,9 @@ type Job<B> = (Instance<B>, Vec<<B as Behaviour>::Action>, Trigger<<B as Behavio
 type Done<B> = (Instance<B>, crate::engine::Effect<B>);
 
 struct Node<B: Behaviour> {
-    engines: HashMap<EngineId, Slot<B>>,
+    /// Boxed: the table then holds only a key and a pointer per engine,
+    /// so its spare capacity costs little.
+    engines: HashMap<EngineId, Box<Slot<B>>>,
     timers: BTreeMap<(Time, u64), (EngineId, B::Timer)>,
     next_seq: u64,
     router: Arc<dyn Router<B::Msg>>,
@@ -258,11 +260,12 @@ where
 
     fn spawn(&mut self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) {
         let id = instance.id.clone();
-        let slot = Slot { instance: Some(instance), backlog: VecDeque::new(), timer_keys: Vec::new() };
+        let slot = Box::new(Slot { instance: Some(instance), backlog: VecDeque::new(), timer_keys: Vec::new() });
         if self.engines.insert(id.clone(), slot).is_none() {
             self.metrics.engines.fetch_add(1, Ordering::Relaxed);
         }
         self.schedule(&id, timers);
+        self.drain(&id);
     }
 
     fn deliver(&mut self, envelope: Envelope<B::Msg>) {
@@ -346,17 +349,18 @@ where
             }
         }
         self.schedule(id, effect.timers);
-        if effect.stop {
-            if let Some(slot) = self.engines.remove(id) {
-                for (_, key) in slot.timer_keys {
-                    self.timers.remove(&key);
-                }
-                self.metrics.engines.fetch_sub(1, Ordering::Relaxed);
+        if effect.stop
+            && let Some(slot) = self.engines.remove(id)
+        {
+            for (_, key) in slot.timer_keys {
+                self.timers.remove(&key);
             }
+            self.metrics.engines.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     fn schedule(&mut self, id: &EngineId, ops: Vec<TimerOp<B::Timer>>) {
+        let now = self.now();
         let Some(slot) = self.engines.get_mut(id) else { return };
         for op in ops {
             let handle = match &op {
@@ -373,6 +377,12 @@ where
                 keep
             });
             if let TimerOp::Set(timer) = op {
+                if timer.at <= now {
+                    // Due already (an engine's "at once" timer): no trip
+                    // through the timer queue.
+                    slot.backlog.push_back(Trigger::Elapsed { timers: vec![timer.handle], at: now });
+                    continue;
+                }
                 let key = (timer.at, self.next_seq);
                 self.next_seq += 1;
                 self.timers.insert(key, (id.clone(), timer.handle.clone()));

@@ -33,7 +33,9 @@ fn w(key: &str) -> String {
 }
 
 /// Splits off the two `ExecutorFinished` at the end of `messages`.
-fn split_finished(mut messages: Vec<(EngineId, Message)>) -> (Vec<(EngineId, Message)>, executor_host::messages::ExecutorFinished) {
+fn split_finished(
+    mut messages: Vec<(EngineId, Message)>,
+) -> (Vec<(EngineId, Message)>, executor_host::messages::ExecutorFinished) {
     let report = finished(&messages);
     let tail = messages.split_off(messages.len() - 2);
     assert!(tail.iter().all(|(_, m)| matches!(m, Message::ExecutorFinished(_))), "finished comes last");
@@ -42,7 +44,8 @@ fn split_finished(mut messages: Vec<(EngineId, Message)>) -> (Vec<(EngineId, Mes
 
 #[test]
 fn late_read_after_finish_is_dropped() {
-    let (mut d, out) = start(script(&[&[Read(w("a"))], &[Write(w("b"), w("1")), Halt]]), keys(&["a"], &["c"], &["b"], &[]));
+    let (mut d, out) =
+        start(script(&[&[Read(w("a"))], &[Write(w("b"), w("1")), Halt]]), keys(&["a"], &["c"], &["b"], &[]));
     assert_eq!(out, vec![request("a", true)]);
     let (out, report) = split_finished(sent(&d.id(), d.read("a", Some("x"))));
     assert!(report.success);

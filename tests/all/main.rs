@@ -8,11 +8,20 @@
 //! - `scripted`: a native function driven by a script, and a driver for one
 //!   executor on a virtual clock.
 //! - `executor`: one test per correction of nspec in the executor engine.
+//! - `host`: the embedding API on tokio.
+//! - `executor_props`: random scripts and key sets against the invariants.
+//! - `nockma`: nspec's Nock executor function, wasm against native.
+
+// Tests and their helpers: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod cli;
 mod determinism;
-mod guests;
-mod sandbox;
-mod support;
 mod executor;
+mod executor_props;
+mod guests;
+mod host;
+mod nockma;
+mod sandbox;
 mod scripted;
+mod support;

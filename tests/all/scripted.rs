@@ -81,8 +81,13 @@ pub fn issuer() -> EngineId {
 
 pub fn keys(lazy: &[&str], eager: &[&str], will: &[&str], may: &[&str]) -> KeySets {
     let set = |keys: &[&str]| keys.iter().map(|k| k.as_bytes().to_vec()).collect();
-    KeySets { lazy_read_keys: set(lazy), eager_read_keys: set(eager), will_write_keys: set(will), may_write_keys: set(may) }
-        .normalized()
+    KeySets {
+        lazy_read_keys: set(lazy),
+        eager_read_keys: set(eager),
+        will_write_keys: set(will),
+        may_write_keys: set(may),
+    }
+    .normalized()
 }
 
 pub fn script(steps: &[&[Op]]) -> Vec<u8> {
@@ -155,7 +160,10 @@ pub fn request(key: &str, actual: bool) -> (EngineId, Message) {
 }
 
 pub fn write(key: &str, datum: Option<&str>) -> (EngineId, Message) {
-    (shard_of(key), Message::KvsWrite { timestamp: TS, key: key.as_bytes().to_vec(), datum: datum.map(|d| d.as_bytes().to_vec()) })
+    (
+        shard_of(key),
+        Message::KvsWrite { timestamp: TS, key: key.as_bytes().to_vec(), datum: datum.map(|d| d.as_bytes().to_vec()) },
+    )
 }
 
 /// Targets and payloads, after checking every envelope is from `sender`

@@ -51,10 +51,8 @@ impl StepArena {
     fn bump(&self, align: usize, size: usize) -> *mut u8 {
         let mut next = self.next.get();
         if next == 0 {
-            // SAFETY: only the address of the linker symbol is taken.
-            #[allow(unsafe_code)]
-            let base = unsafe { core::ptr::addr_of!(__heap_base) } as usize;
-            next = base;
+            // Taking the address of an extern static is safe; it is never read.
+            next = core::ptr::addr_of!(__heap_base) as usize;
         }
         let Some(start) = next.checked_add(align - 1).map(|n| n & !(align - 1)) else {
             return core::ptr::null_mut();

@@ -1,0 +1,157 @@
+//! Random executor functions over random declared key sets, delivered in
+//! random order with junk mixed in, against the executor's invariants:
+//! exactly one `ExecutorFinished` per recipient, every declared lazy key
+//! and write key resolved exactly once, nothing sent for undeclared keys,
+//! nothing sent after the finish.
+//!
+//! proptest prints the smallest failing case and records it in
+//! `proptest-regressions/` for replay.
+
+use std::collections::BTreeMap;
+
+use executor_host::engine::EngineId;
+use executor_host::executor::{AccessMode, ExecutorOptions, ExecutorTimer, WriteMode};
+use executor_host::messages::{KeySets, Message};
+use proptest::prelude::*;
+
+use crate::scripted::*;
+
+const UNIVERSE: [&str; 7] = ["a", "b", "c", "p", "q", "r", "z"];
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = proptest::sample::select(UNIVERSE.to_vec()).prop_map(str::to_string);
+    prop_oneof![
+        6 => key.clone().prop_map(Op::Read),
+        6 => (key, 0..100u32).prop_map(|(k, v)| Op::Write(k, v.to_string())),
+        1 => Just(Op::Halt),
+        1 => Just(Op::Fail),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    script: Vec<Vec<Op>>,
+    /// Per key of the universe but `z` (never declared): a bit each for
+    /// lazy, eager, will, may.
+    masks: Vec<u8>,
+    write_mode: WriteMode,
+    access_mode: AccessMode,
+    /// Drives the delivery order and the junk.
+    choices: Vec<u8>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        proptest::collection::vec(proptest::collection::vec(op(), 0..4), 1..6),
+        proptest::collection::vec(0u8..16, UNIVERSE.len() - 1),
+        prop_oneof![Just(WriteMode::Streaming), Just(WriteMode::Atomic)],
+        prop_oneof![Just(AccessMode::Strict), Just(AccessMode::Lenient)],
+        proptest::collection::vec(any::<u8>(), 32),
+    )
+        .prop_map(|(script, masks, write_mode, access_mode, choices)| Case {
+            script,
+            masks,
+            write_mode,
+            access_mode,
+            choices,
+        })
+}
+
+fn key_sets(masks: &[u8]) -> KeySets {
+    let pick =
+        |bit: u8| -> Vec<&str> { UNIVERSE.iter().zip(masks).filter(|(_, m)| *m & bit != 0).map(|(k, _)| *k).collect() };
+    keys(&pick(1), &pick(2), &pick(4), &pick(8))
+}
+
+fn check(case: Case) -> Result<(), TestCaseError> {
+    let sets = key_sets(&case.masks);
+    let options = ExecutorOptions { write_mode: case.write_mode, access_mode: case.access_mode, ..Default::default() };
+    let (mut d, first) = Driver::start(scripted(), serde_json::to_vec(&case.script).unwrap(), sets.clone(), options);
+    let id = d.id();
+    let mut log: Vec<(EngineId, Message)> = sent(&id, first);
+    let mut finished_at = log.iter().position(|(_, m)| matches!(m, Message::ExecutorFinished(_)));
+    let mut delivered: Vec<String> = Vec::new();
+    let mut choices = case.choices.iter().copied().cycle();
+    for _ in 0..40 {
+        // What a shard would send now: eager keys, and lazy keys requested.
+        let requested: Vec<String> = log
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::KvsReadRequest { key, actual: true, .. } => Some(String::from_utf8(key.clone()).unwrap()),
+                _ => None,
+            })
+            .collect();
+        let mut due: Vec<String> = sets
+            .eager_read_keys
+            .iter()
+            .map(|k| String::from_utf8(k.clone()).unwrap())
+            .chain(requested)
+            .filter(|k| !delivered.contains(k))
+            .collect();
+        due.dedup();
+        let choice = choices.next().unwrap_or(0);
+        let out = if due.is_empty() || choice % 7 == 0 {
+            // Junk: a duplicate, another transaction's read, an unrequested key.
+            let key = UNIVERSE[usize::from(choice) % UNIVERSE.len()];
+            let timestamp = if choice % 2 == 0 { TS } else { TS + 1 };
+            if due.is_empty() && finished_at.is_none() && choice % 3 == 0 {
+                break;
+            }
+            d.read_at(timestamp, key, Some("j"))
+        } else {
+            let key = due[usize::from(choice) % due.len()].clone();
+            delivered.push(key.clone());
+            d.read(&key, if choice % 5 == 0 { None } else { Some("1") })
+        };
+        let out = sent(&id, out);
+        if finished_at.is_some() {
+            prop_assert!(out.is_empty(), "sent after finishing: {out:?}");
+        }
+        log.extend(out);
+        finished_at = finished_at.or_else(|| log.iter().position(|(_, m)| matches!(m, Message::ExecutorFinished(_))));
+    }
+    if finished_at.is_none() {
+        log.extend(sent(&id, d.fire(ExecutorTimer::Deadline)));
+    }
+
+    // Exactly one ExecutorFinished per recipient.
+    let reports: Vec<&EngineId> =
+        log.iter().filter(|(_, m)| matches!(m, Message::ExecutorFinished(_))).map(|(to, _)| to).collect();
+    prop_assert_eq!(reports.len(), 2);
+    prop_assert!(reports.contains(&&worker()) && reports.contains(&&issuer()));
+
+    // Every lazy key and write key resolved exactly once; nothing else.
+    let mut read_requests: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    let mut writes: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    for (to, message) in &log {
+        match message {
+            Message::KvsReadRequest { key, timestamp, .. } => {
+                prop_assert_eq!(*timestamp, TS);
+                prop_assert_eq!(to, &shard_of(std::str::from_utf8(key).unwrap()));
+                *read_requests.entry(key.clone()).or_default() += 1;
+            }
+            Message::KvsWrite { key, timestamp, .. } => {
+                prop_assert_eq!(*timestamp, TS);
+                prop_assert_eq!(to, &shard_of(std::str::from_utf8(key).unwrap()));
+                *writes.entry(key.clone()).or_default() += 1;
+            }
+            Message::ExecutorFinished(_) => {}
+            other => prop_assert!(false, "unexpected message {other:?}"),
+        }
+    }
+    let expected_reads: BTreeMap<Vec<u8>, usize> = sets.lazy_read_keys.iter().map(|k| (k.clone(), 1)).collect();
+    prop_assert_eq!(read_requests, expected_reads);
+    let expected_writes: BTreeMap<Vec<u8>, usize> =
+        sets.will_write_keys.iter().chain(&sets.may_write_keys).map(|k| (k.clone(), 1)).collect();
+    prop_assert_eq!(writes, expected_writes);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_declared_key_is_resolved_once_and_nothing_follows_the_finish(case in case()) {
+        check(case)?;
+    }
+}
