@@ -42,7 +42,11 @@ impl fmt::Display for ComponentInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "size: {} bytes", self.size)?;
         for (title, items) in [("exports", &self.exports), ("imports", &self.imports)] {
-            writeln!(f, "{title}: {}", if items.is_empty() { "none" } else { "" })?;
+            if items.is_empty() {
+                writeln!(f, "{title}: none")?;
+            } else {
+                writeln!(f, "{title}:")?;
+            }
             for (name, kind) in items {
                 writeln!(f, "  {name}: {kind}")?;
             }
