@@ -197,18 +197,32 @@ pub struct Shared {
     pub metrics: Arc<ExecutorMetrics>,
 }
 
-/// One transaction's executor configuration (nspec's `ExecutorCfg`, plus
-/// the program to run and what the host shares).
-#[derive(Debug)]
-pub struct ExecutorConfig {
+/// One transaction to execute: what a worker knows of it.
+#[derive(Debug, Clone)]
+pub struct Transaction {
     pub timestamp: Timestamp,
     pub executable: Vec<u8>,
-    /// Normalized: sorted, no duplicates.
     pub keys: KeySets,
+    /// Gets `ExecutorFinished`, and names the executor.
     pub worker: EngineId,
+    /// Also gets `ExecutorFinished`.
     pub issuer: EngineId,
     pub program: Arc<dyn Program>,
+}
+
+/// One executor's configuration (nspec's `ExecutorCfg`): its transaction,
+/// with normalized key sets, and what the host shares.
+#[derive(Debug)]
+pub struct ExecutorConfig {
+    pub tx: Transaction,
     pub shared: Arc<Shared>,
+}
+
+impl ExecutorConfig {
+    pub fn new(mut tx: Transaction, shared: Arc<Shared>) -> Self {
+        tx.keys = tx.keys.normalized();
+        Self { tx, shared }
+    }
 }
 
 /// nspec's `ExecutorLocalState`, plus what the fixes need to remember.
@@ -262,7 +276,7 @@ impl Executor {
     /// A new executor and the timers its host must schedule: the first step
     /// at once, the deadline later.
     pub fn spawn(config: ExecutorConfig, now: Duration) -> (Instance<Self>, Vec<TimerOp<ExecutorTimer>>) {
-        let id = executor_id(&config.worker, config.timestamp);
+        let id = executor_id(&config.tx.worker, config.tx.timestamp);
         let deadline = now.saturating_add(config.shared.options.deadline);
         let timers = vec![
             Timer { handle: ExecutorTimer::Start, at: now },
@@ -303,13 +317,13 @@ fn guard_timers(trigger: &Trig, _: &ExecutorConfig, _: &Env) -> Option<ExecutorA
 fn guard_read(trigger: &Trig, config: &ExecutorConfig, env: &Env) -> Option<ExecutorAction> {
     let Trigger::Message { envelope, .. } = trigger else { return None };
     let Message::KvsRead { timestamp, key, data } = &envelope.payload else { return None };
-    let reason = if *timestamp != config.timestamp {
+    let reason = if *timestamp != config.tx.timestamp {
         DropReason::WrongTimestamp
     } else if envelope.sender != config.shared.shards.shard_for(key) {
         DropReason::NotFromOwningShard
     } else if env.local.reads.iter().any(|(k, _)| k == key) {
         DropReason::Duplicate
-    } else if !contains(&config.keys.eager_read_keys, key) && !env.local.requested.contains(key) {
+    } else if !contains(&config.tx.keys.eager_read_keys, key) && !env.local.requested.contains(key) {
         DropReason::Unrequested
     } else {
         return Some(ExecutorAction::Read { key: key.clone(), data: data.clone() });
@@ -349,7 +363,7 @@ impl Behaviour for Executor {
             state: &mut env.local,
             effect: Effect::default(),
             now: trigger.at(),
-            id: executor_id(&config.worker, config.timestamp),
+            id: executor_id(&config.tx.worker, config.tx.timestamp),
         };
         match action {
             ExecutorAction::Start => {
@@ -370,7 +384,7 @@ impl Behaviour for Executor {
             }
             ExecutorAction::Reap => run.effect.stop = true,
             ExecutorAction::Drop(reason) => {
-                tracing::debug!(?reason, timestamp = config.timestamp, "executor dropped a trigger");
+                tracing::debug!(?reason, timestamp = config.tx.timestamp, "executor dropped a trigger");
                 config.shared.metrics.count_drop(reason);
             }
         }
@@ -409,8 +423,8 @@ impl Run<'_> {
     fn step(&mut self, input: Option<Input>) {
         let config = self.config;
         let gas_left = config.shared.options.gas_limit.saturating_sub(self.state.gas_used);
-        let report = config.program.step(StepCall {
-            executable: &config.executable,
+        let report = config.tx.program.step(StepCall {
+            executable: &config.tx.executable,
             state: self.state.program_state.as_deref(),
             input: input.as_ref(),
             gas_limit: gas_left,
@@ -429,7 +443,7 @@ impl Run<'_> {
                 match config.shared.options.access_mode {
                     AccessMode::Strict => return self.finish(Some(violation)),
                     AccessMode::Lenient => {
-                        tracing::warn!(%violation, timestamp = config.timestamp, "undeclared access skipped");
+                        tracing::warn!(%violation, timestamp = config.tx.timestamp, "undeclared access skipped");
                         config.shared.metrics.violations_reported.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -442,8 +456,8 @@ impl Run<'_> {
 
     /// Turns one request into messages, or names the violation.
     fn request(&mut self, request: Request) -> Result<(), Failure> {
-        let keys = &self.config.keys;
-        let timestamp = self.config.timestamp;
+        let keys = &self.config.tx.keys;
+        let timestamp = self.config.tx.timestamp;
         match request {
             Request::Read(key) => {
                 let already = self.state.requested.contains(&key) || self.state.reads.iter().any(|(k, _)| *k == key);
@@ -487,7 +501,7 @@ impl Run<'_> {
     /// final step), then `ExecutorFinished` to the worker and the issuer.
     fn finish(&mut self, failure: Option<Failure>) {
         let config = self.config;
-        let timestamp = config.timestamp;
+        let timestamp = config.tx.timestamp;
         let options = &config.shared.options;
         self.state.finished = true;
         let success = failure.is_none();
@@ -504,13 +518,14 @@ impl Run<'_> {
                 self.send_to_shard(key, Message::KvsWrite { timestamp, key: key.clone(), datum: Some(datum.clone()) });
             }
         }
-        for key in &config.keys.lazy_read_keys {
+        for key in &config.tx.keys.lazy_read_keys {
             let used = self.state.requested.contains(key) || self.state.reads.iter().any(|(k, _)| k == key);
             if !used {
                 self.send_to_shard(key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: false });
             }
         }
-        let mut write_keys: Vec<&Key> = config.keys.will_write_keys.iter().chain(&config.keys.may_write_keys).collect();
+        let mut write_keys: Vec<&Key> =
+            config.tx.keys.will_write_keys.iter().chain(&config.tx.keys.may_write_keys).collect();
         write_keys.sort();
         write_keys.dedup();
         for key in write_keys {
@@ -533,10 +548,10 @@ impl Run<'_> {
             failure,
             gas_used: self.state.gas_used,
         };
-        if config.issuer != config.worker {
-            self.send(config.issuer.clone(), Message::ExecutorFinished(finished.clone()));
+        if config.tx.issuer != config.tx.worker {
+            self.send(config.tx.issuer.clone(), Message::ExecutorFinished(finished.clone()));
         }
-        self.send(config.worker.clone(), Message::ExecutorFinished(finished));
+        self.send(config.tx.worker.clone(), Message::ExecutorFinished(finished));
         self.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
         self.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Deadline));
         self.effect

@@ -39,23 +39,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineId, Envelope};
+pub use crate::executor::Transaction;
 use crate::executor::{Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ShardMap, Shared};
-use crate::messages::{KeySets, Message, Timestamp};
+use crate::messages::Message;
 use crate::node::{self, NodeConfig, NodeHandle, NodeMetrics, NodeStopped, Router};
-use crate::program::Program;
-
-/// One transaction to execute.
-#[derive(Debug, Clone)]
-pub struct Transaction {
-    pub timestamp: Timestamp,
-    pub executable: Vec<u8>,
-    pub keys: KeySets,
-    /// Gets `ExecutorFinished`, and names the executor.
-    pub worker: EngineId,
-    /// Also gets `ExecutorFinished`.
-    pub issuer: EngineId,
-    pub program: Arc<dyn Program>,
-}
 
 /// How an [`ExecutorHost`] runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -92,15 +79,7 @@ impl ExecutorHost {
     /// Spawns the executor of `tx` and returns its id (the id it sends from
     /// and must be addressed by). Its first step runs at once.
     pub async fn spawn(&self, tx: Transaction) -> Result<EngineId, NodeStopped> {
-        let config = ExecutorConfig {
-            timestamp: tx.timestamp,
-            executable: tx.executable,
-            keys: tx.keys.normalized(),
-            worker: tx.worker,
-            issuer: tx.issuer,
-            program: tx.program,
-            shared: self.shared.clone(),
-        };
+        let config = ExecutorConfig::new(tx, self.shared.clone());
         let (instance, timers) = Executor::spawn(config, self.node.now());
         let id = instance.id.clone();
         self.node.spawn(instance, timers).await?;

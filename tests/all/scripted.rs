@@ -7,7 +7,7 @@ use std::time::Duration;
 use executor_guest::{ExecutorFunction, Input, Request, Step};
 use executor_host::engine::{EngineId, Envelope, Instance, Trigger};
 use executor_host::executor::{
-    Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ExecutorTimer, ShardMap, Shared,
+    Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ExecutorTimer, ShardMap, Shared, Transaction,
 };
 use executor_host::messages::{ExecutorFinished, KeySets, Message};
 use executor_host::program::{Limits, NativeProgram, Program};
@@ -114,8 +114,10 @@ impl Driver {
     ) -> (Self, Vec<Envelope<Message>>) {
         let metrics = Arc::new(ExecutorMetrics::default());
         let shared = Arc::new(Shared { options, shards: Arc::new(TwoShards), metrics: metrics.clone() });
-        let config =
-            ExecutorConfig { timestamp: TS, executable, keys, worker: worker(), issuer: issuer(), program, shared };
+        let config = ExecutorConfig::new(
+            Transaction { timestamp: TS, executable, keys, worker: worker(), issuer: issuer(), program },
+            shared,
+        );
         let (instance, _) = Executor::spawn(config, Duration::ZERO);
         let mut driver = Self { instance, metrics, now: Duration::ZERO, stopped: false };
         let sent = driver.fire(ExecutorTimer::Start);
