@@ -50,8 +50,11 @@ use crate::node::{self, NodeConfig, NodeHandle, NodeMetrics, NodeStopped, Router
 pub struct HostConfig {
     pub executor: ExecutorOptions,
     /// Threads for guest calls; `0` runs them on the node task (only for
-    /// tests with paused time).
+    /// tests with paused time). Default: one per core.
     pub threads: Option<usize>,
+    /// Bound of the inbox (`deliver` waits when it is full); `0` for no
+    /// bound (in-process networks). Default: 4096.
+    pub inbox: Option<usize>,
 }
 
 /// Runs executors for an embedding process. Cheap to clone.
@@ -70,6 +73,9 @@ impl ExecutorHost {
             Some(threads) => node_config.execution = node::Execution::Pool { threads },
             None => {}
         }
+        if let Some(inbox) = config.inbox {
+            node_config.inbox = inbox;
+        }
         let node = node::start::<Executor>(node_config, router, None);
         let shared =
             Arc::new(Shared { options: config.executor, shards, metrics: Arc::new(ExecutorMetrics::default()) });
@@ -86,6 +92,15 @@ impl ExecutorHost {
         Ok(id)
     }
 
+    /// As [`ExecutorHost::spawn`] without waiting for room in the inbox
+    /// (which never runs out when it is unbounded).
+    pub fn try_spawn(&self, tx: Transaction) -> Result<EngineId, NodeStopped> {
+        let config = ExecutorConfig::new(tx, self.shared.clone());
+        let (instance, timers) = Executor::spawn(config, self.node.now());
+        let id = instance.id.clone();
+        if self.node.try_spawn(instance, timers) { Ok(id) } else { Err(NodeStopped) }
+    }
+
     /// Delivers a message to the executor it is addressed to. Messages for
     /// no executor of this host are dropped and counted.
     pub async fn deliver(&self, envelope: Envelope<Message>) -> Result<(), NodeStopped> {
@@ -96,6 +111,11 @@ impl ExecutorHost {
     /// the message was dropped.
     pub fn try_deliver(&self, envelope: Envelope<Message>) -> bool {
         self.node.try_deliver(envelope)
+    }
+
+    /// The executors' node, for inspection and settling.
+    pub fn node(&self) -> &NodeHandle<Executor> {
+        &self.node
     }
 
     /// Waits until no executor has work queued or running.

@@ -52,7 +52,9 @@ pub enum Execution {
 /// How a node is set up.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// Envelopes waiting to enter the node (backpressure on `deliver`).
+    /// Envelopes waiting to enter the node (backpressure on `deliver`);
+    /// `0` for no bound (in-process networks, where a router must never
+    /// wait on another node).
     pub inbox: usize,
     /// Triggers one engine may have queued; more are dropped.
     pub mailbox: usize,
@@ -72,6 +74,7 @@ pub struct NodeMetrics {
     unknown_target: AtomicU64,
     mailbox_full: AtomicU64,
     engines: AtomicU64,
+    handled: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -86,6 +89,10 @@ impl NodeMetrics {
     /// Engines currently hosted.
     pub fn engines(&self) -> u64 {
         self.engines.load(Ordering::Relaxed)
+    }
+    /// Triggers handled so far.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
     }
 }
 
@@ -102,12 +109,62 @@ enum Command<B: Behaviour> {
     },
     /// Answers once every engine is idle with nothing queued.
     Idle(oneshot::Sender<()>),
+    /// Runs a function on an engine (or on `None` if there is no such
+    /// engine), on the node task.
+    Inspect(EngineId, Inspector<B>),
+}
+
+type Inspector<B> = Box<dyn FnOnce(Option<&Instance<B>>) + Send>;
+
+/// The sending half of a node's inbox.
+enum Inbox<B: Behaviour> {
+    Bounded(mpsc::Sender<Command<B>>),
+    Unbounded(mpsc::UnboundedSender<Command<B>>),
+}
+
+impl<B: Behaviour> Clone for Inbox<B> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Bounded(tx) => Self::Bounded(tx.clone()),
+            Self::Unbounded(tx) => Self::Unbounded(tx.clone()),
+        }
+    }
+}
+
+impl<B: Behaviour> Inbox<B> {
+    async fn send(&self, command: Command<B>) -> Result<(), NodeStopped> {
+        match self {
+            Self::Bounded(tx) => tx.send(command).await.map_err(|_| NodeStopped),
+            Self::Unbounded(tx) => tx.send(command).map_err(|_| NodeStopped),
+        }
+    }
+
+    fn try_send(&self, command: Command<B>) -> bool {
+        match self {
+            Self::Bounded(tx) => tx.try_send(command).is_ok(),
+            Self::Unbounded(tx) => tx.send(command).is_ok(),
+        }
+    }
+}
+
+enum InboxReceiver<B: Behaviour> {
+    Bounded(mpsc::Receiver<Command<B>>),
+    Unbounded(mpsc::UnboundedReceiver<Command<B>>),
+}
+
+impl<B: Behaviour> InboxReceiver<B> {
+    async fn recv(&mut self) -> Option<Command<B>> {
+        match self {
+            Self::Bounded(rx) => rx.recv().await,
+            Self::Unbounded(rx) => rx.recv().await,
+        }
+    }
 }
 
 /// A cloneable handle to a running node. The node stops when every handle
 /// is dropped.
 pub struct NodeHandle<B: Behaviour> {
-    commands: mpsc::Sender<Command<B>>,
+    commands: Inbox<B>,
     metrics: Arc<NodeMetrics>,
     epoch: Instant,
 }
@@ -127,25 +184,46 @@ impl<B: Behaviour> fmt::Debug for NodeHandle<B> {
 impl<B: Behaviour> NodeHandle<B> {
     /// Hands an envelope to the node (waits while its inbox is full).
     pub async fn deliver(&self, envelope: Envelope<B::Msg>) -> Result<(), NodeStopped> {
-        self.commands.send(Command::Deliver(envelope)).await.map_err(|_| NodeStopped)
+        self.commands.send(Command::Deliver(envelope)).await
     }
 
     /// Hands an envelope to the node without waiting; `false` if the inbox
     /// is full or the node stopped (the envelope is then dropped).
     pub fn try_deliver(&self, envelope: Envelope<B::Msg>) -> bool {
-        self.commands.try_send(Command::Deliver(envelope)).is_ok()
+        self.commands.try_send(Command::Deliver(envelope))
     }
 
     /// Starts hosting `instance` and schedules its initial timers.
     pub async fn spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> Result<(), NodeStopped> {
-        self.commands.send(Command::Spawn { instance, timers }).await.map_err(|_| NodeStopped)
+        self.commands.send(Command::Spawn { instance, timers }).await
+    }
+
+    /// As [`NodeHandle::spawn`] without waiting; `false` if the inbox is
+    /// full or the node stopped.
+    pub fn try_spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> bool {
+        self.commands.try_send(Command::Spawn { instance, timers })
+    }
+
+    /// Runs `f` on the engine `id` on the node task, and returns its result
+    /// (`f` gets `None` if the node hosts no such engine).
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        id: EngineId,
+        f: impl FnOnce(Option<&Instance<B>>) -> R + Send + 'static,
+    ) -> Result<R, NodeStopped> {
+        let (tx, rx) = oneshot::channel();
+        let inspector: Inspector<B> = Box::new(move |instance| {
+            let _ = tx.send(f(instance));
+        });
+        self.commands.send(Command::Inspect(id, inspector)).await?;
+        rx.await.map_err(|_| NodeStopped)
     }
 
     /// Waits until every engine is idle: nothing queued, nothing running.
     /// (Timers may still be set.)
     pub async fn idle(&self) -> Result<(), NodeStopped> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Idle(tx)).await.map_err(|_| NodeStopped)?;
+        self.commands.send(Command::Idle(tx)).await?;
         rx.await.map_err(|_| NodeStopped)
     }
 
@@ -168,7 +246,13 @@ pub fn start<B: Behaviour>(
 where
     B::Msg: Clone,
 {
-    let (commands, inbox) = mpsc::channel(config.inbox.max(1));
+    let (commands, inbox) = if config.inbox == 0 {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Inbox::Unbounded(tx), InboxReceiver::Unbounded(rx))
+    } else {
+        let (tx, rx) = mpsc::channel(config.inbox);
+        (Inbox::Bounded(tx), InboxReceiver::Bounded(rx))
+    };
     let metrics = Arc::new(NodeMetrics::default());
     let epoch = Instant::now();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -225,7 +309,7 @@ impl<B: Behaviour> Node<B>
 where
     B::Msg: Clone,
 {
-    async fn run(mut self, mut inbox: mpsc::Receiver<Command<B>>, mut done: mpsc::UnboundedReceiver<Done<B>>) {
+    async fn run(mut self, mut inbox: InboxReceiver<B>, mut done: mpsc::UnboundedReceiver<Done<B>>) {
         loop {
             let next = self.timers.keys().next().map(|(at, _)| self.epoch + *at);
             tokio::select! {
@@ -233,6 +317,9 @@ where
                     Some(Command::Deliver(envelope)) => self.deliver(envelope),
                     Some(Command::Spawn { instance, timers }) => self.spawn(instance, timers),
                     Some(Command::Idle(reply)) => self.idle_waiters.push(reply),
+                    Some(Command::Inspect(id, inspector)) => {
+                        inspector(self.engines.get(&id).and_then(|slot| slot.instance.as_ref()));
+                    }
                     None => break,
                 },
                 Some((instance, effect)) = done.recv() => {
@@ -322,6 +409,7 @@ where
                 return;
             }
             let Some(trigger) = slot.backlog.pop_front() else { return };
+            self.metrics.handled.fetch_add(1, Ordering::Relaxed);
             let Some(instance) = slot.instance.as_mut() else { return };
             let actions = instance.choose(&trigger);
             if let Some(pool) = self.pool.as_ref().filter(|_| actions.iter().any(B::offload)) {
@@ -340,13 +428,15 @@ where
     }
 
     fn apply(&mut self, id: &EngineId, effect: crate::engine::Effect<B>) {
-        for envelope in effect.send {
-            self.router.route(envelope);
-        }
+        // Spawn before sending: a message the effect sends may cause one
+        // to the new engine, which must exist by then.
         if let Some(spawner) = &self.spawner {
             for request in effect.spawn {
                 spawner.spawn(request);
             }
+        }
+        for envelope in effect.send {
+            self.router.route(envelope);
         }
         self.schedule(id, effect.timers);
         if effect.stop

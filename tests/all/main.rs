@@ -11,6 +11,9 @@
 //! - `host`: the embedding API on tokio.
 //! - `executor_props`: random scripts and key sets against the invariants.
 //! - `nockma`: nspec's Nock executor function, wasm against native.
+//! - `oracle`: serializability of whole runs through shards and worker.
+//! - `module_store`: deploying, listing, loading and removing guests by
+//!   name, safely and atomically, and the `deploy`/`list`/`remove` CLI.
 
 // Tests and their helpers: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -21,7 +24,9 @@ mod executor;
 mod executor_props;
 mod guests;
 mod host;
+mod module_store;
 mod nockma;
+mod oracle;
 mod sandbox;
 mod scripted;
 mod support;

@@ -1,0 +1,331 @@
+//! The module store: guest components deployed under names, in a directory.
+//!
+//! A [`ModuleStore`] lets a host deploy an executor component once and run
+//! it later by name (`executor-host deploy`, `list`, `remove`, and `run
+//! --guest <name>`). Deploying validates the component against the
+//! `executor` world and compiles it through the sandbox's artifact cache, so
+//! a later process loads it without compiling. The layout of the store
+//! directory:
+//!
+//! ```text
+//! modules/<sha256 hex>.wasm   each component once, named by its content
+//! names/<name>                the hex hash the name points at (one line)
+//! artifacts/<key>.cwasm       precompiled artifacts (a cache; deletable)
+//! ```
+//!
+//! **Names** are 1 to 64 bytes of `a-z`, `0-9`, `_` and `-`, starting with a
+//! letter or digit ([`validate_name`]): no `/`, `.`, `..`, NUL, or anything
+//! else that could leave `names/`. The store is also opened on a
+//! [`cap_std::fs::Dir`], so even a bug here cannot reach a file outside it,
+//! symbolic links included.
+//!
+//! **Every write is atomic**: the bytes go to a temporary file in the
+//! target's own directory (named `.<target>.<pid>.<n>.tmp`, never a valid
+//! name), are synced, and the temporary is renamed over the target. The
+//! module is written before the name points at it. A crash at any point
+//! leaves the previous deployment of the name intact and loadable; at worst
+//! a temporary file or an unreferenced module stays behind, which `list` and
+//! `load` ignore and which can be deleted when no deploy is running.
+//!
+//! What this module must not do: take a path or use ambient authority (the
+//! caller opens the directory; only the binary calls
+//! `cap_std::ambient_authority()`), run a guest, or trust what it reads from
+//! disk (a name's hash is checked for shape and a module's bytes against
+//! it). It does not coordinate concurrent writers: deploy and remove from
+//! one process at a time; loading and listing are safe alongside them.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use executor_host::module_store::ModuleStore;
+//! use executor_host::wasm::{Sandbox, SandboxConfig};
+//!
+//! let dir = cap_std::fs::Dir::open_ambient_dir("executor-store", cap_std::ambient_authority())?;
+//! let store = ModuleStore::open(dir)?;
+//! let sandbox = Sandbox::new(SandboxConfig::default())?;
+//! let deployed = store.deploy(&sandbox, "transfer", &std::fs::read("transfer.wasm")?)?;
+//! println!("{} -> {} ({} bytes)", deployed.name, deployed.hash, deployed.size);
+//! let program = store.load(&sandbox, "transfer")?;
+//! # drop(program);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cap_std::fs::Dir;
+use sha2::{Digest, Sha256};
+
+use crate::wasm::{LoadError, Sandbox, WasmProgram};
+
+const MODULES: &str = "modules";
+const NAMES: &str = "names";
+const ARTIFACTS: &str = "artifacts";
+
+/// The longest name a module can be deployed under, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A deployed module: the name, the component it points at and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deployed {
+    pub name: String,
+    /// The SHA-256 of the component, in lowercase hex.
+    pub hash: String,
+    /// The component's size in bytes.
+    pub size: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("invalid module name {name:?}: {reason} (a name is 1-64 of a-z, 0-9, `_`, `-`, starting with a-z or 0-9)")]
+    BadName { name: String, reason: String },
+    #[error("no module deployed as `{name}`")]
+    NotFound { name: String },
+    #[error("not a valid executor component: {error}")]
+    InvalidComponent { error: LoadError },
+    /// The component is valid but its compiled artifact could not be kept.
+    #[error("caching the compiled component: {error}")]
+    Artifact { error: LoadError },
+    /// The store holds something it never writes (edited or damaged).
+    #[error("corrupt module store: {0}")]
+    Corrupt(String),
+    #[error("{context}: {error}")]
+    Io { context: String, error: io::Error },
+}
+
+impl StoreError {
+    fn from_load(error: LoadError) -> Self {
+        match error {
+            LoadError::Cache(_) => Self::Artifact { error },
+            error => Self::InvalidComponent { error },
+        }
+    }
+}
+
+/// Checks that `name` can name a deployed module: 1 to [`MAX_NAME_LEN`]
+/// bytes of `a-z`, `0-9`, `_` and `-`, the first a letter or digit.
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
+    let bad = |reason: String| Err(StoreError::BadName { name: name.to_owned(), reason });
+    let Some(first) = name.chars().next() else {
+        return bad("empty".into());
+    };
+    if name.len() > MAX_NAME_LEN {
+        return bad(format!("longer than {MAX_NAME_LEN} bytes"));
+    }
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return bad(format!("starts with {first:?}"));
+    }
+    let allowed = |c: &char| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-';
+    if let Some(c) = name.chars().find(|c| !allowed(c)) {
+        return bad(format!("{c:?} is not allowed"));
+    }
+    Ok(())
+}
+
+/// Deployed components by name, in a directory (see the module docs).
+#[derive(Debug)]
+pub struct ModuleStore {
+    modules: Dir,
+    names: Dir,
+    artifacts: Dir,
+}
+
+impl ModuleStore {
+    /// Opens the store in `dir`, creating its subdirectories if missing.
+    pub fn open(dir: Dir) -> Result<Self, StoreError> {
+        let sub = |name: &str| {
+            dir.create_dir_all(name).and_then(|()| dir.open_dir(name)).map_err(io_error(format!("opening {name}/")))
+        };
+        Ok(Self { modules: sub(MODULES)?, names: sub(NAMES)?, artifacts: sub(ARTIFACTS)? })
+    }
+
+    /// Validates `bytes` as an executor component, caches its compiled
+    /// artifact, stores it (once per content) and points `name` at it,
+    /// replacing any previous deployment of `name`. On any error the store
+    /// is as before: the previous deployment stays loadable.
+    pub fn deploy(&self, sandbox: &Sandbox, name: &str, bytes: &[u8]) -> Result<Deployed, StoreError> {
+        validate_name(name)?;
+        self.compile(sandbox, bytes)?;
+        let hash = hex(&Sha256::digest(bytes));
+        let module = module_file(&hash);
+        // Identical bytes are stored once; a damaged copy is replaced.
+        if self.modules.read(&module).ok().as_deref() != Some(bytes) {
+            write_atomic(&self.modules, MODULES, &module, bytes)?;
+        }
+        let previous = self.hash_of(name).ok();
+        write_atomic(&self.names, NAMES, name, format!("{hash}\n").as_bytes())?;
+        if let Some(previous) = previous.filter(|previous| *previous != hash) {
+            self.collect(&previous);
+        }
+        Ok(Deployed { name: name.to_owned(), hash, size: u64::try_from(bytes.len()).unwrap_or(u64::MAX) })
+    }
+
+    /// Every deployed module, sorted by name.
+    pub fn list(&self) -> Result<Vec<Deployed>, StoreError> {
+        let mut deployed = Vec::new();
+        for name in self.names()? {
+            let hash = match self.hash_of(&name) {
+                Ok(hash) => hash,
+                // Removed since the directory was read.
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            let module = module_file(&hash);
+            let size = match self.modules.metadata(&module) {
+                Ok(metadata) => metadata.len(),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    return Err(StoreError::Corrupt(format!("`{name}` points at a missing module {MODULES}/{module}")));
+                }
+                Err(error) => return Err(io_error(format!("reading {MODULES}/{module}"))(error)),
+            };
+            deployed.push(Deployed { name, hash, size });
+        }
+        deployed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(deployed)
+    }
+
+    /// Loads the component deployed as `name`, through the artifact cache.
+    pub fn load(&self, sandbox: &Sandbox, name: &str) -> Result<WasmProgram, StoreError> {
+        validate_name(name)?;
+        let hash = self.hash_of(name)?;
+        let module = module_file(&hash);
+        let bytes = self.modules.read(&module).map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => {
+                StoreError::Corrupt(format!("`{name}` points at a missing module {MODULES}/{module}"))
+            }
+            _ => io_error(format!("reading {MODULES}/{module}"))(error),
+        })?;
+        if hex(&Sha256::digest(&bytes)) != hash {
+            return Err(StoreError::Corrupt(format!("{MODULES}/{module} does not match its hash")));
+        }
+        sandbox.load_cached(&bytes, &self.artifacts).map_err(StoreError::from_load)
+    }
+
+    /// Removes the name `name`, and its module if no other name points at
+    /// it. Compiled artifacts stay (they are a cache).
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        validate_name(name)?;
+        // A damaged name file can still be removed.
+        let hash = self.hash_of(name).ok();
+        self.names.remove_file(name).map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound { name: name.to_owned() },
+            _ => io_error(format!("removing {NAMES}/{name}"))(error),
+        })?;
+        sync_dir(&self.names, NAMES)?;
+        if let Some(hash) = hash {
+            self.collect(&hash);
+        }
+        Ok(())
+    }
+
+    /// Validates the component by loading it with the store's artifact
+    /// directory, so its compiled artifact is kept there.
+    fn compile(&self, sandbox: &Sandbox, bytes: &[u8]) -> Result<(), StoreError> {
+        let before = self.artifact_files()?;
+        match sandbox.load_cached(bytes, &self.artifacts) {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                // The sandbox checks the world after compiling (and caching):
+                // drop any artifact this failed load left behind.
+                if let Ok(after) = self.artifact_files() {
+                    for file in after.difference(&before) {
+                        let _ = self.artifacts.remove_file(file);
+                    }
+                }
+                Err(StoreError::from_load(error))
+            }
+        }
+    }
+
+    fn artifact_files(&self) -> Result<HashSet<OsString>, StoreError> {
+        let context = || format!("listing {ARTIFACTS}/");
+        let mut files = HashSet::new();
+        for entry in self.artifacts.entries().map_err(io_error(context()))? {
+            let file = entry.map_err(io_error(context()))?.file_name();
+            if file.to_str().is_some_and(|f| f.ends_with(".cwasm") && !f.starts_with('.')) {
+                files.insert(file);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Every valid name in `names/` (temporary files are not valid names).
+    fn names(&self) -> Result<Vec<String>, StoreError> {
+        let context = || format!("listing {NAMES}/");
+        let mut names = Vec::new();
+        for entry in self.names.entries().map_err(io_error(context()))? {
+            let file = entry.map_err(io_error(context()))?.file_name();
+            if let Some(name) = file.to_str().filter(|name| validate_name(name).is_ok()) {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// The hash `name` points at.
+    fn hash_of(&self, name: &str) -> Result<String, StoreError> {
+        let text = self.names.read_to_string(name).map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound { name: name.to_owned() },
+            _ => io_error(format!("reading {NAMES}/{name}"))(error),
+        })?;
+        let hash = text.strip_suffix('\n').unwrap_or(&text);
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(StoreError::Corrupt(format!("{NAMES}/{name} does not hold a SHA-256 hash")));
+        }
+        Ok(hash.to_owned())
+    }
+
+    /// Removes the module `hash` if no name points at it. Best effort: a
+    /// module left behind is harmless.
+    fn collect(&self, hash: &str) {
+        let Ok(names) = self.names() else { return };
+        if names.iter().any(|name| self.hash_of(name).ok().as_deref() == Some(hash)) {
+            return;
+        }
+        let module = module_file(hash);
+        match self.modules.remove_file(&module) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(%error, "could not remove the unused module {MODULES}/{module}"),
+        }
+    }
+}
+
+fn module_file(hash: &str) -> String {
+    format!("{hash}.wasm")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io_error(context: String) -> impl FnOnce(io::Error) -> StoreError {
+    move |error| StoreError::Io { context, error }
+}
+
+/// Writes `file` in `dir` atomically: a synced temporary file in the same
+/// directory, renamed over the target, then the directory synced.
+fn write_atomic(dir: &Dir, dir_name: &str, file: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let temp = format!(".{file}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let written = dir.create(&temp).and_then(|mut out| {
+        out.write_all(bytes)?;
+        out.sync_all()
+    });
+    let renamed = written.and_then(|()| dir.rename(&temp, dir, file));
+    if let Err(error) = renamed {
+        let _ = dir.remove_file(&temp);
+        return Err(io_error(format!("writing {dir_name}/{file}"))(error));
+    }
+    sync_dir(dir, dir_name)
+}
+
+/// Makes a rename in `dir` durable. (A `Dir`'s own handle may be `O_PATH`,
+/// which cannot be synced: open the directory for reading.)
+fn sync_dir(dir: &Dir, dir_name: &str) -> Result<(), StoreError> {
+    dir.open(".").and_then(|dir| dir.sync_all()).map_err(io_error(format!("syncing {dir_name}/")))
+}

@@ -1,0 +1,350 @@
+//! The reference shard: a multi-version key/value store speaking nspec's
+//! shard protocol, with the internals fixed.
+//!
+//! Per key, a timeline of transactions (by timestamp) with their declared
+//! accesses: a read marker (eager or lazy; waiting, requested, served,
+//! cancelled) and a write marker (will or may; pending, written, released).
+//! A read at `t` is answered once, with the latest value written before
+//! `t`, only when no earlier write to the key is still pending and every
+//! lock up to `t` has been heard (the heard-all-writes watermark; nspec's
+//! `t - 1` is not enough to know the reader's executor exists).
+//! A key with no earlier version reads as absent, or as the initial value
+//! the shard was loaded with. Watermarks are max-merged; versions below the
+//! heard-all-reads watermark are collapsed once nothing older is pending.
+//!
+//! nspec's shard serves reads only in a one-instant window, never answers a
+//! key without a value, loses lazy requests whose value is not known yet,
+//! ignores pending may-writes, and assigns watermarks instead of merging
+//! them; none of that is kept. It is for tests, examples and the `run`
+//! command: it keeps everything in memory and persists nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
+use crate::messages::{Datum, Key, KeySets, Message, Timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadStatus {
+    Waiting,
+    Requested,
+    Served,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WriteStatus {
+    Pending,
+    Written(Datum),
+    Released,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReadMarker {
+    eager: bool,
+    status: ReadStatus,
+}
+
+impl ReadMarker {
+    /// Whether the reader is owed an answer now (given the value is known).
+    fn due(&self) -> bool {
+        matches!((self.eager, self.status), (true, ReadStatus::Waiting) | (false, ReadStatus::Requested))
+    }
+
+    fn unresolved(&self) -> bool {
+        matches!(self.status, ReadStatus::Waiting | ReadStatus::Requested)
+    }
+}
+
+/// One transaction's accesses to one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Access {
+    executor: EngineId,
+    read: Option<ReadMarker>,
+    write: Option<WriteStatus>,
+}
+
+impl Access {
+    fn resolved(&self) -> bool {
+        !self.read.as_ref().is_some_and(ReadMarker::unresolved) && self.write != Some(WriteStatus::Pending)
+    }
+}
+
+/// One key's versions and accesses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Timeline {
+    /// The value before every access still listed (collected history, or
+    /// the initial value).
+    base: Option<Datum>,
+    accesses: BTreeMap<Timestamp, Access>,
+}
+
+/// The shard's local state.
+#[derive(Debug, Default)]
+pub struct ShardState {
+    keys: BTreeMap<Key, Timeline>,
+    /// Every write lock at or before this timestamp has been heard.
+    heard_all_writes: Timestamp,
+    /// Every read lock at or before this timestamp has been heard.
+    heard_all_reads: Timestamp,
+    /// Keys with a read marker not yet served.
+    unserved: BTreeSet<Key>,
+    /// Messages dropped as protocol violations (unknown lock, duplicate
+    /// write, late lock).
+    pub dropped: u64,
+}
+
+impl ShardState {
+    /// A shard loaded with initial values.
+    pub fn with_initial(initial: impl IntoIterator<Item = (Key, Datum)>) -> Self {
+        let keys =
+            initial.into_iter().map(|(k, v)| (k, Timeline { base: Some(v), accesses: BTreeMap::new() })).collect();
+        Self { keys, ..Self::default() }
+    }
+
+    /// The latest value of every key that has one.
+    pub fn latest(&self) -> BTreeMap<Key, Datum> {
+        self.keys
+            .iter()
+            .filter_map(|(key, timeline)| {
+                let written = timeline.accesses.values().rev().find_map(|a| match &a.write {
+                    Some(WriteStatus::Written(datum)) => Some(datum.clone()),
+                    _ => None,
+                });
+                written.or_else(|| timeline.base.clone()).map(|v| (key.clone(), v))
+            })
+            .collect()
+    }
+
+    /// Markers not resolved: writes pending, reads not served or cancelled.
+    pub fn pending_markers(&self) -> usize {
+        self.keys
+            .values()
+            .flat_map(|t| t.accesses.values())
+            .map(|a| {
+                usize::from(a.write == Some(WriteStatus::Pending))
+                    + usize::from(a.read.as_ref().is_some_and(ReadMarker::unresolved))
+            })
+            .sum()
+    }
+
+    /// Accesses still listed (after garbage collection).
+    pub fn listed_accesses(&self) -> usize {
+        self.keys.values().map(|t| t.accesses.len()).sum()
+    }
+
+    pub fn watermarks(&self) -> (Timestamp, Timestamp) {
+        (self.heard_all_writes, self.heard_all_reads)
+    }
+}
+
+/// What a shard's guard names.
+#[derive(Debug)]
+pub enum ShardAction {
+    Lock { timestamp: Timestamp, keys: KeySets, worker: EngineId, executor: EngineId },
+    ReadRequest { timestamp: Timestamp, key: Key, actual: bool },
+    Write { timestamp: Timestamp, key: Key, datum: Option<Datum> },
+    SeenAll { timestamp: Timestamp, write: bool },
+    Drop,
+}
+
+/// The shard behaviour.
+#[derive(Debug)]
+pub struct Shard;
+
+fn guard(trigger: &Trigger<Message, ()>, _: &(), _: &Environment<Shard>) -> Option<ShardAction> {
+    let Trigger::Message { envelope, .. } = trigger else { return Some(ShardAction::Drop) };
+    Some(match &envelope.payload {
+        Message::KvsAcquireLock { timestamp, keys, worker, executor } => ShardAction::Lock {
+            timestamp: *timestamp,
+            keys: keys.clone().normalized(),
+            worker: worker.clone(),
+            executor: executor.clone(),
+        },
+        Message::KvsReadRequest { timestamp, key, actual } => {
+            ShardAction::ReadRequest { timestamp: *timestamp, key: key.clone(), actual: *actual }
+        }
+        Message::KvsWrite { timestamp, key, datum } => {
+            ShardAction::Write { timestamp: *timestamp, key: key.clone(), datum: datum.clone() }
+        }
+        Message::UpdateSeenAll { timestamp, write } => ShardAction::SeenAll { timestamp: *timestamp, write: *write },
+        _ => ShardAction::Drop,
+    })
+}
+
+impl Shard {
+    /// A shard engine named `id`, loaded with `initial` values.
+    pub fn instance(id: EngineId, initial: impl IntoIterator<Item = (Key, Datum)>) -> Instance<Self> {
+        Instance { id, config: (), env: Environment::new(ShardState::with_initial(initial)) }
+    }
+}
+
+impl Behaviour for Shard {
+    type Config = ();
+    type Local = ShardState;
+    type Msg = Message;
+    type Timer = ();
+    type Action = ShardAction;
+    type Spawn = std::convert::Infallible;
+
+    const STRATEGY: GuardStrategy = GuardStrategy::FirstMatch;
+
+    fn guards() -> &'static [crate::engine::Guard<Self>] {
+        &[guard]
+    }
+
+    fn act(action: ShardAction, trigger: &Trigger<Message, ()>, _: &(), env: &mut Environment<Self>) -> Effect<Self> {
+        let Trigger::Message { envelope, .. } = trigger else { return Effect::default() };
+        let me = envelope.target.clone();
+        let state = &mut env.local;
+        let mut effect = Effect::default();
+        let mut touched: Vec<Key> = Vec::new();
+        match action {
+            ShardAction::Lock { timestamp, keys, worker, executor } => {
+                if timestamp <= state.heard_all_writes || timestamp <= state.heard_all_reads {
+                    // The worker promised no more locks this old.
+                    tracing::warn!(timestamp, "lock below a watermark dropped");
+                    state.dropped += 1;
+                    return effect;
+                }
+                let marks = [
+                    (&keys.eager_read_keys, Some(true), None),
+                    (&keys.lazy_read_keys, Some(false), None),
+                    (&keys.will_write_keys, None, Some(())),
+                    (&keys.may_write_keys, None, Some(())),
+                ];
+                for (set, read, write) in marks {
+                    for key in set {
+                        let access = state
+                            .keys
+                            .entry(key.clone())
+                            .or_default()
+                            .accesses
+                            .entry(timestamp)
+                            .or_insert_with(|| Access { executor: executor.clone(), read: None, write: None });
+                        if let Some(eager) = read {
+                            access.read = Some(ReadMarker { eager, status: ReadStatus::Waiting });
+                            state.unserved.insert(key.clone());
+                        }
+                        if write.is_some() {
+                            access.write = Some(WriteStatus::Pending);
+                        }
+                        touched.push(key.clone());
+                    }
+                }
+                effect.send.push(Envelope {
+                    sender: me.clone(),
+                    target: worker,
+                    mailbox: 0,
+                    payload: Message::KvsLockAcquired { timestamp },
+                });
+            }
+            ShardAction::ReadRequest { timestamp, key, actual } => {
+                let marker = state
+                    .keys
+                    .get_mut(&key)
+                    .and_then(|t| t.accesses.get_mut(&timestamp))
+                    .and_then(|a| a.read.as_mut())
+                    .filter(|m| !m.eager && m.status == ReadStatus::Waiting);
+                match marker {
+                    Some(marker) => {
+                        marker.status = if actual { ReadStatus::Requested } else { ReadStatus::Cancelled };
+                        touched.push(key);
+                    }
+                    // A request for an eager key is redundant; anything
+                    // else names no waiting lazy read.
+                    None => state.dropped += 1,
+                }
+            }
+            ShardAction::Write { timestamp, key, datum } => {
+                let write = state
+                    .keys
+                    .get_mut(&key)
+                    .and_then(|t| t.accesses.get_mut(&timestamp))
+                    .and_then(|a| a.write.as_mut());
+                match write {
+                    Some(status @ WriteStatus::Pending) => {
+                        *status = datum.map_or(WriteStatus::Released, WriteStatus::Written);
+                        touched.push(key);
+                    }
+                    _ => state.dropped += 1,
+                }
+            }
+            ShardAction::SeenAll { timestamp, write } => {
+                if write {
+                    state.heard_all_writes = state.heard_all_writes.max(timestamp);
+                    touched.extend(state.unserved.iter().cloned());
+                } else {
+                    state.heard_all_reads = state.heard_all_reads.max(timestamp);
+                    collect(state);
+                }
+            }
+            ShardAction::Drop => {
+                tracing::debug!(?envelope.payload, "shard dropped a message");
+                state.dropped += 1;
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for key in touched {
+            serve(state, &key, &me, &mut effect);
+        }
+        effect
+    }
+}
+
+/// Answers every read of `key` that is due and whose value is known.
+fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<Shard>) {
+    let Some(timeline) = state.keys.get_mut(key) else { return };
+    let heard = state.heard_all_writes;
+    let mut value = timeline.base.clone();
+    for (&timestamp, access) in timeline.accesses.iter_mut() {
+        // Reads at `timestamp` need every write lock before it heard, and
+        // no earlier write still pending (checked below, as we go). The
+        // watermark must cover `timestamp` itself, not just `timestamp - 1`:
+        // the worker spawns an executor when its locks are all held, before
+        // it raises the watermark, so this is also what tells the shard the
+        // reader exists to receive an unasked eager read.
+        let readable = heard >= timestamp;
+        if let Some(marker) = access.read.as_mut()
+            && readable
+            && marker.due()
+        {
+            marker.status = ReadStatus::Served;
+            effect.send.push(Envelope {
+                sender: me.clone(),
+                target: access.executor.clone(),
+                mailbox: 0,
+                payload: Message::KvsRead { timestamp, key: key.clone(), data: value.clone() },
+            });
+        }
+        match &access.write {
+            // Every later reader waits for this write.
+            Some(WriteStatus::Pending) => break,
+            Some(WriteStatus::Written(datum)) => value = Some(datum.clone()),
+            Some(WriteStatus::Released) | None => {}
+        }
+    }
+    let unserved_left = timeline.accesses.values().any(|a| a.read.as_ref().is_some_and(ReadMarker::unresolved));
+    if unserved_left {
+        state.unserved.insert(key.clone());
+    } else {
+        state.unserved.remove(key);
+    }
+}
+
+/// Collapses, per key, the resolved accesses below the heard-all-reads
+/// watermark into the key's base value: no reader can need them any more.
+fn collect(state: &mut ShardState) {
+    let below = state.heard_all_reads;
+    for timeline in state.keys.values_mut() {
+        while let Some(entry) = timeline.accesses.first_entry() {
+            if *entry.key() >= below || !entry.get().resolved() {
+                break;
+            }
+            let access = entry.remove();
+            if let Some(WriteStatus::Written(datum)) = access.write {
+                timeline.base = Some(datum);
+            }
+        }
+    }
+}

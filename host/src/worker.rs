@@ -1,0 +1,217 @@
+//! The mempool worker: orders transactions and starts their executors.
+//!
+//! It gives each `TransactionRequest` the next timestamp (from 1), sends
+//! `KvsAcquireLock` with the keys each shard owns to every shard that owns
+//! a declared key, and, once all of them answered `KvsLockAcquired`, asks its
+//! host to spawn the transaction's executor (with a unique id:
+//! [`executor_id`]). When every transaction up to `N` holds its locks it
+//! tells every shard `UpdateSeenAll { N }` (writes and reads), only when `N`
+//! changes. It collects `ExecutorFinished` from the executor's real id.
+//!
+//! Fixed from nspec: the last transaction's locks are counted (nspec's
+//! off-by-one never lets it run), watermarks only grow, and the executor
+//! is addressed by the id it sends from. Resubmission is not supported: a
+//! resubmitted transaction is treated as new.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
+use crate::executor::{ShardMap, executor_id};
+use crate::messages::{ExecutorFinished, KeySets, Message, Timestamp};
+
+/// The worker's configuration.
+#[derive(Debug)]
+pub struct WorkerConfig {
+    pub shards: Arc<dyn ShardMap>,
+    /// Every shard, to tell them the watermarks.
+    pub all_shards: Vec<EngineId>,
+}
+
+/// A transaction as the worker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ordered {
+    pub executable: Vec<u8>,
+    pub keys: KeySets,
+    pub issuer: EngineId,
+}
+
+/// What the worker asks its host to spawn: an executor for this
+/// transaction (the host supplies the program).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnExecutor {
+    pub timestamp: Timestamp,
+    pub worker: EngineId,
+    pub tx: Ordered,
+}
+
+/// The worker's local state.
+#[derive(Debug, Default)]
+pub struct WorkerState {
+    next: Timestamp,
+    /// Transactions by timestamp.
+    pub transactions: BTreeMap<Timestamp, Ordered>,
+    /// Shards yet to acknowledge each transaction's locks.
+    waiting: BTreeMap<Timestamp, usize>,
+    /// Locked transactions above the watermark.
+    locked: BTreeSet<Timestamp>,
+    /// Every transaction up to here holds its locks (and shards know).
+    pub watermark: Timestamp,
+    pub finished: BTreeMap<Timestamp, ExecutorFinished>,
+    /// Messages dropped (unknown acknowledgements, reports from impostors).
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+pub enum WorkerAction {
+    Order { executable: Vec<u8>, keys: KeySets, issuer: EngineId },
+    Acquired { timestamp: Timestamp },
+    Finished(ExecutorFinished),
+    Drop,
+}
+
+/// The worker behaviour.
+#[derive(Debug)]
+pub struct Worker;
+
+impl Worker {
+    pub fn instance(id: EngineId, config: WorkerConfig) -> Instance<Self> {
+        Instance { id, config, env: Environment::new(WorkerState { next: 1, ..WorkerState::default() }) }
+    }
+}
+
+fn guard(trigger: &Trigger<Message, ()>, _: &WorkerConfig, env: &Environment<Worker>) -> Option<WorkerAction> {
+    let Trigger::Message { envelope, .. } = trigger else { return Some(WorkerAction::Drop) };
+    Some(match &envelope.payload {
+        Message::TransactionRequest { executable, keys, .. } => WorkerAction::Order {
+            executable: executable.clone(),
+            keys: keys.clone().normalized(),
+            issuer: envelope.sender.clone(),
+        },
+        Message::KvsLockAcquired { timestamp } if env.local.waiting.contains_key(timestamp) => {
+            WorkerAction::Acquired { timestamp: *timestamp }
+        }
+        Message::ExecutorFinished(report)
+            if envelope.sender == executor_id(&envelope.target, report.timestamp)
+                && env.local.transactions.contains_key(&report.timestamp)
+                && !env.local.finished.contains_key(&report.timestamp) =>
+        {
+            WorkerAction::Finished(report.clone())
+        }
+        _ => WorkerAction::Drop,
+    })
+}
+
+impl Behaviour for Worker {
+    type Config = WorkerConfig;
+    type Local = WorkerState;
+    type Msg = Message;
+    type Timer = ();
+    type Action = WorkerAction;
+    type Spawn = SpawnExecutor;
+
+    const STRATEGY: GuardStrategy = GuardStrategy::FirstMatch;
+
+    fn guards() -> &'static [crate::engine::Guard<Self>] {
+        &[guard]
+    }
+
+    fn act(
+        action: WorkerAction,
+        trigger: &Trigger<Message, ()>,
+        config: &WorkerConfig,
+        env: &mut Environment<Self>,
+    ) -> Effect<Self> {
+        let Trigger::Message { envelope, .. } = trigger else { return Effect::default() };
+        let me = envelope.target.clone();
+        let state = &mut env.local;
+        let mut effect = Effect::default();
+        let send = |effect: &mut Effect<Self>, target: EngineId, payload| {
+            effect.send.push(Envelope { sender: me.clone(), target, mailbox: 0, payload });
+        };
+        match action {
+            WorkerAction::Order { executable, keys, issuer } => {
+                let timestamp = state.next;
+                state.next += 1;
+                let per_shard = split_by_shard(&keys, config.shards.as_ref());
+                state.transactions.insert(timestamp, Ordered { executable, keys, issuer });
+                state.waiting.insert(timestamp, per_shard.len());
+                let executor = executor_id(&me, timestamp);
+                for (shard, keys) in per_shard {
+                    let payload =
+                        Message::KvsAcquireLock { timestamp, keys, worker: me.clone(), executor: executor.clone() };
+                    send(&mut effect, shard, payload);
+                }
+                if state.waiting.get(&timestamp) == Some(&0) {
+                    locked(state, timestamp, &me, config, &mut effect);
+                }
+            }
+            WorkerAction::Acquired { timestamp } => {
+                if let Some(missing) = state.waiting.get_mut(&timestamp) {
+                    *missing = missing.saturating_sub(1);
+                    if *missing == 0 {
+                        locked(state, timestamp, &me, config, &mut effect);
+                    }
+                }
+            }
+            WorkerAction::Finished(report) => {
+                state.finished.insert(report.timestamp, report);
+            }
+            WorkerAction::Drop => {
+                tracing::debug!(?envelope.payload, "worker dropped a message");
+                state.dropped += 1;
+            }
+        }
+        effect
+    }
+}
+
+/// Every lock of `timestamp` is held: spawn its executor and advance the
+/// watermark as far as the locked prefix reaches.
+fn locked(
+    state: &mut WorkerState,
+    timestamp: Timestamp,
+    me: &EngineId,
+    config: &WorkerConfig,
+    effect: &mut Effect<Worker>,
+) {
+    state.waiting.remove(&timestamp);
+    if let Some(tx) = state.transactions.get(&timestamp) {
+        effect.spawn.push(SpawnExecutor { timestamp, worker: me.clone(), tx: tx.clone() });
+    }
+    state.locked.insert(timestamp);
+    let before = state.watermark;
+    while state.locked.remove(&(state.watermark + 1)) {
+        state.watermark += 1;
+    }
+    if state.watermark != before {
+        for shard in &config.all_shards {
+            for write in [true, false] {
+                effect.send.push(Envelope {
+                    sender: me.clone(),
+                    target: shard.clone(),
+                    mailbox: 0,
+                    payload: Message::UpdateSeenAll { timestamp: state.watermark, write },
+                });
+            }
+        }
+    }
+}
+
+/// The declared keys, grouped by the shard that owns them.
+fn split_by_shard(keys: &KeySets, shards: &dyn ShardMap) -> BTreeMap<EngineId, KeySets> {
+    type Field = fn(&mut KeySets) -> &mut Vec<Vec<u8>>;
+    let mut out: BTreeMap<EngineId, KeySets> = BTreeMap::new();
+    let sets: [(&Vec<Vec<u8>>, Field); 4] = [
+        (&keys.lazy_read_keys, |k| &mut k.lazy_read_keys),
+        (&keys.eager_read_keys, |k| &mut k.eager_read_keys),
+        (&keys.will_write_keys, |k| &mut k.will_write_keys),
+        (&keys.may_write_keys, |k| &mut k.may_write_keys),
+    ];
+    for (set, field) in sets {
+        for key in set {
+            field(out.entry(shards.shard_for(key)).or_default()).push(key.clone());
+        }
+    }
+    out
+}

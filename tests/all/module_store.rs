@@ -1,0 +1,360 @@
+//! The module store: deploy, list, load, remove; names that could escape the
+//! directory; invalid components; atomicity; and the CLI commands.
+
+use std::path::Path;
+use std::process::Command;
+
+use cap_std::fs::Dir;
+use executor_host::module_store::{Deployed, ModuleStore, StoreError};
+use executor_host::wasm::{Sandbox, SandboxConfig, WasmProgram};
+use sha2::{Digest, Sha256};
+
+use crate::support::*;
+
+fn hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A store in a fresh temporary directory (kept alive by the guard).
+fn store() -> (tempfile::TempDir, ModuleStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+    (dir, ModuleStore::open(root).unwrap())
+}
+
+/// The file names in `dir`, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn summary(list: &[Deployed]) -> Vec<(&str, &str, u64)> {
+    list.iter().map(|d| (d.name.as_str(), d.hash.as_str(), d.size)).collect()
+}
+
+fn transfer_works(program: &WasmProgram) {
+    let run =
+        drive(program, &transfer_exe("alice", "bob", 30), &[input("bob", Some("5")), input("alice", Some("100"))], GAS);
+    assert_eq!(run.result, Ok(()));
+    assert_eq!(requests(&run), vec![read("alice"), read("bob"), write("alice", "70"), write("bob", "35")]);
+}
+
+fn counter_works(program: &WasmProgram) {
+    let run = drive(program, br#"{"key":"hits","amount":5}"#, &[input("hits", Some("37"))], GAS);
+    assert_eq!(run.result, Ok(()));
+    assert_eq!(requests(&run), vec![read("hits"), write("hits", "42")]);
+}
+
+#[test]
+fn deploy_list_load_remove_round_trip() {
+    let (dir, store) = store();
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    let counter = bytes(guest_artifacts::COUNTER);
+    assert_eq!(store.list().unwrap(), vec![]);
+
+    let deployed = store.deploy(sandbox(), "transfer", &transfer).unwrap();
+    assert_eq!(
+        (deployed.name.as_str(), deployed.hash.clone(), deployed.size),
+        ("transfer", hash(&transfer), transfer.len() as u64)
+    );
+    store.deploy(sandbox(), "counter", &counter).unwrap();
+    assert_eq!(
+        summary(&store.list().unwrap()),
+        vec![
+            ("counter", hash(&counter).as_str(), counter.len() as u64),
+            ("transfer", hash(&transfer).as_str(), transfer.len() as u64)
+        ],
+        "sorted by name"
+    );
+    let mut modules = vec![format!("{}.wasm", hash(&counter)), format!("{}.wasm", hash(&transfer))];
+    modules.sort();
+    assert_eq!(files(&dir.path().join("modules")), modules, "content-addressed");
+    assert_eq!(std::fs::read_to_string(dir.path().join("names/transfer")).unwrap().trim(), hash(&transfer));
+
+    transfer_works(&store.load(sandbox(), "transfer").unwrap());
+    counter_works(&store.load(sandbox(), "counter").unwrap());
+
+    // A store opened again on the same directory sees the same modules.
+    let again = ModuleStore::open(Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap()).unwrap();
+    assert_eq!(again.list().unwrap(), store.list().unwrap());
+
+    store.remove("counter").unwrap();
+    assert_eq!(summary(&store.list().unwrap()), vec![("transfer", hash(&transfer).as_str(), transfer.len() as u64)]);
+    assert_eq!(files(&dir.path().join("modules")), vec![format!("{}.wasm", hash(&transfer))], "unused module removed");
+    assert!(matches!(store.load(sandbox(), "counter"), Err(StoreError::NotFound { name }) if name == "counter"));
+    assert!(matches!(store.remove("counter"), Err(StoreError::NotFound { .. })));
+    transfer_works(&store.load(sandbox(), "transfer").unwrap());
+}
+
+#[test]
+fn redeploying_a_name_replaces_it() {
+    let (dir, store) = store();
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    let counter = bytes(guest_artifacts::COUNTER);
+    store.deploy(sandbox(), "guest", &transfer).unwrap();
+    store.deploy(sandbox(), "guest", &counter).unwrap();
+    assert_eq!(summary(&store.list().unwrap()), vec![("guest", hash(&counter).as_str(), counter.len() as u64)]);
+    counter_works(&store.load(sandbox(), "guest").unwrap());
+    assert_eq!(
+        files(&dir.path().join("modules")),
+        vec![format!("{}.wasm", hash(&counter))],
+        "the replaced module is removed"
+    );
+}
+
+#[test]
+fn identical_bytes_are_stored_once() {
+    let (dir, store) = store();
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    let a = store.deploy(sandbox(), "a", &transfer).unwrap();
+    let b = store.deploy(sandbox(), "b", &transfer).unwrap();
+    store.deploy(sandbox(), "b", &transfer).unwrap();
+    assert_eq!(a.hash, b.hash);
+    let module = format!("{}.wasm", hash(&transfer));
+    assert_eq!(files(&dir.path().join("modules")), vec![module.clone()]);
+    assert_eq!(summary(&store.list().unwrap()).len(), 2);
+
+    // Removing one name keeps the module the other still points at.
+    store.remove("a").unwrap();
+    assert_eq!(files(&dir.path().join("modules")), vec![module]);
+    transfer_works(&store.load(sandbox(), "b").unwrap());
+    store.remove("b").unwrap();
+    assert_eq!(files(&dir.path().join("modules")), Vec::<String>::new());
+    assert_eq!(store.list().unwrap(), vec![]);
+}
+
+#[test]
+fn names_that_could_escape_the_store_are_refused() {
+    let outer = tempfile::tempdir().unwrap();
+    let inner = outer.path().join("store");
+    std::fs::create_dir(&inner).unwrap();
+    let store = ModuleStore::open(Dir::open_ambient_dir(&inner, cap_std::ambient_authority()).unwrap()).unwrap();
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    let long = "a".repeat(65);
+    for name in [
+        "",
+        ".",
+        "..",
+        "../evil",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "/tmp/x",
+        "a/b",
+        "names/../x",
+        "a\\b",
+        "a\0b",
+        "\0",
+        "x\n",
+        ".hidden",
+        "-flag",
+        "_x",
+        "Upper",
+        "x.wasm",
+        "a b",
+        "caf\u{e9}",
+        "~",
+        long.as_str(),
+    ] {
+        assert!(matches!(store.deploy(sandbox(), name, &transfer), Err(StoreError::BadName { .. })), "{name:?}");
+        assert!(matches!(store.load(sandbox(), name), Err(StoreError::BadName { .. })), "{name:?}");
+        assert!(matches!(store.remove(name), Err(StoreError::BadName { .. })), "{name:?}");
+        let message = store.deploy(sandbox(), name, &transfer).unwrap_err().to_string();
+        assert_eq!(message.lines().count(), 1, "{message}");
+    }
+    assert_eq!(files(outer.path()), vec!["store"], "nothing written outside the store");
+    assert_eq!(files(&inner.join("names")), Vec::<String>::new());
+    assert_eq!(files(&inner.join("modules")), Vec::<String>::new(), "a bad name is refused before anything is stored");
+
+    // The edges of the alphabet are fine.
+    for name in ["a".repeat(64).as_str(), "0", "z9", "a-b_c", "9-lives"] {
+        store.deploy(sandbox(), name, &transfer).unwrap();
+    }
+    assert_eq!(store.list().unwrap().len(), 5);
+}
+
+#[test]
+fn invalid_components_are_refused_and_leave_nothing_behind() {
+    // A sandbox of its own, so nothing is already compiled in memory and a
+    // load really writes artifacts.
+    let sandbox = Sandbox::new(SandboxConfig { pool_slots: Some(4), ..SandboxConfig::default() }).unwrap();
+    let (dir, store) = store();
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    store.deploy(&sandbox, "guest", &transfer).unwrap();
+    let cwasm = |dir: &Path| files(&dir.join("artifacts")).into_iter().filter(|f| f.ends_with(".cwasm")).count();
+    assert_eq!(cwasm(dir.path()), 1, "deploy caches the compiled artifact");
+
+    for (what, bad) in [
+        ("wrong world", bytes(guest_artifacts::WRONG_WORLD)),
+        ("core module", bytes(guest_artifacts::TRANSFER_CORE)),
+        ("garbage", b"not wasm at all".to_vec()),
+        ("empty", Vec::new()),
+        ("truncated", transfer[..transfer.len() / 2].to_vec()),
+    ] {
+        for name in ["guest", "fresh"] {
+            let error = store.deploy(&sandbox, name, &bad).unwrap_err();
+            assert!(matches!(error, StoreError::InvalidComponent { .. }), "{what}: {error}");
+        }
+    }
+    assert_eq!(files(&dir.path().join("names")), vec!["guest"]);
+    assert_eq!(files(&dir.path().join("modules")), vec![format!("{}.wasm", hash(&transfer))]);
+    assert_eq!(files(&dir.path().join("artifacts")).len(), 1, "no artifact or temporary file of a refused component");
+    transfer_works(&store.load(&sandbox, "guest").unwrap());
+
+    // Another process (another sandbox) finds the artifact already there.
+    let other = Sandbox::new(SandboxConfig { pool_slots: Some(4), ..SandboxConfig::default() }).unwrap();
+    transfer_works(&store.load(&other, "guest").unwrap());
+    assert_eq!(cwasm(dir.path()), 1);
+}
+
+#[test]
+fn a_crash_mid_deploy_leaves_the_old_version_intact() {
+    let (dir, store) = store();
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    let counter = bytes(guest_artifacts::COUNTER);
+    store.deploy(sandbox(), "guest", &transfer).unwrap();
+    let before = store.list().unwrap();
+
+    // Leftovers of deploys that crashed before their rename: a half-written
+    // name and a half-written module.
+    let names = dir.path().join("names");
+    let modules = dir.path().join("modules");
+    std::fs::write(names.join(".guest.4242.0.tmp"), &hash(&counter)[..10]).unwrap();
+    std::fs::write(modules.join(format!(".{}.wasm.4242.1.tmp", hash(&counter))), &counter[..100]).unwrap();
+    assert_eq!(store.list().unwrap(), before, "temporary files are not names");
+    transfer_works(&store.load(sandbox(), "guest").unwrap());
+
+    // A crash after the module was stored but before the name was moved.
+    std::fs::write(modules.join(format!("{}.wasm", hash(&counter))), &counter).unwrap();
+    assert_eq!(store.list().unwrap(), before);
+    transfer_works(&store.load(sandbox(), "guest").unwrap());
+    std::fs::remove_file(modules.join(format!("{}.wasm", hash(&counter)))).unwrap();
+
+    // A write that fails before its rename (the target cannot be replaced):
+    // the deploy fails, the old version stays, its temporary file is gone.
+    let blocker = modules.join(format!("{}.wasm", hash(&counter)));
+    std::fs::create_dir(&blocker).unwrap();
+    let error = store.deploy(sandbox(), "guest", &counter).unwrap_err();
+    assert!(matches!(error, StoreError::Io { .. }), "{error}");
+    assert!(error.to_string().starts_with(&format!("writing modules/{}.wasm: ", hash(&counter))), "{error}");
+    assert_eq!(store.list().unwrap(), before);
+    transfer_works(&store.load(sandbox(), "guest").unwrap());
+    assert_eq!(files(&names), vec![".guest.4242.0.tmp", "guest"], "only the planted leftover");
+    assert_eq!(files(&modules).len(), 3, "the transfer module, the planted leftover and the blocker");
+
+    // Once the obstacle is gone, the redeploy goes through.
+    std::fs::remove_dir(&blocker).unwrap();
+    store.deploy(sandbox(), "guest", &counter).unwrap();
+    counter_works(&store.load(sandbox(), "guest").unwrap());
+}
+
+#[test]
+fn damaged_stores_are_reported_not_trusted() {
+    let (dir, store) = store();
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    store.deploy(sandbox(), "guest", &transfer).unwrap();
+    let module = dir.path().join("modules").join(format!("{}.wasm", hash(&transfer)));
+
+    // A module whose bytes no longer match its name.
+    std::fs::write(&module, bytes(guest_artifacts::COUNTER)).unwrap();
+    assert!(matches!(store.load(sandbox(), "guest"), Err(StoreError::Corrupt(_))));
+    // Redeploying the same bytes repairs it.
+    store.deploy(sandbox(), "guest", &transfer).unwrap();
+    transfer_works(&store.load(sandbox(), "guest").unwrap());
+
+    // A name that does not hold a hash, or points at a missing module.
+    std::fs::write(dir.path().join("names/bad"), "../../etc/passwd").unwrap();
+    assert!(matches!(store.load(sandbox(), "bad"), Err(StoreError::Corrupt(_))));
+    std::fs::write(dir.path().join("names/bad"), format!("{}\n", "0".repeat(64))).unwrap();
+    assert!(matches!(store.load(sandbox(), "bad"), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.list(), Err(StoreError::Corrupt(_))));
+    store.remove("bad").unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+}
+
+fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_executor-host")).current_dir(dir).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_deploys_lists_and_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("my-store");
+    let store = store.to_str().unwrap();
+    let transfer = hash(&bytes(guest_artifacts::TRANSFER));
+
+    let (ok, stdout, stderr) =
+        cli(dir.path(), &["deploy", guest_artifacts::TRANSFER, "--name", "transfer", "--store", store]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("as transfer") && stdout.contains(&transfer), "{stdout}");
+    let (ok, stdout, _) = cli(dir.path(), &["deploy", guest_artifacts::COUNTER, "--name", "counter", "--store", store]);
+    assert!(ok);
+    assert!(stdout.contains("as counter"), "{stdout}");
+
+    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store]);
+    assert!(ok);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("counter "), "{stdout}");
+    assert!(lines[1].starts_with("transfer ") && lines[1].contains(&transfer), "{stdout}");
+
+    let (ok, _, stderr) = cli(dir.path(), &["remove", "counter", "--store", store]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store]);
+    assert!(ok);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("transfer "), "{stdout}");
+
+    // The store the library sees is the one the CLI wrote.
+    let opened = ModuleStore::open(Dir::open_ambient_dir(store, cap_std::ambient_authority()).unwrap()).unwrap();
+    transfer_works(&opened.load(sandbox(), "transfer").unwrap());
+}
+
+#[test]
+fn cli_uses_executor_store_in_the_current_directory_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = cli(dir.path(), &["deploy", guest_artifacts::COUNTER, "--name", "counter"]);
+    assert!(ok, "{stderr}");
+    assert!(dir.path().join("executor-store/names/counter").is_file());
+    let (ok, stdout, _) = cli(dir.path(), &["list"]);
+    assert!(ok);
+    assert!(stdout.starts_with("counter "), "{stdout}");
+}
+
+#[test]
+fn cli_refuses_with_one_line_and_a_failure_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = store.to_str().unwrap();
+    for (args, reason) in [
+        (
+            vec!["deploy", guest_artifacts::TRANSFER, "--name", "../evil", "--store", store],
+            "invalid module name \"../evil\"",
+        ),
+        (
+            vec!["deploy", guest_artifacts::TRANSFER, "--name", "a\nb", "--store", store],
+            "invalid module name \"a\\nb\"",
+        ),
+        (vec!["deploy", guest_artifacts::TRANSFER, "--name", "/etc/passwd", "--store", store], "invalid module name"),
+        (vec!["deploy", guest_artifacts::WRONG_WORLD, "--name", "w", "--store", store], "wrong world"),
+        (vec!["deploy", guest_artifacts::TRANSFER_CORE, "--name", "w", "--store", store], "a core wasm module"),
+        (vec!["deploy", "/nonexistent.wasm", "--name", "w", "--store", store], "reading /nonexistent.wasm"),
+        (vec!["remove", "ghost", "--store", store], "no module deployed as `ghost`"),
+        (vec!["remove", "..", "--store", store], "invalid module name"),
+    ] {
+        let (ok, _, stderr) = cli(dir.path(), &args);
+        assert!(!ok, "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+    assert_eq!(files(dir.path()), vec!["store"], "nothing written outside the store");
+    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store]);
+    assert!(ok);
+    assert_eq!(stdout, "", "nothing deployed");
+}
