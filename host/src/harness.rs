@@ -37,7 +37,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +97,10 @@ pub struct Outcome {
     pub pending_markers: usize,
     /// Messages the engines dropped as bad input.
     pub dropped: u64,
+    /// Concurrent delivery only: for each transaction (by timestamp), the
+    /// time from its submission to its `ExecutorFinished` reaching the
+    /// client.
+    pub latencies: Vec<Duration>,
 }
 
 /// The run could not complete.
@@ -323,7 +327,7 @@ impl Simulation {
             pending_markers += shard.env.local.pending_markers();
             dropped += shard.env.local.dropped;
         }
-        Ok(Outcome { transactions, final_state, pending_markers, dropped })
+        Ok(Outcome { transactions, final_state, pending_markers, dropped, latencies: Vec::new() })
     }
 
     fn deliver(&mut self, envelope: Envelope<Message>) {
@@ -410,7 +414,8 @@ impl Simulation {
 /// Routes envelopes between the nodes of a concurrent run.
 struct Network {
     nodes: OnceLock<Nodes>,
-    reports: Mutex<Vec<ExecutorFinished>>,
+    /// Reports reaching the client, with when they arrived.
+    reports: Mutex<Vec<(ExecutorFinished, Instant)>>,
     notify: tokio::sync::Notify,
 }
 
@@ -429,7 +434,7 @@ impl Router<Message> for Network {
             nodes.worker.try_deliver(envelope);
         } else if envelope.target == client_id() {
             if let Message::ExecutorFinished(report) = envelope.payload {
-                self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(report);
+                self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((report, Instant::now()));
                 self.notify.notify_one();
             }
         } else {
@@ -493,7 +498,10 @@ async fn concurrent(
         return Err(HarnessError::Stuck("network already wired".into()));
     }
     let Some(nodes) = network.nodes.get() else { return Err(HarnessError::Stuck("network not wired".into())) };
+    // Delivered in order, so the i-th request gets timestamp i + 1.
+    let mut submitted = Vec::with_capacity(workload.transactions.len());
     for request in requests(workload) {
+        submitted.push(Instant::now());
         nodes.worker.deliver(request).await?;
     }
     // Every transaction ends (the deadline sees to it): wait for the reports.
@@ -559,5 +567,14 @@ async fn concurrent(
             dropped += shard_dropped;
         }
     }
-    Ok(Outcome { transactions, final_state, pending_markers, dropped })
+    let reports = std::mem::take(&mut *network.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let arrived: BTreeMap<Timestamp, Instant> = reports.into_iter().map(|(r, at)| (r.timestamp, at)).collect();
+    let latencies = arrived
+        .iter()
+        .filter_map(|(ts, at)| {
+            let index = usize::try_from(ts.checked_sub(1)?).ok()?;
+            submitted.get(index).map(|sent| at.saturating_duration_since(*sent))
+        })
+        .collect();
+    Ok(Outcome { transactions, final_state, pending_markers, dropped, latencies })
 }

@@ -18,7 +18,7 @@
 //! them; none of that is kept. It is for tests, examples and the `run`
 //! command: it keeps everything in memory and persists nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
 use crate::messages::{Datum, Key, KeySets, Message, Timestamp};
@@ -86,8 +86,9 @@ pub struct ShardState {
     heard_all_writes: Timestamp,
     /// Every read lock at or before this timestamp has been heard.
     heard_all_reads: Timestamp,
-    /// Keys with a read marker not yet served.
-    unserved: BTreeSet<Key>,
+    /// The keys each transaction locked here, for the transactions the
+    /// watermarks have not both passed: what to look at when they move.
+    locks_by_ts: BTreeMap<Timestamp, Vec<Key>>,
     /// Messages dropped as protocol violations (unknown lock, duplicate
     /// write, late lock).
     pub dropped: u64,
@@ -223,7 +224,6 @@ impl Behaviour for Shard {
                             .or_insert_with(|| Access { executor: executor.clone(), read: None, write: None });
                         if let Some(eager) = read {
                             access.read = Some(ReadMarker { eager, status: ReadStatus::Waiting });
-                            state.unserved.insert(key.clone());
                         }
                         if write.is_some() {
                             access.write = Some(WriteStatus::Pending);
@@ -231,6 +231,7 @@ impl Behaviour for Shard {
                         touched.push(key.clone());
                     }
                 }
+                state.locks_by_ts.insert(timestamp, keys.all_keys().into_iter().cloned().collect());
                 effect.send.push(Envelope {
                     sender: me.clone(),
                     target: worker,
@@ -270,13 +271,19 @@ impl Behaviour for Shard {
                 }
             }
             ShardAction::SeenAll { timestamp, write } => {
-                if write {
-                    state.heard_all_writes = state.heard_all_writes.max(timestamp);
-                    touched.extend(state.unserved.iter().cloned());
-                } else {
-                    state.heard_all_reads = state.heard_all_reads.max(timestamp);
-                    collect(state);
+                // Only the transactions the watermark newly passes can
+                // change anything: their reads may become servable, their
+                // keys' old versions collectable.
+                let watermark = if write { &mut state.heard_all_writes } else { &mut state.heard_all_reads };
+                let before = *watermark;
+                *watermark = before.max(timestamp);
+                let after = *watermark;
+                if after > before {
+                    let passed = state.locks_by_ts.range(before + 1..=after).flat_map(|(_, keys)| keys.iter().cloned());
+                    touched.extend(passed);
                 }
+                let both = state.heard_all_writes.min(state.heard_all_reads);
+                state.locks_by_ts = state.locks_by_ts.split_off(&both.saturating_add(1));
             }
             ShardAction::Drop => {
                 tracing::debug!(?envelope.payload, "shard dropped a message");
@@ -292,21 +299,24 @@ impl Behaviour for Shard {
     }
 }
 
-/// Answers every read of `key` that is due and whose value is known.
+/// Collapses the key's old versions, then answers every read of `key` that
+/// is due and whose value is known.
 fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<Shard>) {
     let Some(timeline) = state.keys.get_mut(key) else { return };
+    collect(timeline, state.heard_all_reads);
     let heard = state.heard_all_writes;
     let mut value = timeline.base.clone();
     for (&timestamp, access) in timeline.accesses.iter_mut() {
-        // Reads at `timestamp` need every write lock before it heard, and
-        // no earlier write still pending (checked below, as we go). The
-        // watermark must cover `timestamp` itself, not just `timestamp - 1`:
-        // the worker spawns an executor when its locks are all held, before
-        // it raises the watermark, so this is also what tells the shard the
-        // reader exists to receive an unasked eager read.
-        let readable = heard >= timestamp;
+        // Reads at `timestamp` need every lock up to it heard (the watermark
+        // must cover `timestamp` itself, not just `timestamp - 1`: the
+        // worker spawns an executor when its locks are all held, before it
+        // raises the watermark, so this is also what tells the shard the
+        // reader exists to receive an unasked eager read), and no earlier
+        // write still pending (checked as we go).
+        if timestamp > heard {
+            break;
+        }
         if let Some(marker) = access.read.as_mut()
-            && readable
             && marker.due()
         {
             marker.status = ReadStatus::Served;
@@ -324,27 +334,18 @@ fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<S
             Some(WriteStatus::Released) | None => {}
         }
     }
-    let unserved_left = timeline.accesses.values().any(|a| a.read.as_ref().is_some_and(ReadMarker::unresolved));
-    if unserved_left {
-        state.unserved.insert(key.clone());
-    } else {
-        state.unserved.remove(key);
-    }
 }
 
-/// Collapses, per key, the resolved accesses below the heard-all-reads
-/// watermark into the key's base value: no reader can need them any more.
-fn collect(state: &mut ShardState) {
-    let below = state.heard_all_reads;
-    for timeline in state.keys.values_mut() {
-        while let Some(entry) = timeline.accesses.first_entry() {
-            if *entry.key() >= below || !entry.get().resolved() {
-                break;
-            }
-            let access = entry.remove();
-            if let Some(WriteStatus::Written(datum)) = access.write {
-                timeline.base = Some(datum);
-            }
+/// Collapses a key's resolved accesses below the heard-all-reads watermark
+/// into its base value: no reader can need those versions any more (every
+/// later read lock has been heard, and every reader before them is served).
+fn collect(timeline: &mut Timeline, heard_all_reads: Timestamp) {
+    while let Some(entry) = timeline.accesses.first_entry() {
+        if *entry.key() >= heard_all_reads || !entry.get().resolved() {
+            break;
+        }
+        if let Some(WriteStatus::Written(datum)) = entry.remove().write {
+            timeline.base = Some(datum);
         }
     }
 }

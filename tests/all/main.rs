@@ -12,6 +12,7 @@
 //! - `executor_props`: random scripts and key sets against the invariants.
 //! - `nockma`: nspec's Nock executor function, wasm against native.
 //! - `oracle`: serializability of whole runs through shards and worker.
+//! - `shard`: the reference shard, message by message.
 //! - `module_store`: deploying, listing, loading and removing guests by
 //!   name, safely and atomically, and the `deploy`/`list`/`remove` CLI.
 
@@ -29,4 +30,5 @@ mod nockma;
 mod oracle;
 mod sandbox;
 mod scripted;
+mod shard;
 mod support;

@@ -1,0 +1,157 @@
+//! The reference shard, message by message.
+
+use executor_host::engine::{EngineId, Envelope, Instance, Trigger};
+use executor_host::messages::{KeySets, Message};
+use executor_host::shard::Shard;
+
+struct Fixture {
+    shard: Instance<Shard>,
+}
+
+fn worker() -> EngineId {
+    EngineId::local("worker")
+}
+
+fn exec(ts: u64) -> EngineId {
+    EngineId::local(format!("executor/worker/{ts}"))
+}
+
+impl Fixture {
+    fn new(initial: &[(&str, &str)]) -> Self {
+        let initial = initial.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        Self { shard: Shard::instance(EngineId::local("shard-0"), initial) }
+    }
+
+    fn send(&mut self, sender: EngineId, payload: Message) -> Vec<(EngineId, Message)> {
+        let envelope = Envelope { sender, target: self.shard.id.clone(), mailbox: 0, payload };
+        let effect = self.shard.handle(&Trigger::Message { envelope, at: std::time::Duration::ZERO });
+        effect.send.into_iter().map(|e| (e.target, e.payload)).collect()
+    }
+
+    fn lock(
+        &mut self,
+        ts: u64,
+        eager: &[&str],
+        lazy: &[&str],
+        will: &[&str],
+        may: &[&str],
+    ) -> Vec<(EngineId, Message)> {
+        let set = |keys: &[&str]| keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let keys = KeySets {
+            eager_read_keys: set(eager),
+            lazy_read_keys: set(lazy),
+            will_write_keys: set(will),
+            may_write_keys: set(may),
+        };
+        self.send(worker(), Message::KvsAcquireLock { timestamp: ts, keys, worker: worker(), executor: exec(ts) })
+    }
+
+    fn seen(&mut self, ts: u64) -> Vec<(EngineId, Message)> {
+        let mut out = self.send(worker(), Message::UpdateSeenAll { timestamp: ts, write: true });
+        out.extend(self.send(worker(), Message::UpdateSeenAll { timestamp: ts, write: false }));
+        out
+    }
+
+    fn write(&mut self, ts: u64, key: &str, datum: Option<&str>) -> Vec<(EngineId, Message)> {
+        let payload = Message::KvsWrite {
+            timestamp: ts,
+            key: key.as_bytes().to_vec(),
+            datum: datum.map(|d| d.as_bytes().to_vec()),
+        };
+        self.send(exec(ts), payload)
+    }
+
+    fn request(&mut self, ts: u64, key: &str, actual: bool) -> Vec<(EngineId, Message)> {
+        self.send(exec(ts), Message::KvsReadRequest { timestamp: ts, key: key.as_bytes().to_vec(), actual })
+    }
+}
+
+fn read(ts: u64, key: &str, data: Option<&str>) -> (EngineId, Message) {
+    (
+        exec(ts),
+        Message::KvsRead { timestamp: ts, key: key.as_bytes().to_vec(), data: data.map(|d| d.as_bytes().to_vec()) },
+    )
+}
+
+#[test]
+fn lock_is_acknowledged_and_eager_reads_wait_for_the_watermark() {
+    let mut f = Fixture::new(&[("a", "1")]);
+    assert_eq!(f.lock(1, &["a", "z"], &[], &[], &[]), vec![(worker(), Message::KvsLockAcquired { timestamp: 1 })]);
+    // Served once the watermark covers the reader, with the initial value,
+    // and absent for a key never written.
+    assert_eq!(f.seen(1), vec![read(1, "a", Some("1")), read(1, "z", None)]);
+    assert!(f.seen(1).is_empty(), "served exactly once");
+}
+
+#[test]
+fn a_read_waits_for_an_earlier_pending_write_and_sees_the_latest_version_before_it() {
+    let mut f = Fixture::new(&[("a", "1")]);
+    f.lock(1, &[], &[], &["a"], &[]);
+    f.lock(2, &[], &[], &["a"], &[]);
+    f.lock(3, &["a"], &[], &[], &[]);
+    assert!(f.seen(3).is_empty(), "writes of 1 and 2 pending");
+    assert!(f.write(2, "a", Some("two")).is_empty(), "1 still pending");
+    assert_eq!(f.write(1, "a", Some("one")), vec![read(3, "a", Some("two"))]);
+}
+
+#[test]
+fn released_and_may_writes_are_skipped_and_lazy_reads_answer_when_asked() {
+    let mut f = Fixture::new(&[("a", "1")]);
+    f.lock(1, &[], &[], &[], &["a"]);
+    f.lock(2, &[], &["a"], &[], &[]);
+    f.seen(2);
+    assert!(f.request(2, "a", true).is_empty(), "the may-write of 1 is pending");
+    assert_eq!(f.write(1, "a", None), vec![read(2, "a", Some("1"))], "released: the older version");
+}
+
+#[test]
+fn cancelled_lazy_read_is_never_served() {
+    let mut f = Fixture::new(&[]);
+    f.lock(1, &[], &["a"], &[], &[]);
+    f.seen(1);
+    assert!(f.request(1, "a", false).is_empty());
+    assert!(f.request(1, "a", true).is_empty(), "already cancelled");
+    assert_eq!(f.shard.env.local.pending_markers(), 0);
+}
+
+#[test]
+fn watermarks_are_max_merged_and_old_locks_refused() {
+    let mut f = Fixture::new(&[]);
+    f.lock(1, &["a"], &[], &[], &[]);
+    f.seen(5);
+    f.send(worker(), Message::UpdateSeenAll { timestamp: 2, write: true });
+    assert_eq!(f.shard.env.local.watermarks(), (5, 5));
+    assert!(f.lock(4, &["a"], &[], &[], &[]).is_empty(), "a lock at or below the watermark is refused");
+    assert_eq!(f.shard.env.local.dropped, 1);
+}
+
+#[test]
+fn old_versions_are_collected_below_the_read_watermark() {
+    let mut f = Fixture::new(&[]);
+    for ts in 1..=10 {
+        f.lock(ts, &[], &[], &["a"], &[]);
+    }
+    f.seen(10);
+    for ts in 1..=9 {
+        f.write(ts, "a", Some(&ts.to_string()));
+    }
+    // The pending write of 10 keeps itself listed; everything older is one
+    // base version now.
+    assert!(f.shard.env.local.listed_accesses() <= 2, "{}", f.shard.env.local.listed_accesses());
+    f.write(10, "a", Some("10"));
+    f.lock(11, &["a"], &[], &[], &[]);
+    assert_eq!(f.seen(11), vec![read(11, "a", Some("10"))]);
+    assert_eq!(f.shard.env.local.latest()[&b"a".to_vec()], b"10");
+}
+
+#[test]
+fn stray_messages_are_dropped_and_counted() {
+    let mut f = Fixture::new(&[]);
+    assert!(f.write(3, "a", Some("x")).is_empty(), "no lock");
+    assert!(f.request(3, "a", true).is_empty(), "no lock");
+    f.lock(1, &[], &[], &["a"], &[]);
+    f.write(1, "a", Some("x"));
+    assert!(f.write(1, "a", Some("y")).is_empty(), "written already");
+    assert_eq!(f.shard.env.local.dropped, 3);
+    assert_eq!(f.shard.env.local.latest()[&b"a".to_vec()], b"x");
+}
