@@ -352,24 +352,17 @@ where
             self.metrics.engines.fetch_add(1, Ordering::Relaxed);
         }
         self.schedule(&id, timers);
-        self.drain(&id);
     }
 
     fn deliver(&mut self, envelope: Envelope<B::Msg>) {
         let at = self.now();
-        let Some(slot) = self.engines.get_mut(&envelope.target) else {
+        if !self.engines.contains_key(&envelope.target) {
             tracing::debug!(target = %envelope.target, "no such engine: message dropped");
             self.metrics.unknown_target.fetch_add(1, Ordering::Relaxed);
             return;
-        };
-        if slot.backlog.len() >= self.mailbox {
-            tracing::warn!(target = %envelope.target, "mailbox full: message dropped");
-            self.metrics.mailbox_full.fetch_add(1, Ordering::Relaxed);
-            return;
         }
         let id = envelope.target.clone();
-        slot.backlog.push_back(Trigger::Message { envelope, at });
-        self.drain(&id);
+        self.dispatch(&id, Trigger::Message { envelope, at });
     }
 
     fn fire_timers(&mut self) {
@@ -394,11 +387,25 @@ where
             }
         }
         for (id, timers) in by_engine {
-            if let Some(slot) = self.engines.get_mut(&id) {
-                slot.backlog.push_back(Trigger::Elapsed { timers, at: now });
-                self.drain(&id);
-            }
+            self.dispatch(&id, Trigger::Elapsed { timers, at: now });
         }
+    }
+
+    /// Hands a trigger to an engine: at once if it is idle (the common
+    /// case, which then costs no queue), else behind what it has queued.
+    /// Messages beyond the mailbox bound are dropped; timers never are.
+    fn dispatch(&mut self, id: &EngineId, trigger: Trigger<B::Msg, B::Timer>) {
+        let Some(slot) = self.engines.get_mut(id) else { return };
+        if slot.instance.is_some() && slot.backlog.is_empty() {
+            self.handle(id, trigger);
+        } else if matches!(trigger, Trigger::Message { .. }) && slot.backlog.len() >= self.mailbox {
+            tracing::warn!(target = %id, "mailbox full: message dropped");
+            self.metrics.mailbox_full.fetch_add(1, Ordering::Relaxed);
+            return;
+        } else {
+            slot.backlog.push_back(trigger);
+        }
+        self.drain(id);
     }
 
     /// Handles queued triggers of one engine until it is empty or busy.
@@ -408,23 +415,36 @@ where
             if slot.instance.is_none() {
                 return;
             }
-            let Some(trigger) = slot.backlog.pop_front() else { return };
-            self.metrics.handled.fetch_add(1, Ordering::Relaxed);
-            let Some(instance) = slot.instance.as_mut() else { return };
-            let actions = instance.choose(&trigger);
-            if let Some(pool) = self.pool.as_ref().filter(|_| actions.iter().any(B::offload)) {
-                if let Some(instance) = slot.instance.take() {
-                    self.busy += 1;
-                    pool.submit((instance, actions, trigger));
+            let Some(trigger) = slot.backlog.pop_front() else {
+                // An idle engine keeps no queue buffer.
+                if slot.backlog.capacity() > 0 {
+                    slot.backlog = VecDeque::new();
                 }
                 return;
-            }
-            let effect = {
-                let _span = tracing::debug_span!("engine", id = %instance.id).entered();
-                instance.run(actions, &trigger)
             };
-            self.apply(id, effect);
+            self.handle(id, trigger);
         }
+    }
+
+    /// Runs one trigger on an idle engine: guards here, actions here or on
+    /// the pool.
+    fn handle(&mut self, id: &EngineId, trigger: Trigger<B::Msg, B::Timer>) {
+        let Some(slot) = self.engines.get_mut(id) else { return };
+        let Some(instance) = slot.instance.as_mut() else { return };
+        self.metrics.handled.fetch_add(1, Ordering::Relaxed);
+        let actions = instance.choose(&trigger);
+        if let Some(pool) = self.pool.as_ref().filter(|_| actions.iter().any(B::offload)) {
+            if let Some(instance) = slot.instance.take() {
+                self.busy += 1;
+                pool.submit((instance, actions, trigger));
+            }
+            return;
+        }
+        let effect = {
+            let _span = tracing::debug_span!("engine", id = %instance.id).entered();
+            instance.run(actions, &trigger)
+        };
+        self.apply(id, effect);
     }
 
     fn apply(&mut self, id: &EngineId, effect: crate::engine::Effect<B>) {
@@ -451,6 +471,7 @@ where
 
     fn schedule(&mut self, id: &EngineId, ops: Vec<TimerOp<B::Timer>>) {
         let now = self.now();
+        let mut due_now = Vec::new();
         let Some(slot) = self.engines.get_mut(id) else { return };
         for op in ops {
             let handle = match &op {
@@ -470,7 +491,7 @@ where
                 if timer.at <= now {
                     // Due already (an engine's "at once" timer): no trip
                     // through the timer queue.
-                    slot.backlog.push_back(Trigger::Elapsed { timers: vec![timer.handle], at: now });
+                    due_now.push(timer.handle);
                     continue;
                 }
                 let key = (timer.at, self.next_seq);
@@ -478,6 +499,9 @@ where
                 self.timers.insert(key, (id.clone(), timer.handle.clone()));
                 slot.timer_keys.push((timer.handle, key));
             }
+        }
+        if !due_now.is_empty() {
+            self.dispatch(id, Trigger::Elapsed { timers: due_now, at: now });
         }
     }
 }
