@@ -25,11 +25,11 @@ use tokio::sync::mpsc;
 
 /// Every key lives here.
 #[derive(Debug)]
-struct OneShard;
+struct OneShard(EngineId);
 
 impl ShardMap for OneShard {
-    fn shard_for(&self, _key: &[u8]) -> EngineId {
-        EngineId::local("shard")
+    fn shard_for(&self, _: &[u8]) -> &EngineId {
+        &self.0
     }
 }
 
@@ -76,7 +76,11 @@ async fn main() -> Result<()> {
         None => Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default())),
     };
     let (outbox, mut sent) = mpsc::unbounded_channel();
-    let host = ExecutorHost::start(HostConfig::default(), Arc::new(OneShard), Arc::new(Outbox(outbox)));
+    let host = ExecutorHost::start(
+        HostConfig::default(),
+        Arc::new(OneShard(EngineId::local("shard"))),
+        Arc::new(Outbox(outbox)),
+    );
     let shard = EngineId::local("shard");
     let worker = EngineId::local("worker");
     let mut store: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::from([(b"alice".to_vec(), b"100".to_vec())]);

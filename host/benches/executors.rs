@@ -47,11 +47,11 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 #[derive(Debug)]
-struct OneShard;
+struct OneShard(EngineId);
 
 impl ShardMap for OneShard {
-    fn shard_for(&self, _: &[u8]) -> EngineId {
-        EngineId::local("shard")
+    fn shard_for(&self, _: &[u8]) -> &EngineId {
+        &self.0
     }
 }
 
@@ -100,7 +100,7 @@ fn read(executor: &EngineId, timestamp: u64, key: Vec<u8>) -> Envelope<Message> 
 async fn main() -> anyhow::Result<()> {
     let program: Arc<dyn Program> = Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default()));
     let router = Arc::new(Finished::default());
-    let host = ExecutorHost::start(HostConfig::default(), Arc::new(OneShard), router.clone());
+    let host = ExecutorHost::start(HostConfig::default(), Arc::new(OneShard(EngineId::local("shard"))), router.clone());
 
     // Memory: 100k executors that ran their first step and wait for reads.
     const IN_FLIGHT: u64 = 100_000;

@@ -40,9 +40,10 @@ use crate::engine::{
 use crate::messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
 use crate::program::{Failure, Input, Program, Request, StepCall};
 
-/// Which shard owns a key (nspec's `key_to_shard`).
+/// Which shard owns a key (nspec's `key_to_shard`). Returns a reference:
+/// it is asked for every message, and must not allocate.
 pub trait ShardMap: Send + Sync + fmt::Debug {
-    fn shard_for(&self, key: &[u8]) -> EngineId;
+    fn shard_for(&self, key: &[u8]) -> &EngineId;
 }
 
 /// When writes reach the shards.
@@ -319,7 +320,7 @@ fn guard_read(trigger: &Trig, config: &ExecutorConfig, env: &Env) -> Option<Exec
     let Message::KvsRead { timestamp, key, data } = &envelope.payload else { return None };
     let reason = if *timestamp != config.tx.timestamp {
         DropReason::WrongTimestamp
-    } else if envelope.sender != config.shared.shards.shard_for(key) {
+    } else if &envelope.sender != config.shared.shards.shard_for(key) {
         DropReason::NotFromOwningShard
     } else if env.local.reads.iter().any(|(k, _)| k == key) {
         DropReason::Duplicate
@@ -407,7 +408,7 @@ impl Run<'_> {
     }
 
     fn send_to_shard(&mut self, key: &[u8], payload: Message) {
-        let shard = self.config.shared.shards.shard_for(key);
+        let shard = self.config.shared.shards.shard_for(key).clone();
         self.send(shard, payload);
     }
 

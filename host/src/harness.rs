@@ -135,11 +135,13 @@ impl HashShards {
 }
 
 impl ShardMap for HashShards {
-    fn shard_for(&self, key: &[u8]) -> EngineId {
+    fn shard_for(&self, key: &[u8]) -> &EngineId {
         let hash =
             key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
         let index = usize::try_from(hash % self.shards.len() as u64).unwrap_or(0);
-        self.shards.get(index).cloned().unwrap_or_else(|| EngineId::local("shard-0"))
+        // In range: `new` makes at least one shard, and `index < len`.
+        #[allow(clippy::indexing_slicing)]
+        &self.shards[index]
     }
 }
 
@@ -154,7 +156,7 @@ fn client_id() -> EngineId {
 fn shard_initial(shards: &HashShards, initial: &BTreeMap<Key, Datum>) -> HashMap<EngineId, Vec<(Key, Datum)>> {
     let mut out: HashMap<EngineId, Vec<(Key, Datum)>> = HashMap::new();
     for (key, value) in initial {
-        out.entry(shards.shard_for(key)).or_default().push((key.clone(), value.clone()));
+        out.entry(shards.shard_for(key).clone()).or_default().push((key.clone(), value.clone()));
     }
     out
 }

@@ -210,7 +210,7 @@ fn split_by_shard(keys: &KeySets, shards: &dyn ShardMap) -> BTreeMap<EngineId, K
     ];
     for (set, field) in sets {
         for key in set {
-            field(out.entry(shards.shard_for(key)).or_default()).push(key.clone());
+            field(out.entry(shards.shard_for(key).clone()).or_default()).push(key.clone());
         }
     }
     out

@@ -33,7 +33,7 @@ impl Recorder {
 fn host(threads: usize) -> (ExecutorHost, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     let config = HostConfig { threads: Some(threads), ..HostConfig::default() };
-    (ExecutorHost::start(config, Arc::new(TwoShards), recorder.clone()), recorder)
+    (ExecutorHost::start(config, Arc::new(TwoShards::new()), recorder.clone()), recorder)
 }
 
 fn transfer_tx(timestamp: u64) -> Transaction {

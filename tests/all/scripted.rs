@@ -59,16 +59,25 @@ pub fn scripted() -> Arc<dyn Program> {
 
 /// Keys starting with a letter before `n` live on shard `a`, the rest on `b`.
 #[derive(Debug)]
-pub struct TwoShards;
+pub struct TwoShards {
+    a: EngineId,
+    b: EngineId,
+}
+
+impl TwoShards {
+    pub fn new() -> Self {
+        Self { a: EngineId::local("shard-a"), b: EngineId::local("shard-b") }
+    }
+}
 
 impl ShardMap for TwoShards {
-    fn shard_for(&self, key: &[u8]) -> EngineId {
-        EngineId::local(if key.first().is_some_and(|b| *b < b'n') { "shard-a" } else { "shard-b" })
+    fn shard_for(&self, key: &[u8]) -> &EngineId {
+        if key.first().is_some_and(|b| *b < b'n') { &self.a } else { &self.b }
     }
 }
 
 pub fn shard_of(key: &str) -> EngineId {
-    TwoShards.shard_for(key.as_bytes())
+    TwoShards::new().shard_for(key.as_bytes()).clone()
 }
 
 pub fn worker() -> EngineId {
@@ -113,7 +122,7 @@ impl Driver {
         options: ExecutorOptions,
     ) -> (Self, Vec<Envelope<Message>>) {
         let metrics = Arc::new(ExecutorMetrics::default());
-        let shared = Arc::new(Shared { options, shards: Arc::new(TwoShards), metrics: metrics.clone() });
+        let shared = Arc::new(Shared { options, shards: Arc::new(TwoShards::new()), metrics: metrics.clone() });
         let config = ExecutorConfig::new(
             Transaction { timestamp: TS, executable, keys, worker: worker(), issuer: issuer(), program },
             shared,
