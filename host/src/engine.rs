@@ -179,9 +179,11 @@ pub trait Behaviour: Sized + Send + 'static {
         false
     }
 
+    /// Runs `action` for the engine `id` (the sender of what it sends).
     fn act(
         action: Self::Action,
         trigger: &Trigger<Self::Msg, Self::Timer>,
+        id: &EngineId,
         config: &Self::Config,
         env: &mut Environment<Self>,
     ) -> Effect<Self>;
@@ -224,7 +226,7 @@ impl<B: Behaviour> Instance<B> {
     pub fn run(&mut self, actions: Vec<B::Action>, trigger: &Trigger<B::Msg, B::Timer>) -> Effect<B> {
         let mut effect = Effect::default();
         for action in actions {
-            effect.absorb(B::act(action, trigger, &self.config, &mut self.env));
+            effect.absorb(B::act(action, trigger, &self.id, &self.config, &mut self.env));
         }
         for op in &effect.timers {
             match op {

@@ -358,14 +358,14 @@ impl Behaviour for Executor {
         matches!(action, ExecutorAction::Start | ExecutorAction::Read { .. })
     }
 
-    fn act(action: ExecutorAction, trigger: &Trig, config: &ExecutorConfig, env: &mut Env) -> Effect<Self> {
-        let mut run = Run {
-            config,
-            state: &mut env.local,
-            effect: Effect::default(),
-            now: trigger.at(),
-            id: executor_id(&config.tx.worker, config.tx.timestamp),
-        };
+    fn act(
+        action: ExecutorAction,
+        trigger: &Trig,
+        id: &EngineId,
+        config: &ExecutorConfig,
+        env: &mut Env,
+    ) -> Effect<Self> {
+        let mut run = Run { config, state: &mut env.local, effect: Effect::default(), now: trigger.at(), id };
         match action {
             ExecutorAction::Start => {
                 run.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
@@ -399,7 +399,7 @@ struct Run<'a> {
     state: &'a mut ExecutorState,
     effect: Effect<Executor>,
     now: Duration,
-    id: EngineId,
+    id: &'a EngineId,
 }
 
 impl Run<'_> {

@@ -193,9 +193,14 @@ impl Behaviour for Shard {
         &[guard]
     }
 
-    fn act(action: ShardAction, trigger: &Trigger<Message, ()>, _: &(), env: &mut Environment<Self>) -> Effect<Self> {
+    fn act(
+        action: ShardAction,
+        trigger: &Trigger<Message, ()>,
+        me: &EngineId,
+        _: &(),
+        env: &mut Environment<Self>,
+    ) -> Effect<Self> {
         let Trigger::Message { envelope, .. } = trigger else { return Effect::default() };
-        let me = envelope.target.clone();
         let state = &mut env.local;
         let mut effect = Effect::default();
         let mut touched: Vec<Key> = Vec::new();
@@ -293,7 +298,7 @@ impl Behaviour for Shard {
         touched.sort();
         touched.dedup();
         for key in touched {
-            serve(state, &key, &me, &mut effect);
+            serve(state, &key, me, &mut effect);
         }
         effect
     }

@@ -119,11 +119,11 @@ impl Behaviour for Worker {
     fn act(
         action: WorkerAction,
         trigger: &Trigger<Message, ()>,
+        me: &EngineId,
         config: &WorkerConfig,
         env: &mut Environment<Self>,
     ) -> Effect<Self> {
         let Trigger::Message { envelope, .. } = trigger else { return Effect::default() };
-        let me = envelope.target.clone();
         let state = &mut env.local;
         let mut effect = Effect::default();
         let send = |effect: &mut Effect<Self>, target: EngineId, payload| {
@@ -136,21 +136,21 @@ impl Behaviour for Worker {
                 let per_shard = split_by_shard(&keys, config.shards.as_ref());
                 state.transactions.insert(timestamp, Ordered { executable, keys, issuer });
                 state.waiting.insert(timestamp, per_shard.len());
-                let executor = executor_id(&me, timestamp);
+                let executor = executor_id(me, timestamp);
                 for (shard, keys) in per_shard {
                     let payload =
                         Message::KvsAcquireLock { timestamp, keys, worker: me.clone(), executor: executor.clone() };
                     send(&mut effect, shard, payload);
                 }
                 if state.waiting.get(&timestamp) == Some(&0) {
-                    locked(state, timestamp, &me, config, &mut effect);
+                    locked(state, timestamp, me, config, &mut effect);
                 }
             }
             WorkerAction::Acquired { timestamp } => {
                 if let Some(missing) = state.waiting.get_mut(&timestamp) {
                     *missing = missing.saturating_sub(1);
                     if *missing == 0 {
-                        locked(state, timestamp, &me, config, &mut effect);
+                        locked(state, timestamp, me, config, &mut effect);
                     }
                 }
             }
