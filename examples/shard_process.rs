@@ -14,13 +14,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use executor_host::engine::{EngineId, Envelope};
-use executor_host::executor::ShardMap;
-use executor_host::host::{ExecutorHost, HostConfig, Transaction};
-use executor_host::messages::{KeySets, Message};
-use executor_host::node::Router;
-use executor_host::program::{Limits, NativeProgram, Program};
-use executor_host::wasm::{Sandbox, SandboxConfig};
+use executor_host::{
+    EngineId, Envelope, ExecutorHost, HostConfig, KeySets, Limits, Message, NativeProgram, Program, Router, Sandbox,
+    SandboxConfig, ShardMap, Transaction,
+};
 use tokio::sync::mpsc;
 
 /// Every key lives here.
@@ -103,12 +100,7 @@ async fn main() -> Result<()> {
         // The shard sends eager reads unasked.
         for key in keys.normalized().eager_read_keys {
             let data = store.get(&key).cloned();
-            let read = Envelope {
-                sender: shard.clone(),
-                target: executor.clone(),
-                mailbox: 0,
-                payload: Message::KvsRead { timestamp, key, data },
-            };
+            let read = Envelope::new(shard.clone(), executor.clone(), Message::KvsRead { timestamp, key, data });
             show(&read);
             host.deliver(read).await?;
         }
@@ -122,7 +114,7 @@ async fn main() -> Result<()> {
                 Message::KvsReadRequest { key, actual: true, .. } => {
                     let data = store.get(&key).cloned();
                     let payload = Message::KvsRead { timestamp, key, data };
-                    host.deliver(Envelope { sender: shard.clone(), target: executor.clone(), mailbox: 0, payload })
+                    host.deliver(Envelope::new(shard.clone(), executor.clone(), payload))
                         .await?;
                 }
                 Message::ExecutorFinished(_) => break,

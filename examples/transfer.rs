@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use executor_host::program::{Input, Program, Request, StepCall};
-use executor_host::wasm::{Sandbox, SandboxConfig};
+use executor_host::{Input, Program, Request, StepCall};
+use executor_host::{Sandbox, SandboxConfig};
 
 fn main() -> Result<()> {
     let path = std::env::args().nth(1).context("usage: transfer <transfer.wasm>")?;

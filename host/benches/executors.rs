@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use executor_host::engine::{EngineId, Envelope};
-use executor_host::executor::ShardMap;
-use executor_host::host::{ExecutorHost, HostConfig, Transaction};
-use executor_host::messages::{KeySets, Message};
-use executor_host::node::Router;
-use executor_host::program::{Limits, NativeProgram, Program};
+use executor_host::{EngineId, Envelope};
+use executor_host::ShardMap;
+use executor_host::{ExecutorHost, HostConfig, Transaction};
+use executor_host::{KeySets, Message};
+use executor_host::Router;
+use executor_host::{Limits, NativeProgram, Program};
 use tokio::sync::Notify;
 
 /// Counts live heap bytes.
@@ -88,12 +88,11 @@ fn transfer(program: &Arc<dyn Program>, timestamp: u64) -> Transaction {
 }
 
 fn read(executor: &EngineId, timestamp: u64, key: Vec<u8>) -> Envelope<Message> {
-    Envelope {
-        sender: EngineId::local("shard"),
-        target: executor.clone(),
-        mailbox: 0,
-        payload: Message::KvsRead { timestamp, key, data: Some(b"1000".to_vec()) },
-    }
+    Envelope::new(
+        EngineId::local("shard"),
+        executor.clone(),
+        Message::KvsRead { timestamp, key, data: Some(b"1000".to_vec()) },
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -173,16 +172,16 @@ async fn main() -> anyhow::Result<()> {
             let mut state = None;
             for input in [
                 None,
-                Some(executor_host::program::Input {
+                Some(executor_host::Input {
                     key: t.keys.eager_read_keys[0].clone(),
                     datum: Some(b"1000".to_vec()),
                 }),
-                Some(executor_host::program::Input {
+                Some(executor_host::Input {
                     key: t.keys.eager_read_keys[1].clone(),
                     datum: Some(b"1000".to_vec()),
                 }),
             ] {
-                let out = program.step(executor_host::program::StepCall {
+                let out = program.step(executor_host::StepCall {
                     executable: &t.executable,
                     state: state.as_deref(),
                     input: input.as_ref(),

@@ -11,8 +11,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use executor_host::program::{Input, Limits, NativeProgram, Program, StepCall};
-use executor_host::wasm::{Sandbox, SandboxConfig, WasmProgram};
+use executor_host::{Input, Limits, NativeProgram, Program, StepCall};
+use executor_host::{Sandbox, SandboxConfig, WasmProgram};
 use transfer_guest::TransferFunction;
 
 const GAS: u64 = 10_000_000;

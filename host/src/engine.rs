@@ -12,8 +12,9 @@
 //! in place (`&mut Environment`) instead of returning a new one.
 //!
 //! This module is pure and synchronous: it never touches a clock, a thread
-//! or a channel. [`crate::node`] hosts engines on tokio; the test harness
-//! hosts them on a virtual clock. Both call [`Instance::handle`].
+//! or a channel. [`crate::runtime`] hosts engines on tokio; the testkit's
+//! simulation hosts them on a virtual clock. Both call [`Instance::handle`]
+//! and keep timers in a [`TimerQueue`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -32,7 +33,10 @@ pub type MailboxId = u64;
 /// An engine's identity: an optional node and a name unique on that node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EngineId {
+    /// The node (process or machine) the engine lives on; `None` for a
+    /// local engine.
     pub node: Option<String>,
+    /// The engine's name, unique on its node.
     pub name: String,
 }
 
@@ -55,27 +59,45 @@ impl fmt::Display for EngineId {
 /// A message in transit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope<M> {
+    /// Who sent it: the id the target may reply to.
     pub sender: EngineId,
+    /// The engine it is for.
     pub target: EngineId,
+    /// Which of the target's mailboxes it is for.
     pub mailbox: MailboxId,
+    /// The message itself.
     pub payload: M,
+}
+
+impl<M> Envelope<M> {
+    /// An envelope for the target's mailbox 0, the only one the engines
+    /// here use.
+    pub fn new(sender: EngineId, target: EngineId, payload: M) -> Self {
+        Self { sender, target, mailbox: 0, payload }
+    }
 }
 
 /// What an engine reacts to, and when it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger<M, H> {
+    /// A message arrived.
     Message {
+        /// The message.
         envelope: Envelope<M>,
+        /// When it arrived.
         at: Time,
     },
     /// One or more timers elapsed (all those due at `at`, in the order set).
     Elapsed {
+        /// The handles of the timers that elapsed.
         timers: Vec<H>,
+        /// When they elapsed.
         at: Time,
     },
 }
 
 impl<M, H> Trigger<M, H> {
+    /// When the trigger happened.
     pub fn at(&self) -> Time {
         match self {
             Self::Message { at, .. } | Self::Elapsed { at, .. } => *at,
@@ -86,7 +108,9 @@ impl<M, H> Trigger<M, H> {
 /// A timer an engine has set: `handle` elapses at `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer<H> {
+    /// The engine's name for the timer.
     pub handle: H,
+    /// When it elapses.
     pub at: Time,
 }
 
@@ -94,7 +118,9 @@ pub struct Timer<H> {
 /// supersedes it (the old deadline is forgotten).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimerOp<H> {
+    /// Set (or supersede) a timer.
     Set(Timer<H>),
+    /// Cancel the timer with this handle, if set.
     Cancel(H),
 }
 
@@ -110,16 +136,20 @@ pub enum GuardStrategy {
 /// An engine's environment.
 #[derive(Debug)]
 pub struct Environment<B: Behaviour> {
+    /// The engine's own state.
     pub local: B::Local,
     /// Messages received and not yet handled, by mailbox. Empty mailboxes
     /// are removed, so an idle engine pays nothing for them.
     pub mailboxes: BTreeMap<MailboxId, VecDeque<Envelope<B::Msg>>>,
+    /// Engines this one knows of.
     pub acquaintances: Vec<EngineId>,
     /// The timers set, in the order they were set.
     pub timers: Vec<Timer<B::Timer>>,
 }
 
 impl<B: Behaviour> Environment<B> {
+    /// An environment with `local` state, no mail, no acquaintances, no
+    /// timers.
     pub fn new(local: B::Local) -> Self {
         Self { local, mailboxes: BTreeMap::new(), acquaintances: Vec::new(), timers: Vec::new() }
     }
@@ -130,7 +160,9 @@ impl<B: Behaviour> Environment<B> {
 pub struct Effect<B: Behaviour> {
     /// Messages to send, in order.
     pub send: Vec<Envelope<B::Msg>>,
+    /// Timers to set, supersede or cancel, in order.
     pub timers: Vec<TimerOp<B::Timer>>,
+    /// Engines to ask the host to spawn.
     pub spawn: Vec<B::Spawn>,
     /// The engine is finished and may be removed by its host.
     pub stop: bool,
@@ -160,17 +192,23 @@ pub type Guard<B> = fn(
 
 /// An engine type: its config, state, messages, timers and behaviour.
 pub trait Behaviour: Sized + Send + 'static {
+    /// The read-only configuration of one engine.
     type Config: Send + Sync + fmt::Debug;
+    /// The engine's local state.
     type Local: Send + fmt::Debug;
+    /// The messages it exchanges.
     type Msg: Send + fmt::Debug + 'static;
+    /// The handles of its timers.
     type Timer: Clone + PartialEq + Send + fmt::Debug;
     /// An action named by a guard, with its arguments.
     type Action: Send + fmt::Debug;
     /// What this engine asks its host to spawn.
     type Spawn: Send + fmt::Debug;
 
+    /// How the guards are evaluated.
     const STRATEGY: GuardStrategy;
 
+    /// The guards, in evaluation order.
     fn guards() -> &'static [Guard<Self>];
 
     /// Whether a host should run `action` off its event loop (it calls a
@@ -192,8 +230,11 @@ pub trait Behaviour: Sized + Send + 'static {
 /// An engine: its identity, config, environment.
 #[derive(Debug)]
 pub struct Instance<B: Behaviour> {
+    /// Its identity: the sender of everything it sends.
     pub id: EngineId,
+    /// Its read-only configuration.
     pub config: B::Config,
+    /// Its environment.
     pub env: Environment<B>,
 }
 
@@ -203,7 +244,7 @@ impl<B: Behaviour> Instance<B> {
     /// them from the returned effect to schedule them).
     pub fn handle(&mut self, trigger: &Trigger<B::Msg, B::Timer>) -> Effect<B> {
         let actions = self.choose(trigger);
-        self.run(actions, trigger)
+        self.perform(actions, trigger)
     }
 
     /// The guard step alone: which actions `trigger` names. Cheap; a host
@@ -223,7 +264,7 @@ impl<B: Behaviour> Instance<B> {
 
     /// The action step: runs `actions` in order and applies their timer
     /// operations to the environment.
-    pub fn run(&mut self, actions: Vec<B::Action>, trigger: &Trigger<B::Msg, B::Timer>) -> Effect<B> {
+    pub fn perform(&mut self, actions: Vec<B::Action>, trigger: &Trigger<B::Msg, B::Timer>) -> Effect<B> {
         let mut effect = Effect::default();
         for action in actions {
             effect.absorb(B::act(action, trigger, &self.id, &self.config, &mut self.env));
@@ -248,4 +289,124 @@ impl<B: Behaviour> Instance<B> {
 /// action set again stays.
 fn effect_sets<B: Behaviour>(effect: &Effect<B>, handle: &B::Timer) -> bool {
     effect.timers.iter().any(|op| matches!(op, TimerOp::Set(t) if &t.handle == handle))
+}
+
+/// A timer's place in a [`TimerQueue`]: when, and a sequence number that
+/// keeps timers due at the same time in the order they were set.
+pub type TimerKey = (Time, u64);
+
+/// One engine's entries in a [`TimerQueue`]. Its host keeps it beside the
+/// engine (so an engine without timers costs nothing in the queue) and
+/// hands it to the queue with every change.
+#[derive(Debug)]
+pub struct EngineTimers<H>(Vec<(H, TimerKey)>);
+
+impl<H> EngineTimers<H> {
+    /// Drops the entry [`TimerQueue::take_due`] took.
+    pub fn forget(&mut self, key: TimerKey) {
+        self.0.retain(|(_, k)| *k != key);
+    }
+}
+
+impl<H> Default for EngineTimers<H> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+/// The timers of every engine on one host, in the order they elapse: the
+/// one timer mechanism of the tokio runtime and the deterministic
+/// simulation. Set supersedes a timer with the same handle, cancel removes
+/// it; a timer due at or before `now` when set is handed back to fire at
+/// once instead of entering the queue.
+#[derive(Debug)]
+pub struct TimerQueue<H> {
+    queue: BTreeMap<TimerKey, (EngineId, H)>,
+    next_seq: u64,
+}
+
+impl<H> Default for TimerQueue<H> {
+    fn default() -> Self {
+        Self { queue: BTreeMap::new(), next_seq: 0 }
+    }
+}
+
+impl<H: Clone + PartialEq> TimerQueue<H> {
+    /// Applies an effect's timer operations for engine `id`, in order.
+    /// Returns the handles due already (at or before `now`), in the order
+    /// set, minus any that a later operation of the same effect cancelled
+    /// or pushed into the future.
+    pub fn apply(&mut self, id: &EngineId, timers: &mut EngineTimers<H>, ops: Vec<TimerOp<H>>, now: Time) -> Vec<H> {
+        let mut due_now: Vec<H> = Vec::new();
+        for op in ops {
+            let handle = match &op {
+                TimerOp::Set(timer) => &timer.handle,
+                TimerOp::Cancel(handle) => handle,
+            };
+            // Setting supersedes, cancelling removes: either way the old
+            // entry goes, queued or due.
+            due_now.retain(|h| h != handle);
+            timers.0.retain(|(h, key)| {
+                let keep = h != handle;
+                if !keep {
+                    self.queue.remove(key);
+                }
+                keep
+            });
+            if let TimerOp::Set(timer) = op {
+                if timer.at <= now {
+                    due_now.push(timer.handle);
+                    continue;
+                }
+                let key = (timer.at, self.next_seq);
+                self.next_seq += 1;
+                self.queue.insert(key, (id.clone(), timer.handle.clone()));
+                timers.0.push((timer.handle, key));
+            }
+        }
+        due_now
+    }
+
+    /// When the next timer elapses.
+    pub fn next_due(&self) -> Option<Time> {
+        self.queue.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Takes every timer due at or before `now`: one entry per engine, its
+    /// handles in the order they elapse, engines in the order of their
+    /// first due timer. `forget` is called for each timer taken, so the
+    /// host can drop it from that engine's [`EngineTimers`]
+    /// ([`EngineTimers::forget`]).
+    pub fn take_due(&mut self, now: Time, mut forget: impl FnMut(&EngineId, TimerKey)) -> Vec<(EngineId, Vec<H>)> {
+        let mut by_engine: Vec<(EngineId, Vec<H>)> = Vec::new();
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (key, (id, handle)) = entry.remove_entry();
+            forget(&id, key);
+            match by_engine.iter_mut().find(|(e, _)| *e == id) {
+                Some((_, handles)) => handles.push(handle),
+                None => by_engine.push((id, vec![handle])),
+            }
+        }
+        by_engine
+    }
+
+    /// Forgets every timer of an engine that is gone.
+    pub fn remove(&mut self, timers: EngineTimers<H>) {
+        for (_, key) in timers.0 {
+            self.queue.remove(&key);
+        }
+    }
+
+    /// How many timers are queued.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no timer is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
 }

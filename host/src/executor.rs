@@ -25,7 +25,7 @@
 //!   everything it sends.
 //!
 //! This module decides; it does no I/O and never blocks except inside the
-//! guest call. Hosting (mailboxes, timers, threads) is [`crate::node`]'s.
+//! guest call. Hosting (mailboxes, timers, threads) is [`crate::runtime`]'s.
 
 use std::fmt;
 use std::sync::Arc;
@@ -43,6 +43,8 @@ use crate::program::{Failure, Input, Program, Request, StepCall};
 /// Which shard owns a key (nspec's `key_to_shard`). Returns a reference:
 /// it is asked for every message, and must not allocate.
 pub trait ShardMap: Send + Sync + fmt::Debug {
+    /// The shard that owns `key`: where the executor sends its reads and
+    /// writes of it, and the only sender whose `KvsRead` of it it accepts.
     fn shard_for(&self, key: &[u8]) -> &EngineId;
 }
 
@@ -75,14 +77,20 @@ pub enum AccessMode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorOptions {
-    /// Gas budget per transaction.
+    /// Gas budget per transaction, shared by all its steps; exhausting it
+    /// fails the transaction. By default 100 million.
     pub gas_limit: u64,
-    /// A transaction not finished this long after spawn fails.
+    /// A transaction not finished this long after spawn fails. By default
+    /// 30 s.
     pub deadline: Duration,
     /// How long a finished executor stays to count late messages before its
-    /// host removes it.
+    /// host removes it. By default 1 s.
     pub linger: Duration,
+    /// When writes reach the shards. By default [`WriteMode::Streaming`],
+    /// as in nspec.
     pub write_mode: WriteMode,
+    /// What an undeclared read or write does. By default
+    /// [`AccessMode::Strict`].
     pub access_mode: AccessMode,
 }
 
@@ -117,6 +125,8 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, in declaration order (`reason as usize` is its index),
+    /// for reading every counter of [`ExecutorMetrics::dropped`].
     pub const ALL: [Self; 6] = [
         Self::AfterFinish,
         Self::WrongTimestamp,
@@ -145,22 +155,27 @@ impl ExecutorMetrics {
         }
     }
 
+    /// Triggers dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped.get(reason as usize).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    /// Triggers dropped for any reason.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
+    /// Transactions finished, successfully or not.
     pub fn finished(&self) -> u64 {
         self.finished.load(Ordering::Relaxed)
     }
 
+    /// Transactions finished with a failure.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
 
+    /// Gas used by the finished transactions, all together.
     pub fn gas_used(&self) -> u64 {
         self.gas_used.load(Ordering::Relaxed)
     }
@@ -181,11 +196,12 @@ impl ExecutorMetrics {
         self.gas_used.fetch_add(gas, Ordering::Relaxed);
         if let Some(failure) = failure {
             self.failed.fetch_add(1, Ordering::Relaxed);
-            let kind = serde_json::to_value(failure)
-                .ok()
-                .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_owned)))
-                .unwrap_or_else(|| "unknown".into());
-            *self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(kind).or_default() += 1;
+            *self
+                .failures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(failure.kind().to_owned())
+                .or_default() += 1;
         }
     }
 }
@@ -193,21 +209,29 @@ impl ExecutorMetrics {
 /// What every executor of a host shares.
 #[derive(Debug)]
 pub struct Shared {
+    /// The settings every executor follows.
     pub options: ExecutorOptions,
+    /// Which shard owns each key.
     pub shards: Arc<dyn ShardMap>,
+    /// The counters every executor updates.
     pub metrics: Arc<ExecutorMetrics>,
 }
 
 /// One transaction to execute: what a worker knows of it.
 #[derive(Debug, Clone)]
 pub struct Transaction {
+    /// The transaction's logical timestamp: it tags every message about the
+    /// transaction and, with `worker`, names the executor.
     pub timestamp: Timestamp,
+    /// The transaction's code, handed to every step of `program`.
     pub executable: Vec<u8>,
+    /// The keys it declares; only these may be read or written.
     pub keys: KeySets,
     /// Gets `ExecutorFinished`, and names the executor.
     pub worker: EngineId,
     /// Also gets `ExecutorFinished`.
     pub issuer: EngineId,
+    /// The executor function that runs `executable`.
     pub program: Arc<dyn Program>,
 }
 
@@ -215,11 +239,15 @@ pub struct Transaction {
 /// with normalized key sets, and what the host shares.
 #[derive(Debug)]
 pub struct ExecutorConfig {
+    /// The transaction, its key sets normalized.
     pub tx: Transaction,
+    /// What the host shares with every executor.
     pub shared: Arc<Shared>,
 }
 
 impl ExecutorConfig {
+    /// Normalizes the key sets of `tx` ([`KeySets::normalized`]), which
+    /// the executor looks keys up in by binary search.
     pub fn new(mut tx: Transaction, shared: Arc<Shared>) -> Self {
         tx.keys = tx.keys.normalized();
         Self { tx, shared }
@@ -238,7 +266,9 @@ pub struct ExecutorState {
     pub writes: Vec<(Key, Datum)>,
     /// Lazy keys the program asked for (eager keys need no asking).
     pub requested: Vec<Key>,
+    /// Gas the steps have used so far.
     pub gas_used: u64,
+    /// Whether `ExecutorFinished` was sent; later triggers are dropped.
     pub finished: bool,
 }
 
@@ -256,10 +286,21 @@ pub enum ExecutorTimer {
 /// An action named by a guard.
 #[derive(Debug)]
 pub enum ExecutorAction {
+    /// Run the first step (the `Start` timer elapsed).
     Start,
-    Read { key: Key, data: Option<Datum> },
+    /// Feed a value a shard sent to the program, after the first step if
+    /// it has not run yet.
+    Read {
+        /// The key read.
+        key: Key,
+        /// Its value (`None`: absent).
+        data: Option<Datum>,
+    },
+    /// Fail the transaction: its deadline passed.
     Expire,
+    /// Remove the finished executor (it has lingered long enough).
     Reap,
+    /// Count the trigger as dropped and do nothing else.
     Drop(DropReason),
 }
 
@@ -365,15 +406,15 @@ impl Behaviour for Executor {
         config: &ExecutorConfig,
         env: &mut Env,
     ) -> Effect<Self> {
-        let mut run = Run { config, state: &mut env.local, effect: Effect::default(), now: trigger.at(), id };
+        let mut turn = Turn { config, state: &mut env.local, effect: Effect::default(), now: trigger.at(), id };
         match action {
             ExecutorAction::Start => {
-                run.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
-                run.start();
+                turn.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
+                turn.start();
             }
             ExecutorAction::Read { key, data } => {
-                if run.start() {
-                    run.step(Some(Input { key, datum: data }));
+                if turn.start() {
+                    turn.step(Some(Input { key, datum: data }));
                 } else {
                     // The first step finished the transaction: this read is late.
                     config.shared.metrics.count_drop(DropReason::AfterFinish);
@@ -381,20 +422,20 @@ impl Behaviour for Executor {
             }
             ExecutorAction::Expire => {
                 let bound_ms = u64::try_from(config.shared.options.deadline.as_millis()).unwrap_or(u64::MAX);
-                run.finish(Some(Failure::Deadline { bound_ms }));
+                turn.finish(Some(Failure::Deadline { bound_ms }));
             }
-            ExecutorAction::Reap => run.effect.stop = true,
+            ExecutorAction::Reap => turn.effect.stop = true,
             ExecutorAction::Drop(reason) => {
                 tracing::debug!(?reason, timestamp = config.tx.timestamp, "executor dropped a trigger");
                 config.shared.metrics.count_drop(reason);
             }
         }
-        run.effect
+        turn.effect
     }
 }
 
-/// One action's work on one executor.
-struct Run<'a> {
+/// One action's work on one executor: what it reads and what it emits.
+struct Turn<'a> {
     config: &'a ExecutorConfig,
     state: &'a mut ExecutorState,
     effect: Effect<Executor>,
@@ -402,9 +443,9 @@ struct Run<'a> {
     id: &'a EngineId,
 }
 
-impl Run<'_> {
+impl Turn<'_> {
     fn send(&mut self, target: EngineId, payload: Message) {
-        self.effect.send.push(Envelope { sender: self.id.clone(), target, mailbox: 0, payload });
+        self.effect.send.push(Envelope::new(self.id.clone(), target, payload));
     }
 
     fn send_to_shard(&mut self, key: &[u8], payload: Message) {

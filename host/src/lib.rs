@@ -1,34 +1,60 @@
 //! The executor host: runs Anoma's Executor Engine with the executor
 //! function supplied as a sandboxed WebAssembly component.
 //!
-//! - [`program`]: the executor function as the host calls it, one metered
-//!   step at a time ([`program::Program`]), with its failures and limits;
-//!   wasm and native implementations share it.
-//! - [`wasm`]: the sandbox: one wasmtime engine, deterministic
-//!   configuration, pooling, gas, limits, validation, compiled-artifact
-//!   cache.
-//! - [`module_store`]: deployed guest components by name in a directory:
-//!   validated, content-addressed, written atomically.
+//! This crate is for **embedding**: a shard or worker process links it,
+//! starts an [`ExecutorHost`] on its tokio runtime with its own [`Router`]
+//! (where outgoing messages go) and [`ShardMap`] (which shard owns a key),
+//! loads guests once with a [`Sandbox`] (or from a [`ModuleStore`]), then
+//! spawns one executor per [`Transaction`] and delivers every [`Message`]
+//! addressed to one. Everything an embedder needs is re-exported here.
+//! Testing a guest against a reference shard and worker is the
+//! `executor-testkit` crate's job; the command-line tool is the
+//! `executor-host-cli` package.
+//!
+//! Inside, one module per concept:
+//!
 //! - [`engine`]: nspec's engine model (config, environment, triggers,
-//!   guards, actions, effects), pure and synchronous.
-//! - [`node`]: the engine runtime on tokio: mailboxes, timers, a router,
-//!   a thread pool for guest calls.
-//! - [`messages`]: the protocol.
-//! - [`executor`]: the Executor Engine, nspec's defects fixed.
-//! - [`host`]: the embedding API for a shard or worker process.
-//! - [`shard`], [`worker`]: the reference shard and mempool worker.
-//! - [`harness`]: a whole node in one process, deterministic or concurrent.
-//! - [`scenario`]: the JSON scenario format of the `run` command.
+//!   guards, actions, effects, timers), pure and synchronous;
+//! - [`runtime`]: hosts engines of one behaviour on tokio: mailboxes,
+//!   timers, a router, a thread pool for guest calls;
+//! - `messages`: the protocol; `program`: the executor function as the
+//!   host calls it, one metered step ([`Program`], [`Failure`]);
+//! - `wasm`: the sandbox ([`Sandbox`], [`WasmProgram`]);
+//! - `executor`: the Executor Engine with nspec's defects fixed;
+//! - `embed`: the embedding API ([`ExecutorHost`]);
+//! - `module_store`: deployed components by name ([`ModuleStore`]).
+//!
+//! What this crate must not do: depend on a CLI, an example guest or a
+//! componentizer (an embedder compiles only what it runs), or take a path
+//! where a [`cap_std::fs::Dir`] will do.
 
+#![warn(missing_docs)]
+
+mod embed;
 pub mod engine;
-pub mod executor;
-pub mod harness;
-pub mod host;
-pub mod messages;
-pub mod module_store;
-pub mod node;
-pub mod program;
-pub mod scenario;
-pub mod shard;
-pub mod wasm;
-pub mod worker;
+mod executor;
+mod messages;
+mod module_store;
+mod program;
+pub mod runtime;
+mod wasm;
+
+pub use embed::{ExecutorHost, HostConfig};
+pub use engine::{EngineId, Envelope, Time};
+pub use executor::{AccessMode, DropReason, ExecutorMetrics, ExecutorOptions, ShardMap, Transaction, WriteMode, executor_id};
+pub use messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
+pub use module_store::{Deployed, ModuleStore, StoreError, validate_name};
+pub use program::{
+    Access, Failure, Input, Limits, NativeProgram, Oversize, Program, Request, StepCall, StepOutput, StepReport,
+    TrapKind,
+};
+pub use runtime::{Execution, Inbox, Router, RuntimeMetrics, Spawner, Stopped};
+pub use wasm::{ComponentInfo, LoadError, Sandbox, SandboxConfig, SandboxError, WasmProgram};
+
+/// Internals that the test kit and the integration tests drive directly:
+/// the executor as an engine, for hosts other than [`ExecutorHost`] (the
+/// test kit's deterministic simulation). Not a stable API.
+#[doc(hidden)]
+pub mod __internal {
+    pub use crate::executor::{Executor, ExecutorAction, ExecutorConfig, ExecutorState, ExecutorTimer, Shared};
+}

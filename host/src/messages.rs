@@ -15,7 +15,9 @@ use crate::program::Failure;
 
 /// nspec's `TxFingerprint`: a transaction's logical timestamp.
 pub type Timestamp = u64;
+/// A key of the store: a byte string (a natural in nspec).
 pub type Key = Vec<u8>;
+/// A value stored at a key: a byte string (a natural in nspec).
 pub type Datum = Vec<u8>;
 
 /// The four key sets a transaction declares.
@@ -66,7 +68,9 @@ impl KeySets {
 /// How an executor's run ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutorFinished {
+    /// The transaction's timestamp.
     pub timestamp: Timestamp,
+    /// Whether the program halted; `false` exactly when `failure` is set.
     pub success: bool,
     /// Every value the program was fed, each key once, in key order.
     pub values_read: Vec<(Key, Option<Datum>)>,
@@ -75,6 +79,7 @@ pub struct ExecutorFinished {
     pub values_written: Vec<(Key, Datum)>,
     /// Why it failed; `None` on success.
     pub failure: Option<Failure>,
+    /// Gas the transaction's steps used, the failing one included.
     pub gas_used: u64,
 }
 
@@ -84,23 +89,69 @@ pub struct ExecutorFinished {
 pub enum Message {
     /// Executor → shard: read `key` (`actual: true`), or never mind
     /// (`actual: false`: the lock may be released).
-    KvsReadRequest { timestamp: Timestamp, key: Key, actual: bool },
+    KvsReadRequest {
+        /// The reading transaction's timestamp.
+        timestamp: Timestamp,
+        /// The key to read.
+        key: Key,
+        /// Whether the value is wanted.
+        actual: bool,
+    },
     /// Executor → shard: the value written at `timestamp`, or `None` to
     /// release the write lock without writing.
-    KvsWrite { timestamp: Timestamp, key: Key, datum: Option<Datum> },
+    KvsWrite {
+        /// The writing transaction's timestamp.
+        timestamp: Timestamp,
+        /// The key written.
+        key: Key,
+        /// The value, or `None` to release the lock unwritten.
+        datum: Option<Datum>,
+    },
     /// Shard → executor: the value of `key` as of `timestamp` (`None`:
     /// absent).
-    KvsRead { timestamp: Timestamp, key: Key, data: Option<Datum> },
+    KvsRead {
+        /// The reading transaction's timestamp.
+        timestamp: Timestamp,
+        /// The key read.
+        key: Key,
+        /// The value, or `None` if the key is absent.
+        data: Option<Datum>,
+    },
     /// Executor → worker and issuer.
     ExecutorFinished(ExecutorFinished),
     /// Worker → shard: register a transaction's accesses to this shard's
     /// keys.
-    KvsAcquireLock { timestamp: Timestamp, keys: KeySets, worker: EngineId, executor: EngineId },
+    KvsAcquireLock {
+        /// The transaction's timestamp.
+        timestamp: Timestamp,
+        /// The transaction's accesses to keys this shard owns.
+        keys: KeySets,
+        /// Who gets `KvsLockAcquired`.
+        worker: EngineId,
+        /// Who gets the transaction's `KvsRead`s.
+        executor: EngineId,
+    },
     /// Shard → worker: the locks of `timestamp` are registered.
-    KvsLockAcquired { timestamp: Timestamp },
+    KvsLockAcquired {
+        /// The transaction whose locks are registered.
+        timestamp: Timestamp,
+    },
     /// Worker → shard: every lock at or before `timestamp` has been heard
     /// (for writes if `write`, for reads otherwise).
-    UpdateSeenAll { timestamp: Timestamp, write: bool },
+    UpdateSeenAll {
+        /// No lock at or before this timestamp is still to come.
+        timestamp: Timestamp,
+        /// Whether this is about write locks (else read locks).
+        write: bool,
+    },
     /// Client → worker: run this transaction.
-    TransactionRequest { executable: Vec<u8>, keys: KeySets, resubmission: Option<Timestamp> },
+    TransactionRequest {
+        /// The transaction's code.
+        executable: Vec<u8>,
+        /// The keys it declares.
+        keys: KeySets,
+        /// The timestamp of an earlier submission this one repeats, if any
+        /// (nspec's; the reference worker treats every request as new).
+        resubmission: Option<Timestamp>,
+    },
 }

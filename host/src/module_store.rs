@@ -70,6 +70,7 @@ pub const MAX_NAME_LEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Deployed {
+    /// The name it is deployed under.
     pub name: String,
     /// The SHA-256 of the component, in lowercase hex.
     pub hash: String,
@@ -81,26 +82,52 @@ pub struct Deployed {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// The name cannot name a module (see [`validate_name`]).
     #[error("invalid module name {name:?}: {reason} (a name is 1-64 of a-z, 0-9, `_`, `-`, starting with a-z or 0-9)")]
-    BadName { name: String, reason: String },
+    BadName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No module is deployed under the name.
     #[error("no module deployed as `{name}`")]
-    NotFound { name: String },
-    #[error("not a valid executor component: {error}")]
-    InvalidComponent { error: LoadError },
+    NotFound {
+        /// The name looked up.
+        name: String,
+    },
+    /// The bytes are not an executor component; nothing was deployed.
+    #[error("not a valid executor component")]
+    InvalidComponent {
+        /// Why not.
+        #[source]
+        error: LoadError,
+    },
     /// The component is valid but its compiled artifact could not be kept.
-    #[error("caching the compiled component: {error}")]
-    Artifact { error: LoadError },
+    #[error("caching the compiled component")]
+    Artifact {
+        /// Why not (a [`LoadError::Cache`]).
+        #[source]
+        error: LoadError,
+    },
     /// The store holds something it never writes (edited or damaged).
     #[error("corrupt module store: {0}")]
     Corrupt(String),
+    /// A file operation in the store's directory failed.
     #[error("{context}: {error}")]
-    Io { context: String, error: io::Error },
+    Io {
+        /// What the store was doing, e.g. `writing names/transfer`.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        error: io::Error,
+    },
 }
 
 impl StoreError {
     fn from_load(error: LoadError) -> Self {
         match error {
-            LoadError::Cache(_) => Self::Artifact { error },
+            LoadError::Cache { .. } => Self::Artifact { error },
             error => Self::InvalidComponent { error },
         }
     }

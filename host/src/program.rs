@@ -35,6 +35,7 @@ pub struct StepCall<'a> {
 /// What a successful step produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepOutput {
+    /// The program state after the step: the next step's `state`.
     pub state: Vec<u8>,
     /// In the order the step emitted them.
     pub requests: Vec<Request>,
@@ -45,13 +46,17 @@ pub struct StepOutput {
 /// The result of a step and the gas it used, which is charged either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepReport {
+    /// What the step produced, or why it failed.
     pub result: Result<StepOutput, Failure>,
+    /// Gas the step used, at most the call's `gas_limit`.
     pub gas_used: u64,
 }
 
 /// Runs steps of an executor function. Implementations keep no
 /// per-transaction state: everything a step needs is in the [`StepCall`].
 pub trait Program: Send + Sync + fmt::Debug {
+    /// Runs one step: the starting state first if `call.state` is `None`,
+    /// then the step on `call.input`, then the check for a halted state.
     fn step(&self, call: StepCall<'_>) -> StepReport;
 }
 
@@ -62,39 +67,93 @@ pub trait Program: Send + Sync + fmt::Debug {
 pub enum Failure {
     /// The executor function returned an error (e.g. `insufficient funds`).
     #[error("guest error: {message}")]
-    Guest { message: String },
+    Guest {
+        /// The executor function's error message.
+        message: String,
+    },
     /// The transaction's gas budget is exhausted.
     #[error("out of gas")]
     OutOfGas,
     /// One guest call ran past the wall-clock bound.
     #[error("guest call exceeded the wall-clock bound of {bound_ms} ms")]
-    Timeout { bound_ms: u64 },
+    Timeout {
+        /// The bound, in milliseconds ([`Limits::call_time`]).
+        bound_ms: u64,
+    },
     /// The guest tried to grow its linear memory past the limit.
     #[error("guest memory limit of {limit} bytes exceeded")]
-    MemoryLimit { limit: u64 },
+    MemoryLimit {
+        /// The limit, in bytes ([`Limits::memory_bytes`]).
+        limit: u64,
+    },
     /// The guest tried to grow a table past the limit.
     #[error("guest table limit of {limit} elements exceeded")]
-    TableLimit { limit: u64 },
+    TableLimit {
+        /// The limit, in elements ([`Limits::table_elements`]).
+        limit: u64,
+    },
     /// The guest exhausted the wasm call stack.
     #[error("guest call stack exhausted")]
     StackOverflow,
     /// The guest trapped (a Rust panic is `unreachable`).
     #[error("guest trapped: {trap}")]
-    Trap { trap: TrapKind },
+    Trap {
+        /// Which trap.
+        trap: TrapKind,
+    },
     /// A step's output broke one of the size [`Limits`].
     #[error("{what} of {size} exceeds the limit of {limit}")]
-    TooLarge { what: Oversize, size: u64, limit: u64 },
+    TooLarge {
+        /// Which output.
+        what: Oversize,
+        /// Its size: a count of requests, or bytes.
+        size: u64,
+        /// The limit it exceeds.
+        limit: u64,
+    },
     /// The transaction did not finish before its deadline.
     #[error("transaction deadline of {bound_ms} ms passed")]
-    Deadline { bound_ms: u64 },
+    Deadline {
+        /// The deadline, in milliseconds after spawn
+        /// ([`ExecutorOptions::deadline`](crate::ExecutorOptions::deadline)).
+        bound_ms: u64,
+    },
     /// The program read or wrote a key the transaction did not declare (or
     /// wrote a key twice in streaming mode).
     #[error("undeclared {access} of key {}", String::from_utf8_lossy(key))]
-    AccessViolation { key: Vec<u8>, access: Access },
+    AccessViolation {
+        /// The key.
+        key: Vec<u8>,
+        /// What the program did with it.
+        access: Access,
+    },
     /// The host could not run the guest at all (e.g. the instance pool is
     /// exhausted).
     #[error("could not run the guest: {message}")]
-    Host { message: String },
+    Host {
+        /// What went wrong, as wasmtime describes it (causes included).
+        message: String,
+    },
+}
+
+impl Failure {
+    /// The failure's kind as it is serialized (`"guest"`, `"out_of_gas"`,
+    /// `"deadline"`, ...): a stable name for counting and reporting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Guest { .. } => "guest",
+            Self::OutOfGas => "out_of_gas",
+            Self::Timeout { .. } => "timeout",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::TableLimit { .. } => "table_limit",
+            Self::StackOverflow => "stack_overflow",
+            Self::Trap { .. } => "trap",
+            Self::TooLarge { .. } => "too_large",
+            Self::Deadline { .. } => "deadline",
+            Self::AccessViolation { .. } => "access_violation",
+            Self::Host { .. } => "host",
+        }
+    }
 }
 
 /// The kinds of trap a guest can raise, besides those with their own
@@ -132,7 +191,9 @@ impl fmt::Display for TrapKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
+    /// A read of a key declared neither lazy nor eager.
     Read,
+    /// A write of a key declared neither will-write nor may-write.
     Write,
     /// A second write of one key in streaming mode, where the first was
     /// already final at the shard.
@@ -153,9 +214,13 @@ impl fmt::Display for Access {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Oversize {
+    /// The requests of one step ([`Limits::requests_per_step`]).
     Requests,
+    /// A key read or written ([`Limits::key_bytes`]).
     Key,
+    /// A value written ([`Limits::datum_bytes`]).
     Datum,
+    /// The program state ([`Limits::state_bytes`]).
     State,
 }
 
@@ -174,17 +239,20 @@ impl fmt::Display for Oversize {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Linear memory per instance, in bytes.
+    /// Linear memory per instance, in bytes. By default 16 MiB.
     pub memory_bytes: u64,
-    /// Elements per table.
+    /// Elements per table. By default 10 000.
     pub table_elements: u64,
     /// Wall-clock bound on one guest call (enforced by epoch interruption,
-    /// with the granularity of the sandbox's tick).
+    /// with the granularity of the sandbox's tick). By default 1 s.
     pub call_time: Duration,
-    /// Requests one step may emit.
+    /// Requests one step may emit. By default 10 000.
     pub requests_per_step: u64,
+    /// Longest key a step may read or write, in bytes. By default 4 KiB.
     pub key_bytes: u64,
+    /// Longest value a step may write, in bytes. By default 1 MiB.
     pub datum_bytes: u64,
+    /// Longest program state a step may return, in bytes. By default 1 MiB.
     pub state_bytes: u64,
 }
 
@@ -233,6 +301,9 @@ pub struct NativeProgram<F> {
 }
 
 impl<F> NativeProgram<F> {
+    /// A program that runs `F`, with its outputs checked against `limits`
+    /// (only the size limits: native code has no memory, table or time
+    /// bound).
     pub fn new(limits: Limits) -> Self {
         Self { limits, function: PhantomData }
     }

@@ -52,7 +52,7 @@ fn run(args: &[&str]) -> (bool, String, String) {
 }
 
 fn example(name: &str) -> String {
-    format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]

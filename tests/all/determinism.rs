@@ -1,15 +1,15 @@
 //! Same inputs, same outputs, same gas: fresh or reused instance, pooled
 //! or not, on every run.
 
-use executor_host::program::{Program, Request, StepCall};
-use executor_host::wasm::{Sandbox, SandboxConfig};
+use executor_host::{Program, Request, StepCall};
+use executor_host::{Sandbox, SandboxConfig};
 
 use crate::support::*;
 
 fn transfer_calls<'a>(
     exe: &'a [u8],
     states: &'a [Vec<u8>],
-    inputs: &'a [executor_host::program::Input],
+    inputs: &'a [executor_host::Input],
 ) -> Vec<StepCall<'a>> {
     let mut calls = vec![StepCall { executable: exe, state: None, input: None, gas_limit: GAS }];
     for (state, input) in states.iter().zip(inputs) {
@@ -39,7 +39,7 @@ fn same_outputs_and_gas_on_every_run_and_configuration() {
     let states: Vec<Vec<u8>> = reference.steps.iter().map(|s| s.state.clone()).collect();
     let fresh: Vec<_> = transfer_calls(&exe, &states, &inputs).into_iter().map(|c| pooled.step(c)).collect();
     assert_eq!(fresh.iter().map(|r| r.gas_used).sum::<u64>(), reference.gas_used);
-    let outputs = |reports: &[executor_host::program::StepReport]| -> Vec<_> {
+    let outputs = |reports: &[executor_host::StepReport]| -> Vec<_> {
         reports.iter().map(|r| r.result.clone()).collect()
     };
 

@@ -6,21 +6,22 @@ use std::time::Duration;
 
 use counter_guest::CounterFunction;
 use executor_host::engine::EngineId;
-use executor_host::executor::{AccessMode, DropReason, ExecutorOptions, ExecutorTimer, WriteMode, executor_id};
-use executor_host::messages::Message;
-use executor_host::program::{Access, Failure, Limits, NativeProgram};
-use executor_host::wasm::{Sandbox, SandboxConfig};
+use executor_host::__internal::ExecutorTimer;
+use executor_host::{AccessMode, DropReason, ExecutorOptions, WriteMode, executor_id};
+use executor_host::Message;
+use executor_host::{Access, Failure, Limits, NativeProgram};
+use executor_host::{Sandbox, SandboxConfig};
 
 use crate::scripted::{Op::*, *};
 use crate::support;
 
-fn start(exe: Vec<u8>, keys: executor_host::messages::KeySets) -> (Driver, Vec<(EngineId, Message)>) {
+fn start(exe: Vec<u8>, keys: executor_host::KeySets) -> (Driver, Vec<(EngineId, Message)>) {
     start_with(exe, keys, ExecutorOptions::default())
 }
 
 fn start_with(
     exe: Vec<u8>,
-    keys: executor_host::messages::KeySets,
+    keys: executor_host::KeySets,
     options: ExecutorOptions,
 ) -> (Driver, Vec<(EngineId, Message)>) {
     let (driver, out) = Driver::start(scripted(), exe, keys, options);
@@ -35,7 +36,7 @@ fn w(key: &str) -> String {
 /// Splits off the two `ExecutorFinished` at the end of `messages`.
 fn split_finished(
     mut messages: Vec<(EngineId, Message)>,
-) -> (Vec<(EngineId, Message)>, executor_host::messages::ExecutorFinished) {
+) -> (Vec<(EngineId, Message)>, executor_host::ExecutorFinished) {
     let report = finished(&messages);
     let tail = messages.split_off(messages.len() - 2);
     assert!(tail.iter().all(|(_, m)| matches!(m, Message::ExecutorFinished(_))), "finished comes last");

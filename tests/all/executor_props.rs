@@ -10,8 +10,9 @@
 use std::collections::BTreeMap;
 
 use executor_host::engine::EngineId;
-use executor_host::executor::{AccessMode, ExecutorOptions, ExecutorTimer, WriteMode};
-use executor_host::messages::{KeySets, Message};
+use executor_host::__internal::ExecutorTimer;
+use executor_host::{AccessMode, ExecutorOptions, WriteMode};
+use executor_host::{KeySets, Message};
 use proptest::prelude::*;
 
 use crate::scripted::*;

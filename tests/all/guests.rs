@@ -1,7 +1,7 @@
 //! The example executor functions, run as wasm and natively: same results.
 
 use counter_guest::CounterFunction;
-use executor_host::program::{Failure, Limits, NativeProgram, Program};
+use executor_host::{Failure, Limits, NativeProgram, Program};
 use transfer_guest::TransferFunction;
 
 use crate::support::*;
@@ -37,7 +37,7 @@ fn transfer_with_insufficient_funds_fails_and_writes_nothing() {
         );
         let Err(Failure::Guest { message }) = &run.result else { panic!("{:?}", run.result) };
         assert!(message.contains("insufficient funds"), "{message}");
-        assert!(!requests(&run).iter().any(|r| matches!(r, executor_host::program::Request::Write(..))));
+        assert!(!requests(&run).iter().any(|r| matches!(r, executor_host::Request::Write(..))));
     }
 }
 

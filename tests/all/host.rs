@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use executor_host::engine::{EngineId, Envelope};
-use executor_host::executor::DropReason;
-use executor_host::host::{ExecutorHost, HostConfig, Transaction};
-use executor_host::messages::Message;
-use executor_host::node::Router;
-use executor_host::program::Failure;
+use executor_host::DropReason;
+use executor_host::{Execution, ExecutorHost, HostConfig, Transaction};
+use executor_host::Message;
+use executor_host::Router;
+use executor_host::Failure;
 
 use crate::scripted::{Op::*, *};
 use crate::support;
@@ -30,9 +30,9 @@ impl Recorder {
     }
 }
 
-fn host(threads: usize) -> (ExecutorHost, Arc<Recorder>) {
+fn host(execution: Execution) -> (ExecutorHost, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
-    let config = HostConfig { threads: Some(threads), ..HostConfig::default() };
+    let config = HostConfig { execution, ..HostConfig::default() };
     (ExecutorHost::start(config, Arc::new(TwoShards::new()), recorder.clone()), recorder)
 }
 
@@ -48,17 +48,13 @@ fn transfer_tx(timestamp: u64) -> Transaction {
 }
 
 fn kvs_read(executor: &EngineId, timestamp: u64, key: &str, data: &str) -> Envelope<Message> {
-    Envelope {
-        sender: shard_of(key),
-        target: executor.clone(),
-        mailbox: 0,
-        payload: Message::KvsRead { timestamp, key: key.as_bytes().to_vec(), data: Some(data.as_bytes().to_vec()) },
-    }
+    let data = Some(data.as_bytes().to_vec());
+    Envelope::new(shard_of(key), executor.clone(), Message::KvsRead { timestamp, key: key.as_bytes().to_vec(), data })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_runs_wasm_transactions_on_its_pool_and_routes_their_messages() {
-    let (host, recorder) = host(2);
+    let (host, recorder) = host(Execution::Pool { threads: std::num::NonZeroUsize::new(2) });
     let mut executors = Vec::new();
     for timestamp in 1..=20 {
         executors.push((timestamp, host.spawn(transfer_tx(timestamp)).await.unwrap()));
@@ -97,7 +93,7 @@ async fn host_runs_wasm_transactions_on_its_pool_and_routes_their_messages() {
 
 #[tokio::test(start_paused = true)]
 async fn deadline_timer_fails_a_stalled_transaction() {
-    let (host, recorder) = host(0);
+    let (host, recorder) = host(Execution::Inline);
     let tx = Transaction {
         timestamp: TS,
         executable: script(&[&[Read("l".into())]]),
@@ -128,18 +124,18 @@ async fn deadline_timer_fails_a_stalled_transaction() {
     assert_eq!(host.metrics().dropped(DropReason::AfterFinish), 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
     host.idle().await.unwrap();
-    assert_eq!(host.node_metrics().engines(), 0);
+    assert_eq!(host.runtime_metrics().engines(), 0);
     host.deliver(kvs_read(&id, TS, "l", "x")).await.unwrap();
     host.idle().await.unwrap();
-    assert_eq!(host.node_metrics().unknown_target(), 1);
+    assert_eq!(host.runtime_metrics().unknown_target(), 1);
     assert!(recorder.take().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn messages_for_unknown_executors_are_dropped_and_counted() {
-    let (host, recorder) = host(0);
+    let (host, recorder) = host(Execution::Inline);
     host.deliver(kvs_read(&EngineId::local("nobody"), 1, "a", "1")).await.unwrap();
     host.idle().await.unwrap();
-    assert_eq!(host.node_metrics().unknown_target(), 1);
+    assert_eq!(host.runtime_metrics().unknown_target(), 1);
     assert!(recorder.take().is_empty());
 }

@@ -11,8 +11,10 @@
 //! - `host`: the embedding API on tokio.
 //! - `executor_props`: random scripts and key sets against the invariants.
 //! - `nockma`: nspec's Nock executor function, wasm against native.
+//! - `harness`: the harness and scenario format against extreme input.
 //! - `oracle`: serializability of whole runs through shards and worker.
 //! - `shard`: the reference shard, message by message.
+//! - `worker`: the mempool worker, message by message.
 //! - `module_store`: deploying, listing, loading and removing guests by
 //!   name, safely and atomically, and the `deploy`/`list`/`remove` CLI.
 
@@ -24,6 +26,7 @@ mod determinism;
 mod executor;
 mod executor_props;
 mod guests;
+mod harness;
 mod host;
 mod module_store;
 mod nockma;
@@ -32,3 +35,4 @@ mod sandbox;
 mod scripted;
 mod shard;
 mod support;
+mod worker;

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use cap_std::fs::Dir;
-use executor_host::module_store::{Deployed, ModuleStore, StoreError};
-use executor_host::wasm::{Sandbox, SandboxConfig, WasmProgram};
+use executor_host::{Deployed, ModuleStore, StoreError};
+use executor_host::{Sandbox, SandboxConfig, WasmProgram};
 use sha2::{Digest, Sha256};
 
 use crate::support::*;

@@ -2,7 +2,7 @@
 //! against its native build.
 
 use executor_guest::noun::{Noun, cue};
-use executor_host::program::{Failure, Limits, NativeProgram, Program, Request};
+use executor_host::{Failure, Limits, NativeProgram, Program, Request};
 use nockma_guest::NockmaFunction;
 
 use crate::support::*;
@@ -13,7 +13,7 @@ fn nock_transaction_reads_writes_and_halts_in_wasm_as_natively() {
     let native = NativeProgram::<NockmaFunction>::new(Limits::default());
     let exe = nockma_guest::executable(&nockma_guest::increment_formula(b"a"));
     for program in [&wasm as &dyn Program, &native] {
-        let value = executor_host::program::Input { key: b"a".to_vec(), datum: Some(vec![41]) };
+        let value = executor_host::Input { key: b"a".to_vec(), datum: Some(vec![41]) };
         let run = drive(program, &exe, &[value], GAS);
         assert_eq!(run.result, Ok(()), "{program:?}");
         assert!(halted(&run));

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use counter_guest::CounterFunction;
 use executor_guest::{ExecutorFunction, Input, Step};
-use executor_host::executor::{ExecutorOptions, WriteMode};
-use executor_host::harness::{self, Delivery, Outcome, TxSpec, Workload};
-use executor_host::messages::{Datum, Key, KeySets};
-use executor_host::program::{Limits, NativeProgram, Program, Request, StepCall};
+use executor_host::{ExecutorOptions, WriteMode};
+use executor_testkit::Rng;
+use executor_testkit::harness::{self, Delivery, Outcome, TxSpec, Workload};
+use executor_host::{Datum, Key, KeySets};
+use executor_host::{Limits, NativeProgram, Program, Request, StepCall};
 use transfer_guest::TransferFunction;
 
 use crate::support;
@@ -48,25 +49,11 @@ impl ExecutorFunction for Mixed {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// A random workload: `accounts` keys (1 means everything contends on one
 /// key), transfers and counters, eager or lazy reads, will or may writes,
 /// extra declared keys the program never touches.
 fn workload(seed: u64, transactions: usize, accounts: u64, counters: bool) -> Workload {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(seed);
     let key = |i: u64| format!("k{i}").into_bytes();
     let mut initial = BTreeMap::new();
     for i in 0..accounts {
@@ -74,7 +61,7 @@ fn workload(seed: u64, transactions: usize, accounts: u64, counters: bool) -> Wo
             initial.insert(key(i), rng.below(100).to_string().into_bytes());
         }
     }
-    let mut rng = Rng(seed.wrapping_add(17) | 1);
+    let mut rng = Rng::new(seed.wrapping_add(17));
     let transactions = (0..transactions)
         .map(|_| {
             let mut keys = KeySets::default();
@@ -199,7 +186,7 @@ fn run_seeds(
         let write_mode = if seed % 2 == 0 { WriteMode::Streaming } else { WriteMode::Atomic };
         let options = ExecutorOptions { write_mode, ..ExecutorOptions::default() };
         let delivery = if concurrent { Delivery::Concurrent { threads: 2 } } else { Delivery::Deterministic { seed } };
-        let outcome = harness::run(&workload, program.clone(), &options, delivery)
+        let outcome = harness::execute(&workload, program.clone(), &options, delivery)
             .unwrap_or_else(|e| panic!("seed {seed} ({delivery:?}): {e}"));
         if let Err(difference) = check(&workload, &outcome) {
             panic!("seed {seed} ({delivery:?}, {accounts} accounts, {write_mode:?}) is not serializable: {difference}");
@@ -239,7 +226,7 @@ fn oracle_wasm_guest_is_serializable() {
 fn same_seed_same_run() {
     let workload = workload(9, 300, 5, true);
     let options = ExecutorOptions::default();
-    let run = || harness::run(&workload, mixed(), &options, Delivery::Deterministic { seed: 9 }).unwrap();
+    let run = || harness::execute(&workload, mixed(), &options, Delivery::Deterministic { seed: 9 }).unwrap();
     assert_eq!(run(), run());
 }
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use executor_host::program::{Failure, Limits, Oversize, TrapKind};
-use executor_host::wasm::{LoadError, Sandbox, SandboxConfig};
+use executor_host::{Failure, Limits, Oversize, TrapKind};
+use executor_host::{LoadError, Sandbox, SandboxConfig};
 
 use crate::support::*;
 

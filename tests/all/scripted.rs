@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use executor_guest::{ExecutorFunction, Input, Request, Step};
 use executor_host::engine::{EngineId, Envelope, Instance, Trigger};
-use executor_host::executor::{
-    Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ExecutorTimer, ShardMap, Shared, Transaction,
-};
-use executor_host::messages::{ExecutorFinished, KeySets, Message};
-use executor_host::program::{Limits, NativeProgram, Program};
+use executor_host::__internal::{Executor, ExecutorConfig, ExecutorTimer, Shared};
+use executor_host::{ExecutorMetrics, ExecutorOptions, ShardMap, Transaction};
+use executor_host::{ExecutorFinished, KeySets, Message};
+use executor_host::{Limits, NativeProgram, Program};
 use serde::{Deserialize, Serialize};
 
 /// One request of a scripted step.
@@ -148,7 +147,7 @@ impl Driver {
     }
 
     pub fn message(&mut self, sender: EngineId, payload: Message) -> Vec<Envelope<Message>> {
-        let envelope = Envelope { sender, target: self.id(), mailbox: 0, payload };
+        let envelope = Envelope::new(sender, self.id(), payload);
         self.trigger(Trigger::Message { envelope, at: self.now })
     }
 

@@ -1,8 +1,8 @@
 //! The reference shard, message by message.
 
 use executor_host::engine::{EngineId, Envelope, Instance, Trigger};
-use executor_host::messages::{KeySets, Message};
-use executor_host::shard::Shard;
+use executor_host::{KeySets, Message};
+use executor_testkit::shard::Shard;
 
 struct Fixture {
     shard: Instance<Shard>,
@@ -23,7 +23,7 @@ impl Fixture {
     }
 
     fn send(&mut self, sender: EngineId, payload: Message) -> Vec<(EngineId, Message)> {
-        let envelope = Envelope { sender, target: self.shard.id.clone(), mailbox: 0, payload };
+        let envelope = Envelope::new(sender, self.shard.id.clone(), payload);
         let effect = self.shard.handle(&Trigger::Message { envelope, at: std::time::Duration::ZERO });
         effect.send.into_iter().map(|e| (e.target, e.payload)).collect()
     }
@@ -154,4 +154,25 @@ fn stray_messages_are_dropped_and_counted() {
     assert!(f.write(1, "a", Some("y")).is_empty(), "written already");
     assert_eq!(f.shard.env.local.dropped, 3);
     assert_eq!(f.shard.env.local.latest()[&b"a".to_vec()], b"x");
+}
+
+/// A retried `KvsAcquireLock` must not reset the markers: before the fix
+/// a second lock arriving after the executor's write (and before the
+/// watermark) turned the written value back into a pending write, left
+/// pending forever.
+#[test]
+fn duplicate_lock_keeps_markers_and_is_acknowledged_again() {
+    let mut f = Fixture::new(&[("a", "1")]);
+    f.lock(1, &[], &[], &["a"], &[]);
+    f.write(1, "a", Some("2"));
+    // Same keys again: acknowledged, nothing reset.
+    assert_eq!(f.lock(1, &[], &[], &["a"], &[]), vec![(worker(), Message::KvsLockAcquired { timestamp: 1 })]);
+    assert_eq!(f.shard.env.local.pending_markers(), 0);
+    // Other keys for the same timestamp: refused and counted.
+    let dropped = f.shard.env.local.dropped;
+    assert_eq!(f.lock(1, &["b"], &[], &[], &[]), vec![]);
+    assert_eq!(f.shard.env.local.dropped, dropped + 1);
+    f.lock(2, &["a"], &[], &[], &[]);
+    assert_eq!(f.seen(2), vec![read(2, "a", Some("2"))]);
+    assert_eq!(f.shard.env.local.pending_markers(), 0);
 }

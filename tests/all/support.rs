@@ -2,8 +2,8 @@
 
 use std::sync::OnceLock;
 
-use executor_host::program::{Failure, Input, Program, Request, StepCall, StepOutput};
-use executor_host::wasm::{Sandbox, SandboxConfig, WasmProgram};
+use executor_host::{Failure, Input, Program, Request, StepCall, StepOutput};
+use executor_host::{Sandbox, SandboxConfig, WasmProgram};
 
 /// A generous per-transaction budget for well-behaved guests.
 pub const GAS: u64 = 50_000_000;
@@ -44,7 +44,7 @@ pub fn read(key: &str) -> Request {
 
 /// What a transaction did when driven step by step outside any engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Run {
+pub struct Driven {
     pub steps: Vec<StepOutput>,
     pub result: Result<(), Failure>,
     pub gas_used: u64,
@@ -52,36 +52,36 @@ pub struct Run {
 
 /// Runs the start step, then one step per input in order, until a failure,
 /// a halt or the inputs run out.
-pub fn drive(program: &dyn Program, executable: &[u8], inputs: &[Input], gas: u64) -> Run {
-    let mut run = Run { steps: Vec::new(), result: Ok(()), gas_used: 0 };
+pub fn drive(program: &dyn Program, executable: &[u8], inputs: &[Input], gas: u64) -> Driven {
+    let mut driven = Driven { steps: Vec::new(), result: Ok(()), gas_used: 0 };
     let mut state: Option<Vec<u8>> = None;
     for input in std::iter::once(None).chain(inputs.iter().map(Some)) {
         let report =
-            program.step(StepCall { executable, state: state.as_deref(), input, gas_limit: gas - run.gas_used });
-        run.gas_used += report.gas_used;
+            program.step(StepCall { executable, state: state.as_deref(), input, gas_limit: gas - driven.gas_used });
+        driven.gas_used += report.gas_used;
         match report.result {
             Err(failure) => {
-                run.result = Err(failure);
+                driven.result = Err(failure);
                 break;
             }
             Ok(output) => {
                 state = Some(output.state.clone());
                 let halted = output.halted;
-                run.steps.push(output);
+                driven.steps.push(output);
                 if halted {
                     break;
                 }
             }
         }
     }
-    run
+    driven
 }
 
 /// Every request of a run, in order.
-pub fn requests(run: &Run) -> Vec<Request> {
-    run.steps.iter().flat_map(|s| s.requests.clone()).collect()
+pub fn requests(driven: &Driven) -> Vec<Request> {
+    driven.steps.iter().flat_map(|s| s.requests.clone()).collect()
 }
 
-pub fn halted(run: &Run) -> bool {
-    run.steps.last().is_some_and(|s| s.halted)
+pub fn halted(driven: &Driven) -> bool {
+    driven.steps.last().is_some_and(|s| s.halted)
 }

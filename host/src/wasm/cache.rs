@@ -17,7 +17,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::SandboxConfig;
-use super::inspect::LoadError;
+use super::inspect::{LoadError, cause};
 
 /// Compiled components by key, in memory, and optionally on disk.
 pub struct ArtifactCache {
@@ -83,7 +83,7 @@ impl ArtifactCache {
         let component = match dir.and_then(|dir| load_artifact(engine, dir, &file)) {
             Some(component) => component,
             None => {
-                let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(cause(e)))?;
                 if let Some(dir) = dir {
                     store_artifact(dir, &file, &component)?;
                 }
@@ -112,10 +112,16 @@ fn load_artifact(engine: &Engine, dir: &cap_std::fs::Dir, file: &str) -> Option<
 /// Writes an artifact atomically: a temporary file, then a rename, so a
 /// crash leaves either the old artifact or none, never half of one.
 fn store_artifact(dir: &cap_std::fs::Dir, file: &str, component: &Component) -> Result<(), LoadError> {
-    let cache = |e: &dyn std::fmt::Display| LoadError::Cache(format!("{file}: {e}"));
-    let bytes = component.serialize().map_err(|e| cache(&e))?;
+    let bytes = component.serialize().map_err(failed("serializing", file))?;
     let temp = format!(".{file}.{}.tmp", std::process::id());
-    let mut out = dir.create(&temp).map_err(|e| cache(&e))?;
-    out.write_all(&bytes).and_then(|()| out.sync_all()).map_err(|e| cache(&e))?;
-    dir.rename(&temp, dir, file).map_err(|e| cache(&e))
+    let mut out = dir.create(&temp).map_err(failed("writing", file))?;
+    out.write_all(&bytes).and_then(|()| out.sync_all()).map_err(failed("writing", file))?;
+    dir.rename(&temp, dir, file).map_err(failed("writing", file))
+}
+
+/// Makes a [`LoadError::Cache`] of a failure while `doing` something to
+/// `file`.
+fn failed<E: Into<Box<dyn std::error::Error + Send + Sync>>>(doing: &str, file: &str) -> impl FnOnce(E) -> LoadError {
+    let context = format!("{doing} {file}");
+    move |e| LoadError::Cache { context, source: cause(e) }
 }

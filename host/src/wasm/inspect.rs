@@ -1,7 +1,9 @@
 //! Validation of a guest component against the `executor` world, with
 //! errors that name the problem.
 
+use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -11,30 +13,90 @@ use wasmtime::component::types::{ComponentExtern, ComponentItem};
 const EXPORTS: [&str; 3] = ["starting-state", "execute-step", "halted"];
 
 /// Why bytes cannot be loaded as an executor.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Two errors are equal when they are the same variant with the same
+/// details, an underlying cause comparing by its chain of messages: equal
+/// means "refused for the same reason", which is what a test asks.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
+    /// The bytes do not start with the wasm magic number.
     #[error("not a wasm binary (no `\\0asm` header)")]
     NotWasm,
+    /// A core module: it has no component-model interface, so it cannot
+    /// export the `executor` world.
     #[error(
         "a core wasm module, not a component: turn it into one with `executor-host build` or `wasm-tools component new`"
     )]
     CoreModule,
-    #[error("invalid component: {0}")]
-    Invalid(String),
+    /// The bytes have a wasm header but are not a valid component (an
+    /// unknown version, or a parse or validation error): the source says
+    /// what is wrong. Shared, so that the error stays `Clone`.
+    #[error("invalid component")]
+    Invalid(#[source] Arc<dyn Error + Send + Sync>),
+    /// The component imports something (named here); the host provides no
+    /// import at all.
     #[error("forbidden import{}: {} (executor guests may import nothing)", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
     ForbiddenImport(Vec<String>),
+    /// The component does not export the `executor` world's functions with
+    /// the world's types; the text says which are missing or mismatched.
     #[error("not an executor component (wrong world): {0}")]
     WrongWorld(String),
-    #[error("artifact cache: {0}")]
-    Cache(String),
+    /// The component compiled, but its artifact could not be written to the
+    /// cache directory.
+    #[error("artifact cache: {context}")]
+    Cache {
+        /// What the cache was doing, e.g. `writing <key>.cwasm`.
+        context: String,
+        /// Why it failed. Shared, so that the error stays `Clone`.
+        #[source]
+        source: Arc<dyn Error + Send + Sync>,
+    },
+}
+
+impl PartialEq for LoadError {
+    fn eq(&self, other: &Self) -> bool {
+        // Matching on `self` alone, exhaustively, so a new variant cannot
+        // be forgotten here.
+        match self {
+            Self::NotWasm => matches!(other, Self::NotWasm),
+            Self::CoreModule => matches!(other, Self::CoreModule),
+            Self::Invalid(a) => matches!(other, Self::Invalid(b) if same_cause(&**a, &**b)),
+            Self::ForbiddenImport(a) => matches!(other, Self::ForbiddenImport(b) if a == b),
+            Self::WrongWorld(a) => matches!(other, Self::WrongWorld(b) if a == b),
+            Self::Cache { context: a, source: x } => {
+                matches!(other, Self::Cache { context: b, source: y } if a == b && same_cause(&**x, &**y))
+            }
+        }
+    }
+}
+
+impl Eq for LoadError {}
+
+/// Whether two errors read the same, down to their root causes.
+fn same_cause(a: &(dyn Error + 'static), b: &(dyn Error + 'static)) -> bool {
+    fn messages<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = String> + 'a {
+        std::iter::successors(Some(error), |&e| e.source()).map(ToString::to_string)
+    }
+    messages(a).eq(messages(b))
+}
+
+/// Keeps `error` (a wasmtime or I/O error, or a message) as the cause of a
+/// [`LoadError`].
+pub(super) fn cause(error: impl Into<Box<dyn Error + Send + Sync>>) -> Arc<dyn Error + Send + Sync> {
+    Arc::from(error.into())
 }
 
 /// What a component exports and imports, for `executor-host check`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentInfo {
+    /// The component's size in bytes.
     pub size: usize,
+    /// Each export's name and kind (a function's kind is its signature), in
+    /// the component's order.
     pub exports: Vec<(String, String)>,
+    /// Each import's name and kind, in the component's order. An executor
+    /// has none.
     pub imports: Vec<(String, String)>,
 }
 
@@ -61,7 +123,7 @@ pub(super) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(LoadError::CoreModule),
         Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
-        Some([0, b'a', b's', b'm', ..]) => Err(LoadError::Invalid("unknown wasm version or layer".into())),
+        Some([0, b'a', b's', b'm', ..]) => Err(LoadError::Invalid(cause("unknown wasm version or layer"))),
         _ => Err(LoadError::NotWasm),
     }
 }

@@ -57,15 +57,17 @@ use limiter::CallLimiter;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// Per-call limits applied to every program this sandbox loads.
+    /// Per-call limits applied to every program this sandbox loads. By
+    /// default [`Limits::default`].
     pub limits: Limits,
     /// Instance slots of the pooling allocator: how many guest calls can run
     /// at once. `None` allocates on demand instead (slower per instance).
+    /// By default 64.
     pub pool_slots: Option<u32>,
     /// The period of the epoch ticker; the wall-clock bound is rounded up
-    /// to a whole number of ticks.
+    /// to a whole number of ticks. By default 5 ms.
     pub epoch_tick: Duration,
-    /// The wasm call stack a guest may use, in bytes.
+    /// The wasm call stack a guest may use, in bytes. By default 256 KiB.
     pub max_wasm_stack: usize,
 }
 
@@ -84,9 +86,19 @@ impl Default for SandboxConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SandboxError {
-    #[error("invalid sandbox configuration: {0}")]
-    Config(String),
-    #[error("could not start the epoch ticker: {0}")]
+    /// wasmtime refused the configuration, or a limit does not fit this
+    /// platform.
+    #[error("invalid sandbox configuration: {reason}")]
+    Config {
+        /// Which setting is wrong, or who refused it.
+        reason: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The thread that bounds each call's wall-clock time could not be
+    /// spawned.
+    #[error("could not start the epoch ticker")]
     Ticker(#[source] std::io::Error),
 }
 
@@ -110,8 +122,12 @@ impl fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
+    /// Builds the wasmtime engine `config` describes and starts its epoch
+    /// ticker, a thread that ends once the sandbox and every program it
+    /// loaded are dropped.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
-        let engine = Engine::new(&engine_config(&config)?).map_err(|e| SandboxError::Config(e.to_string()))?;
+        let engine = Engine::new(&engine_config(&config)?)
+            .map_err(|e| SandboxError::Config { reason: "wasmtime refused it".into(), source: e.into() })?;
         start_ticker(&engine, config.epoch_tick)?;
         let cache = ArtifactCache::new(&engine, &config);
         // The linker defines nothing: a guest that imports anything fails to
@@ -120,6 +136,7 @@ impl Sandbox {
         Ok(Self { inner: Arc::new(SandboxInner { engine, linker, config, cache }) })
     }
 
+    /// The configuration the sandbox was created with.
     pub fn config(&self) -> &SandboxConfig {
         &self.inner.config
     }
@@ -141,6 +158,10 @@ impl Sandbox {
         inspect::check_header(bytes)?;
         let component = inner.cache.get_or_compile(&inner.engine, bytes, dir)?;
         inspect::check_world(&inner.engine, &component)?;
+        // Both fail only on exports of the wrong type (imports are refused
+        // above). wasmtime's type-check message is then the reason the
+        // world is wrong, as "missing exports" is: kept as text, so that
+        // `WrongWorld` holds one kind of thing.
         let pre = inner.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = ExecutorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let tick = inner.config.epoch_tick.as_nanos().max(1);
@@ -159,7 +180,7 @@ impl Sandbox {
     /// would load, without keeping it.
     pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         inspect::check_header(bytes)?;
-        let component = Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let component = Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid(inspect::cause(e)))?;
         Ok(inspect::describe(&self.inner.engine, &component, bytes.len()))
     }
 }
@@ -176,8 +197,16 @@ fn engine_config(config: &SandboxConfig) -> Result<Config, SandboxError> {
         // Traps are classified, not debugged: skip backtrace capture.
         .wasm_backtrace_max_frames(None);
     if let Some(slots) = config.pool_slots {
-        let memory = usize::try_from(config.limits.memory_bytes).map_err(|e| SandboxError::Config(e.to_string()))?;
-        let table = usize::try_from(config.limits.table_elements).map_err(|e| SandboxError::Config(e.to_string()))?;
+        let too_large = |setting: &'static str, value: u64| {
+            move |e: std::num::TryFromIntError| SandboxError::Config {
+                reason: format!("`{setting}` of {value} does not fit in this platform's `usize`"),
+                source: e.into(),
+            }
+        };
+        let memory = usize::try_from(config.limits.memory_bytes)
+            .map_err(too_large("limits.memory_bytes", config.limits.memory_bytes))?;
+        let table = usize::try_from(config.limits.table_elements)
+            .map_err(too_large("limits.table_elements", config.limits.table_elements))?;
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(4))

@@ -2,9 +2,9 @@
 //! behaviour, with a mailbox each, real timers and a router for what they
 //! send.
 //!
-//! A [`Node`] is one tokio task that owns its engines (no lock per engine,
+//! A runtime is one tokio task that owns its engines (no lock per engine,
 //! no task per engine: an idle engine costs only its state). Incoming
-//! envelopes arrive through a bounded channel ([`NodeHandle::deliver`]),
+//! envelopes arrive through a bounded channel ([`RuntimeHandle::deliver`]),
 //! are queued in the target engine's mailbox (bounded: overflow is dropped
 //! and counted), and are handled one trigger at a time per engine. Timers
 //! live in one ordered queue served by `sleep_until`.
@@ -12,73 +12,124 @@
 //! Guest calls are CPU-bound and must not stall the reactor: an action the
 //! behaviour marks with [`Behaviour::offload`] runs on a dedicated pool of
 //! OS threads ([`Execution::Pool`]); the engine is "busy" meanwhile and its
-//! triggers wait. [`Execution::Inline`] runs everything on the node task,
+//! triggers wait. [`Execution::Inline`] runs everything on the runtime task,
 //! which is what tests with paused tokio time want (a pool thread's work is
 //! invisible to tokio's auto-advance).
 //!
 //! This module must not know any particular engine: it only moves
 //! triggers in and effects out.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::engine::{Behaviour, EngineId, Envelope, Instance, Time, TimerOp, Trigger};
+use crate::engine::{Behaviour, EngineId, EngineTimers, Envelope, Instance, Time, TimerOp, TimerQueue, Trigger};
 
 /// Where the envelopes engines send go. The embedder implements it (an
 /// in-process network, a socket, a test recorder). Must not block.
 pub trait Router<M>: Send + Sync {
+    /// Sends `envelope` towards `envelope.target`. Called on the runtime's
+    /// task, in the order each engine sent.
     fn route(&self, envelope: Envelope<M>);
 }
 
 /// Receives what engines ask to spawn.
 pub trait Spawner<S>: Send + Sync {
+    /// Starts the engine `request` describes. Called on the runtime's task
+    /// (so it must not block), before the messages of the same effect are
+    /// routed: they may lead to messages for the new engine, which must be
+    /// spawned, or queued to be, by the time this returns.
     fn spawn(&self, request: S);
 }
 
-/// Where offloaded actions run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where offloaded actions (guest calls) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Execution {
-    /// On the node task itself.
+    /// On the runtime task itself: what tests under paused tokio time want
+    /// (a pool thread's work is invisible to tokio's auto-advance).
     Inline,
-    /// On this many dedicated threads.
-    Pool { threads: usize },
+    /// On dedicated OS threads, so guest calls never stall the reactor.
+    Pool {
+        /// How many threads; `None` for one per core.
+        threads: Option<NonZeroUsize>,
+    },
 }
 
-/// How a node is set up.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// Envelopes waiting to enter the node (backpressure on `deliver`);
-    /// `0` for no bound (in-process networks, where a router must never
-    /// wait on another node).
-    pub inbox: usize,
-    /// Triggers one engine may have queued; more are dropped.
-    pub mailbox: usize,
-    pub execution: Execution,
-}
-
-impl Default for NodeConfig {
+impl Default for Execution {
+    /// A pool with one thread per core.
     fn default() -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        Self { inbox: 4096, mailbox: 1024, execution: Execution::Pool { threads } }
+        Self::Pool { threads: None }
     }
 }
 
-/// Counters of the node itself (engines keep their own).
+impl Execution {
+    fn threads(self) -> Option<usize> {
+        match self {
+            Self::Inline => None,
+            Self::Pool { threads: Some(threads) } => Some(threads.get()),
+            Self::Pool { threads: None } => Some(std::thread::available_parallelism().map_or(2, usize::from)),
+        }
+    }
+}
+
+/// How many envelopes may wait to enter a runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inbox {
+    /// At most this many: `deliver` waits while it is full (backpressure).
+    Bounded(NonZeroUsize),
+    /// No bound: for in-process networks, where a router must never wait
+    /// on another runtime.
+    Unbounded,
+}
+
+impl Default for Inbox {
+    /// Bounded at 4096 envelopes.
+    fn default() -> Self {
+        Self::Bounded(NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN))
+    }
+}
+
+/// How an engine runtime is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Envelopes waiting to enter the runtime. By default bounded at 4096.
+    pub inbox: Inbox,
+    /// Triggers one engine may have queued while it is busy; more messages
+    /// are dropped and counted (timers never are). By default 1024.
+    pub mailbox: NonZeroUsize,
+    /// Where guest calls run. By default a pool of one thread per core.
+    pub execution: Execution,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            inbox: Inbox::default(),
+            mailbox: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
+            execution: Execution::default(),
+        }
+    }
+}
+
+/// Counters of the runtime itself (engines keep their own).
 #[derive(Debug, Default)]
-pub struct NodeMetrics {
+pub struct RuntimeMetrics {
     unknown_target: AtomicU64,
     mailbox_full: AtomicU64,
     engines: AtomicU64,
     handled: AtomicU64,
 }
 
-impl NodeMetrics {
-    /// Envelopes for an engine this node does not host.
+impl RuntimeMetrics {
+    /// Envelopes for an engine this runtime does not host.
     pub fn unknown_target(&self) -> u64 {
         self.unknown_target.load(Ordering::Relaxed)
     }
@@ -96,10 +147,10 @@ impl NodeMetrics {
     }
 }
 
-/// The node has stopped.
+/// The runtime has stopped (every handle was dropped, or its task ended).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the node has stopped")]
-pub struct NodeStopped;
+#[error("the engine runtime has stopped")]
+pub struct Stopped;
 
 enum Command<B: Behaviour> {
     Deliver(Envelope<B::Msg>),
@@ -110,19 +161,19 @@ enum Command<B: Behaviour> {
     /// Answers once every engine is idle with nothing queued.
     Idle(oneshot::Sender<()>),
     /// Runs a function on an engine (or on `None` if there is no such
-    /// engine), on the node task.
+    /// engine), on the runtime task.
     Inspect(EngineId, Inspector<B>),
 }
 
 type Inspector<B> = Box<dyn FnOnce(Option<&Instance<B>>) + Send>;
 
-/// The sending half of a node's inbox.
-enum Inbox<B: Behaviour> {
+/// The sending half of a runtime's inbox.
+enum InboxSender<B: Behaviour> {
     Bounded(mpsc::Sender<Command<B>>),
     Unbounded(mpsc::UnboundedSender<Command<B>>),
 }
 
-impl<B: Behaviour> Clone for Inbox<B> {
+impl<B: Behaviour> Clone for InboxSender<B> {
     fn clone(&self) -> Self {
         match self {
             Self::Bounded(tx) => Self::Bounded(tx.clone()),
@@ -131,11 +182,11 @@ impl<B: Behaviour> Clone for Inbox<B> {
     }
 }
 
-impl<B: Behaviour> Inbox<B> {
-    async fn send(&self, command: Command<B>) -> Result<(), NodeStopped> {
+impl<B: Behaviour> InboxSender<B> {
+    async fn send(&self, command: Command<B>) -> Result<(), Stopped> {
         match self {
-            Self::Bounded(tx) => tx.send(command).await.map_err(|_| NodeStopped),
-            Self::Unbounded(tx) => tx.send(command).map_err(|_| NodeStopped),
+            Self::Bounded(tx) => tx.send(command).await.map_err(|_| Stopped),
+            Self::Unbounded(tx) => tx.send(command).map_err(|_| Stopped),
         }
     }
 
@@ -161,120 +212,120 @@ impl<B: Behaviour> InboxReceiver<B> {
     }
 }
 
-/// A cloneable handle to a running node. The node stops when every handle
+/// A cloneable handle to a running engine runtime. It stops when every handle
 /// is dropped.
-pub struct NodeHandle<B: Behaviour> {
-    commands: Inbox<B>,
-    metrics: Arc<NodeMetrics>,
+pub struct RuntimeHandle<B: Behaviour> {
+    commands: InboxSender<B>,
+    metrics: Arc<RuntimeMetrics>,
     epoch: Instant,
 }
 
-impl<B: Behaviour> Clone for NodeHandle<B> {
+impl<B: Behaviour> Clone for RuntimeHandle<B> {
     fn clone(&self) -> Self {
         Self { commands: self.commands.clone(), metrics: self.metrics.clone(), epoch: self.epoch }
     }
 }
 
-impl<B: Behaviour> fmt::Debug for NodeHandle<B> {
+impl<B: Behaviour> fmt::Debug for RuntimeHandle<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NodeHandle").field("metrics", &self.metrics).finish_non_exhaustive()
+        f.debug_struct("RuntimeHandle").field("metrics", &self.metrics).finish_non_exhaustive()
     }
 }
 
-impl<B: Behaviour> NodeHandle<B> {
-    /// Hands an envelope to the node (waits while its inbox is full).
-    pub async fn deliver(&self, envelope: Envelope<B::Msg>) -> Result<(), NodeStopped> {
+impl<B: Behaviour> RuntimeHandle<B> {
+    /// Hands an envelope to the runtime (waits while its inbox is full).
+    pub async fn deliver(&self, envelope: Envelope<B::Msg>) -> Result<(), Stopped> {
         self.commands.send(Command::Deliver(envelope)).await
     }
 
-    /// Hands an envelope to the node without waiting; `false` if the inbox
-    /// is full or the node stopped (the envelope is then dropped).
+    /// Hands an envelope to the runtime without waiting; `false` if the inbox
+    /// is full or the runtime stopped (the envelope is then dropped).
     pub fn try_deliver(&self, envelope: Envelope<B::Msg>) -> bool {
         self.commands.try_send(Command::Deliver(envelope))
     }
 
     /// Starts hosting `instance` and schedules its initial timers.
-    pub async fn spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> Result<(), NodeStopped> {
+    pub async fn spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> Result<(), Stopped> {
         self.commands.send(Command::Spawn { instance, timers }).await
     }
 
-    /// As [`NodeHandle::spawn`] without waiting; `false` if the inbox is
-    /// full or the node stopped.
+    /// As [`RuntimeHandle::spawn`] without waiting; `false` if the inbox is
+    /// full or the runtime stopped.
     pub fn try_spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> bool {
         self.commands.try_send(Command::Spawn { instance, timers })
     }
 
-    /// Runs `f` on the engine `id` on the node task, and returns its result
-    /// (`f` gets `None` if the node hosts no such engine).
+    /// Runs `f` on the engine `id` on the runtime task, and returns its result
+    /// (`f` gets `None` if the runtime hosts no such engine).
     pub async fn inspect<R: Send + 'static>(
         &self,
         id: EngineId,
         f: impl FnOnce(Option<&Instance<B>>) -> R + Send + 'static,
-    ) -> Result<R, NodeStopped> {
+    ) -> Result<R, Stopped> {
         let (tx, rx) = oneshot::channel();
         let inspector: Inspector<B> = Box::new(move |instance| {
             let _ = tx.send(f(instance));
         });
         self.commands.send(Command::Inspect(id, inspector)).await?;
-        rx.await.map_err(|_| NodeStopped)
+        rx.await.map_err(|_| Stopped)
     }
 
     /// Waits until every engine is idle: nothing queued, nothing running.
     /// (Timers may still be set.)
-    pub async fn idle(&self) -> Result<(), NodeStopped> {
+    pub async fn idle(&self) -> Result<(), Stopped> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Idle(tx)).await?;
-        rx.await.map_err(|_| NodeStopped)
+        rx.await.map_err(|_| Stopped)
     }
 
-    /// The node's time now.
+    /// The runtime's time now.
     pub fn now(&self) -> Time {
         Instant::now().saturating_duration_since(self.epoch)
     }
 
-    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+    /// The runtime's own counters, updated live by its task.
+    pub fn metrics(&self) -> &Arc<RuntimeMetrics> {
         &self.metrics
     }
 }
 
-/// Starts a node on the current tokio runtime.
+/// Starts an engine runtime on the current tokio runtime.
 pub fn start<B: Behaviour>(
-    config: NodeConfig,
+    config: RuntimeConfig,
     router: Arc<dyn Router<B::Msg>>,
     spawner: Option<Arc<dyn Spawner<B::Spawn>>>,
-) -> NodeHandle<B>
+) -> RuntimeHandle<B>
 where
     B::Msg: Clone,
 {
-    let (commands, inbox) = if config.inbox == 0 {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Inbox::Unbounded(tx), InboxReceiver::Unbounded(rx))
-    } else {
-        let (tx, rx) = mpsc::channel(config.inbox);
-        (Inbox::Bounded(tx), InboxReceiver::Bounded(rx))
+    let (commands, inbox) = match config.inbox {
+        Inbox::Unbounded => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (InboxSender::Unbounded(tx), InboxReceiver::Unbounded(rx))
+        }
+        Inbox::Bounded(capacity) => {
+            let (tx, rx) = mpsc::channel(capacity.get());
+            (InboxSender::Bounded(tx), InboxReceiver::Bounded(rx))
+        }
     };
-    let metrics = Arc::new(NodeMetrics::default());
+    let metrics = Arc::new(RuntimeMetrics::default());
     let epoch = Instant::now();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let pool = match config.execution {
-        Execution::Inline => None,
-        Execution::Pool { threads } => Some(Pool::start(threads.max(1), done_tx)),
-    };
-    let node = Node::<B> {
+    let pool = config.execution.threads().map(|threads| Pool::start(threads, done_tx));
+    let runtime = Runtime::<B> {
         engines: HashMap::new(),
-        timers: BTreeMap::new(),
-        next_seq: 0,
+        timers: TimerQueue::default(),
         router,
         spawner,
         metrics: metrics.clone(),
         epoch,
-        mailbox: config.mailbox.max(1),
+        mailbox: config.mailbox.get(),
         pool,
         busy: 0,
         idle_waiters: Vec::new(),
     };
-    tokio::spawn(node.run(inbox, done_rx));
-    NodeHandle { commands, metrics, epoch }
+    tokio::spawn(runtime.serve(inbox, done_rx));
+    RuntimeHandle { commands, metrics, epoch }
 }
 
 struct Slot<B: Behaviour> {
@@ -283,21 +334,20 @@ struct Slot<B: Behaviour> {
     /// Triggers that arrived while busy, in order.
     backlog: VecDeque<Trigger<B::Msg, B::Timer>>,
     /// This engine's entries in the timer queue.
-    timer_keys: Vec<(B::Timer, (Time, u64))>,
+    timers: EngineTimers<B::Timer>,
 }
 
 type Job<B> = (Instance<B>, Vec<<B as Behaviour>::Action>, Trigger<<B as Behaviour>::Msg, <B as Behaviour>::Timer>);
 type Done<B> = (Instance<B>, crate::engine::Effect<B>);
 
-struct Node<B: Behaviour> {
+struct Runtime<B: Behaviour> {
     /// Boxed: the table then holds only a key and a pointer per engine,
     /// so its spare capacity costs little.
     engines: HashMap<EngineId, Box<Slot<B>>>,
-    timers: BTreeMap<(Time, u64), (EngineId, B::Timer)>,
-    next_seq: u64,
+    timers: TimerQueue<B::Timer>,
     router: Arc<dyn Router<B::Msg>>,
     spawner: Option<Arc<dyn Spawner<B::Spawn>>>,
-    metrics: Arc<NodeMetrics>,
+    metrics: Arc<RuntimeMetrics>,
     epoch: Instant,
     mailbox: usize,
     pool: Option<Pool<B>>,
@@ -305,13 +355,15 @@ struct Node<B: Behaviour> {
     idle_waiters: Vec<oneshot::Sender<()>>,
 }
 
-impl<B: Behaviour> Node<B>
+impl<B: Behaviour> Runtime<B>
 where
     B::Msg: Clone,
 {
-    async fn run(mut self, mut inbox: InboxReceiver<B>, mut done: mpsc::UnboundedReceiver<Done<B>>) {
+    async fn serve(mut self, mut inbox: InboxReceiver<B>, mut done: mpsc::UnboundedReceiver<Done<B>>) {
         loop {
-            let next = self.timers.keys().next().map(|(at, _)| self.epoch + *at);
+            // A time too far to represent never comes: such a timer never
+            // fires (a deadline of "forever").
+            let next = self.timers.next_due().map(|at| self.epoch.checked_add(at));
             tokio::select! {
                 command = inbox.recv() => match command {
                     Some(Command::Deliver(envelope)) => self.deliver(envelope),
@@ -331,7 +383,7 @@ where
                     self.apply(&id, effect);
                     self.drain(&id);
                 }
-                () = sleep_until(next), if next.is_some() => self.fire_timers(),
+                () = sleep_until(next.flatten()), if next.is_some() => self.fire_timers(),
             }
             if self.busy == 0 && !self.idle_waiters.is_empty() {
                 for waiter in self.idle_waiters.drain(..) {
@@ -347,7 +399,8 @@ where
 
     fn spawn(&mut self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) {
         let id = instance.id.clone();
-        let slot = Box::new(Slot { instance: Some(instance), backlog: VecDeque::new(), timer_keys: Vec::new() });
+        let slot =
+            Box::new(Slot { instance: Some(instance), backlog: VecDeque::new(), timers: EngineTimers::default() });
         if self.engines.insert(id.clone(), slot).is_none() {
             self.metrics.engines.fetch_add(1, Ordering::Relaxed);
         }
@@ -367,26 +420,13 @@ where
 
     fn fire_timers(&mut self) {
         let now = self.now();
-        let mut due: Vec<(EngineId, B::Timer)> = Vec::new();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
+        let engines = &mut self.engines;
+        let due = self.timers.take_due(now, |id, key| {
+            if let Some(slot) = engines.get_mut(id) {
+                slot.timers.forget(key);
             }
-            let ((at, seq), (id, handle)) = entry.remove_entry();
-            if let Some(slot) = self.engines.get_mut(&id) {
-                slot.timer_keys.retain(|(_, key)| *key != (at, seq));
-            }
-            due.push((id, handle));
-        }
-        // One trigger per engine with every timer due for it.
-        let mut by_engine: Vec<(EngineId, Vec<B::Timer>)> = Vec::new();
-        for (id, handle) in due {
-            match by_engine.iter_mut().find(|(e, _)| *e == id) {
-                Some((_, handles)) => handles.push(handle),
-                None => by_engine.push((id, vec![handle])),
-            }
-        }
-        for (id, timers) in by_engine {
+        });
+        for (id, timers) in due {
             self.dispatch(&id, Trigger::Elapsed { timers, at: now });
         }
     }
@@ -442,7 +482,7 @@ where
         }
         let effect = {
             let _span = tracing::debug_span!("engine", id = %instance.id).entered();
-            instance.run(actions, &trigger)
+            instance.perform(actions, &trigger)
         };
         self.apply(id, effect);
     }
@@ -462,44 +502,17 @@ where
         if effect.stop
             && let Some(slot) = self.engines.remove(id)
         {
-            for (_, key) in slot.timer_keys {
-                self.timers.remove(&key);
-            }
+            self.timers.remove(slot.timers);
             self.metrics.engines.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     fn schedule(&mut self, id: &EngineId, ops: Vec<TimerOp<B::Timer>>) {
         let now = self.now();
-        let mut due_now = Vec::new();
         let Some(slot) = self.engines.get_mut(id) else { return };
-        for op in ops {
-            let handle = match &op {
-                TimerOp::Set(timer) => &timer.handle,
-                TimerOp::Cancel(handle) => handle,
-            };
-            // Setting supersedes, cancelling removes: either way the old
-            // entry goes.
-            slot.timer_keys.retain(|(h, key)| {
-                let keep = h != handle;
-                if !keep {
-                    self.timers.remove(key);
-                }
-                keep
-            });
-            if let TimerOp::Set(timer) = op {
-                if timer.at <= now {
-                    // Due already (an engine's "at once" timer): no trip
-                    // through the timer queue.
-                    due_now.push(timer.handle);
-                    continue;
-                }
-                let key = (timer.at, self.next_seq);
-                self.next_seq += 1;
-                self.timers.insert(key, (id.clone(), timer.handle.clone()));
-                slot.timer_keys.push((timer.handle, key));
-            }
-        }
+        // Due already (an engine's "at once" timer): no trip through the
+        // timer queue.
+        let due_now = self.timers.apply(id, &mut slot.timers, ops, now);
         if !due_now.is_empty() {
             self.dispatch(id, Trigger::Elapsed { timers: due_now, at: now });
         }
@@ -531,7 +544,7 @@ impl<B: Behaviour> Pool<B> {
                     let Ok((mut instance, actions, trigger)) = job else { return };
                     let effect = {
                         let _span = tracing::debug_span!("engine", id = %instance.id).entered();
-                        instance.run(actions, &trigger)
+                        instance.perform(actions, &trigger)
                     };
                     if done.send((instance, effect)).is_err() {
                         return;
@@ -546,14 +559,14 @@ impl<B: Behaviour> Pool<B> {
     }
 
     fn submit(&self, job: Job<B>) {
-        // The pool lives as long as the node; a send fails only if every
+        // The pool lives as long as the runtime; a send fails only if every
         // thread failed to start, and then the engine stays busy forever,
         // which the deadline of a transaction turns into a failure.
         let _ = self.jobs.send(job);
     }
 }
 
-impl<B: Behaviour> Drop for Node<B> {
+impl<B: Behaviour> Drop for Runtime<B> {
     fn drop(&mut self) {
         self.metrics.engines.store(0, Ordering::Relaxed);
     }

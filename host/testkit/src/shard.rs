@@ -20,8 +20,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
-use crate::messages::{Datum, Key, KeySets, Message, Timestamp};
+use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
+use executor_host::{Datum, Key, KeySets, Message, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadStatus {
@@ -133,18 +133,26 @@ impl ShardState {
         self.keys.values().map(|t| t.accesses.len()).sum()
     }
 
+    /// The heard-all-writes and heard-all-reads watermarks.
     pub fn watermarks(&self) -> (Timestamp, Timestamp) {
         (self.heard_all_writes, self.heard_all_reads)
     }
 }
 
-/// What a shard's guard names.
+/// What a shard's guard names: one action per protocol message, with the
+/// message's fields (see [`Message`] for their meaning).
+#[allow(missing_docs)]
 #[derive(Debug)]
 pub enum ShardAction {
+    /// `KvsAcquireLock`: register the accesses and acknowledge them.
     Lock { timestamp: Timestamp, keys: KeySets, worker: EngineId, executor: EngineId },
+    /// `KvsReadRequest`: a lazy read is wanted, or not.
     ReadRequest { timestamp: Timestamp, key: Key, actual: bool },
+    /// `KvsWrite`: a pending write is written or released.
     Write { timestamp: Timestamp, key: Key, datum: Option<Datum> },
+    /// `UpdateSeenAll`: a watermark moves.
     SeenAll { timestamp: Timestamp, write: bool },
+    /// Anything else: dropped and counted.
     Drop,
 }
 
@@ -189,7 +197,7 @@ impl Behaviour for Shard {
 
     const STRATEGY: GuardStrategy = GuardStrategy::FirstMatch;
 
-    fn guards() -> &'static [crate::engine::Guard<Self>] {
+    fn guards() -> &'static [executor_host::engine::Guard<Self>] {
         &[guard]
     }
 
@@ -200,101 +208,23 @@ impl Behaviour for Shard {
         _: &(),
         env: &mut Environment<Self>,
     ) -> Effect<Self> {
-        let Trigger::Message { envelope, .. } = trigger else { return Effect::default() };
         let state = &mut env.local;
         let mut effect = Effect::default();
-        let mut touched: Vec<Key> = Vec::new();
-        match action {
+        let mut touched = match action {
             ShardAction::Lock { timestamp, keys, worker, executor } => {
-                if timestamp <= state.heard_all_writes || timestamp <= state.heard_all_reads {
-                    // The worker promised no more locks this old.
-                    tracing::warn!(timestamp, "lock below a watermark dropped");
-                    state.dropped += 1;
-                    return effect;
-                }
-                let marks = [
-                    (&keys.eager_read_keys, Some(true), None),
-                    (&keys.lazy_read_keys, Some(false), None),
-                    (&keys.will_write_keys, None, Some(())),
-                    (&keys.may_write_keys, None, Some(())),
-                ];
-                for (set, read, write) in marks {
-                    for key in set {
-                        let access = state
-                            .keys
-                            .entry(key.clone())
-                            .or_default()
-                            .accesses
-                            .entry(timestamp)
-                            .or_insert_with(|| Access { executor: executor.clone(), read: None, write: None });
-                        if let Some(eager) = read {
-                            access.read = Some(ReadMarker { eager, status: ReadStatus::Waiting });
-                        }
-                        if write.is_some() {
-                            access.write = Some(WriteStatus::Pending);
-                        }
-                        touched.push(key.clone());
-                    }
-                }
-                state.locks_by_ts.insert(timestamp, keys.all_keys().into_iter().cloned().collect());
-                effect.send.push(Envelope {
-                    sender: me.clone(),
-                    target: worker,
-                    mailbox: 0,
-                    payload: Message::KvsLockAcquired { timestamp },
-                });
+                lock(state, timestamp, &keys, executor, worker, me, &mut effect)
             }
-            ShardAction::ReadRequest { timestamp, key, actual } => {
-                let marker = state
-                    .keys
-                    .get_mut(&key)
-                    .and_then(|t| t.accesses.get_mut(&timestamp))
-                    .and_then(|a| a.read.as_mut())
-                    .filter(|m| !m.eager && m.status == ReadStatus::Waiting);
-                match marker {
-                    Some(marker) => {
-                        marker.status = if actual { ReadStatus::Requested } else { ReadStatus::Cancelled };
-                        touched.push(key);
-                    }
-                    // A request for an eager key is redundant; anything
-                    // else names no waiting lazy read.
-                    None => state.dropped += 1,
-                }
-            }
-            ShardAction::Write { timestamp, key, datum } => {
-                let write = state
-                    .keys
-                    .get_mut(&key)
-                    .and_then(|t| t.accesses.get_mut(&timestamp))
-                    .and_then(|a| a.write.as_mut());
-                match write {
-                    Some(status @ WriteStatus::Pending) => {
-                        *status = datum.map_or(WriteStatus::Released, WriteStatus::Written);
-                        touched.push(key);
-                    }
-                    _ => state.dropped += 1,
-                }
-            }
-            ShardAction::SeenAll { timestamp, write } => {
-                // Only the transactions the watermark newly passes can
-                // change anything: their reads may become servable, their
-                // keys' old versions collectable.
-                let watermark = if write { &mut state.heard_all_writes } else { &mut state.heard_all_reads };
-                let before = *watermark;
-                *watermark = before.max(timestamp);
-                let after = *watermark;
-                if after > before {
-                    let passed = state.locks_by_ts.range(before + 1..=after).flat_map(|(_, keys)| keys.iter().cloned());
-                    touched.extend(passed);
-                }
-                let both = state.heard_all_writes.min(state.heard_all_reads);
-                state.locks_by_ts = state.locks_by_ts.split_off(&both.saturating_add(1));
-            }
+            ShardAction::ReadRequest { timestamp, key, actual } => read_request(state, timestamp, key, actual),
+            ShardAction::Write { timestamp, key, datum } => write(state, timestamp, key, datum),
+            ShardAction::SeenAll { timestamp, write } => seen_all(state, timestamp, write),
             ShardAction::Drop => {
-                tracing::debug!(?envelope.payload, "shard dropped a message");
+                if let Trigger::Message { envelope, .. } = trigger {
+                    tracing::debug!(?envelope.payload, "shard dropped a message");
+                }
                 state.dropped += 1;
+                Vec::new()
             }
-        }
+        };
         touched.sort();
         touched.dedup();
         for key in touched {
@@ -302,6 +232,124 @@ impl Behaviour for Shard {
         }
         effect
     }
+}
+
+/// `KvsAcquireLock`: registers a transaction's accesses to this shard's
+/// keys and acknowledges them. Returns the keys touched.
+fn lock(
+    state: &mut ShardState,
+    timestamp: Timestamp,
+    keys: &KeySets,
+    executor: EngineId,
+    worker: EngineId,
+    me: &EngineId,
+    effect: &mut Effect<Shard>,
+) -> Vec<Key> {
+    if timestamp <= state.heard_all_writes || timestamp <= state.heard_all_reads {
+        // The worker promised no more locks this old.
+        tracing::warn!(timestamp, "lock below a watermark dropped");
+        state.dropped += 1;
+        return Vec::new();
+    }
+    let declared: Vec<Key> = keys.all_keys().into_iter().cloned().collect();
+    if let Some(locked) = state.locks_by_ts.get(&timestamp) {
+        // A repeated lock (a retry) must not reset markers: that would
+        // serve a read twice or forget a write. The same keys again are
+        // acknowledged again, idempotently; other keys for the same
+        // timestamp are a protocol violation.
+        if *locked == declared {
+            effect.send.push(Envelope::new(me.clone(), worker, Message::KvsLockAcquired { timestamp }));
+        } else {
+            tracing::warn!(timestamp, "a second, different lock for one timestamp dropped");
+            state.dropped += 1;
+        }
+        return Vec::new();
+    }
+    let mut touched = Vec::new();
+    let marks = [
+        (&keys.eager_read_keys, Some(true), false),
+        (&keys.lazy_read_keys, Some(false), false),
+        (&keys.will_write_keys, None, true),
+        (&keys.may_write_keys, None, true),
+    ];
+    for (set, read, write) in marks {
+        for key in set {
+            let access = state
+                .keys
+                .entry(key.clone())
+                .or_default()
+                .accesses
+                .entry(timestamp)
+                .or_insert_with(|| Access { executor: executor.clone(), read: None, write: None });
+            if let Some(eager) = read {
+                access.read = Some(ReadMarker { eager, status: ReadStatus::Waiting });
+            }
+            if write {
+                access.write = Some(WriteStatus::Pending);
+            }
+            touched.push(key.clone());
+        }
+    }
+    state.locks_by_ts.insert(timestamp, declared);
+    effect.send.push(Envelope::new(me.clone(), worker, Message::KvsLockAcquired { timestamp }));
+    touched
+}
+
+/// `KvsReadRequest`: a lazy read is wanted (`actual`) or not. Returns the
+/// keys touched.
+fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: bool) -> Vec<Key> {
+    let marker = state
+        .keys
+        .get_mut(&key)
+        .and_then(|t| t.accesses.get_mut(&timestamp))
+        .and_then(|a| a.read.as_mut())
+        .filter(|m| !m.eager && m.status == ReadStatus::Waiting);
+    match marker {
+        Some(marker) => {
+            marker.status = if actual { ReadStatus::Requested } else { ReadStatus::Cancelled };
+            vec![key]
+        }
+        // A request for an eager key is redundant; anything else names no
+        // waiting lazy read.
+        None => {
+            state.dropped += 1;
+            Vec::new()
+        }
+    }
+}
+
+/// `KvsWrite`: a pending write is written (`Some`) or released (`None`).
+/// Returns the keys touched.
+fn write(state: &mut ShardState, timestamp: Timestamp, key: Key, datum: Option<Datum>) -> Vec<Key> {
+    let write =
+        state.keys.get_mut(&key).and_then(|t| t.accesses.get_mut(&timestamp)).and_then(|a| a.write.as_mut());
+    match write {
+        Some(status @ WriteStatus::Pending) => {
+            *status = datum.map_or(WriteStatus::Released, WriteStatus::Written);
+            vec![key]
+        }
+        _ => {
+            state.dropped += 1;
+            Vec::new()
+        }
+    }
+}
+
+/// `UpdateSeenAll`: max-merges a watermark. Only the transactions it newly
+/// passes can change anything: their reads may become servable, their
+/// keys' old versions collectable. Returns those keys.
+fn seen_all(state: &mut ShardState, timestamp: Timestamp, write: bool) -> Vec<Key> {
+    let watermark = if write { &mut state.heard_all_writes } else { &mut state.heard_all_reads };
+    let before = *watermark;
+    *watermark = before.max(timestamp);
+    let after = *watermark;
+    let mut touched = Vec::new();
+    if after > before {
+        touched.extend(state.locks_by_ts.range(before + 1..=after).flat_map(|(_, keys)| keys.iter().cloned()));
+    }
+    let both = state.heard_all_writes.min(state.heard_all_reads);
+    state.locks_by_ts = state.locks_by_ts.split_off(&both.saturating_add(1));
+    touched
 }
 
 /// Collapses the key's old versions, then answers every read of `key` that
@@ -325,12 +373,8 @@ fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<S
             && marker.due()
         {
             marker.status = ReadStatus::Served;
-            effect.send.push(Envelope {
-                sender: me.clone(),
-                target: access.executor.clone(),
-                mailbox: 0,
-                payload: Message::KvsRead { timestamp, key: key.clone(), data: value.clone() },
-            });
+            let read = Message::KvsRead { timestamp, key: key.clone(), data: value.clone() };
+            effect.send.push(Envelope::new(me.clone(), access.executor.clone(), read));
         }
         match &access.write {
             // Every later reader waits for this write.

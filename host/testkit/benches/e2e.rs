@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use executor_host::executor::ExecutorOptions;
-use executor_host::harness::{self, Delivery, TxSpec, Workload};
-use executor_host::messages::KeySets;
-use executor_host::program::{Limits, NativeProgram, Program};
-use executor_host::wasm::{Sandbox, SandboxConfig};
+use executor_host::ExecutorOptions;
+use executor_testkit::Rng;
+use executor_testkit::harness::{self, Delivery, TxSpec, Workload};
+use executor_host::KeySets;
+use executor_host::{Limits, NativeProgram, Program};
+use executor_host::{Sandbox, SandboxConfig};
 
 /// Counts live heap bytes and remembers the peak.
 struct Counting;
@@ -55,13 +56,8 @@ static ALLOCATOR: Counting = Counting;
 
 fn workload(transactions: usize, accounts: usize, shards: usize) -> Workload {
     let name = |i: usize| format!("acct{i}");
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
+    let mut next = |n: usize| rng.index(n);
     Workload {
         shards,
         initial: (0..accounts).map(|i| (name(i).into_bytes(), b"1000000".to_vec())).collect(),
@@ -99,7 +95,7 @@ fn main() -> anyhow::Result<()> {
             let base = LIVE.load(Ordering::Relaxed);
             PEAK.store(base, Ordering::Relaxed);
             let start = Instant::now();
-            let outcome = harness::run(
+            let outcome = harness::execute(
                 &workload,
                 program.clone(),
                 &ExecutorOptions::default(),

@@ -12,12 +12,10 @@
 //! and state bytes (see the README for the measured cost).
 //!
 //! ```no_run
-//! # async fn demo(router: std::sync::Arc<dyn executor_host::node::Router<executor_host::messages::Message>>,
-//! #               shards: std::sync::Arc<dyn executor_host::executor::ShardMap>,
-//! #               program: std::sync::Arc<dyn executor_host::program::Program>) -> anyhow::Result<()> {
-//! use executor_host::engine::EngineId;
-//! use executor_host::host::{ExecutorHost, HostConfig, Transaction};
-//! use executor_host::messages::KeySets;
+//! # async fn demo(router: std::sync::Arc<dyn executor_host::Router<executor_host::Message>>,
+//! #               shards: std::sync::Arc<dyn executor_host::ShardMap>,
+//! #               program: std::sync::Arc<dyn executor_host::Program>) -> anyhow::Result<()> {
+//! use executor_host::{EngineId, ExecutorHost, HostConfig, KeySets, Transaction};
 //!
 //! let host = ExecutorHost::start(HostConfig::default(), shards, router);
 //! let executor = host
@@ -34,101 +32,114 @@
 //! # Ok(()) }
 //! ```
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineId, Envelope};
-pub use crate::executor::Transaction;
-use crate::executor::{Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ShardMap, Shared};
+use crate::executor::{Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ShardMap, Shared, Transaction};
 use crate::messages::Message;
-use crate::node::{self, NodeConfig, NodeHandle, NodeMetrics, NodeStopped, Router};
+use crate::runtime::{self, Execution, Inbox, Router, RuntimeConfig, RuntimeHandle, RuntimeMetrics, Stopped};
 
 /// How an [`ExecutorHost`] runs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostConfig {
+    /// Settings every executor of the host shares (gas, deadline, modes).
     pub executor: ExecutorOptions,
-    /// Threads for guest calls; `0` runs them on the node task (only for
-    /// tests with paused time). Default: one per core.
-    pub threads: Option<usize>,
-    /// Bound of the inbox (`deliver` waits when it is full); `0` for no
-    /// bound (in-process networks). Default: 4096.
-    pub inbox: Option<usize>,
+    /// Where guest calls run: [`Execution::Inline`] runs them on the
+    /// host's task (for tests with paused time). By default a pool of one
+    /// thread per core.
+    pub execution: Execution,
+    /// How many envelopes may wait to enter the host (`deliver` waits when
+    /// it is full); [`Inbox::Unbounded`] for in-process networks. By
+    /// default bounded at 4096.
+    pub inbox: Inbox,
+    /// Triggers one executor may have queued while its guest call runs.
+    /// By default 1024.
+    pub mailbox: NonZeroUsize,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        let runtime = RuntimeConfig::default();
+        Self {
+            executor: ExecutorOptions::default(),
+            execution: runtime.execution,
+            inbox: runtime.inbox,
+            mailbox: runtime.mailbox,
+        }
+    }
 }
 
 /// Runs executors for an embedding process. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ExecutorHost {
-    node: NodeHandle<Executor>,
+    runtime: RuntimeHandle<Executor>,
     shared: Arc<Shared>,
 }
 
 impl ExecutorHost {
     /// Starts the host on the current tokio runtime.
     pub fn start(config: HostConfig, shards: Arc<dyn ShardMap>, router: Arc<dyn Router<Message>>) -> Self {
-        let mut node_config = NodeConfig::default();
-        match config.threads {
-            Some(0) => node_config.execution = node::Execution::Inline,
-            Some(threads) => node_config.execution = node::Execution::Pool { threads },
-            None => {}
-        }
-        if let Some(inbox) = config.inbox {
-            node_config.inbox = inbox;
-        }
-        let node = node::start::<Executor>(node_config, router, None);
+        let runtime_config =
+            RuntimeConfig { inbox: config.inbox, mailbox: config.mailbox, execution: config.execution };
+        let runtime = runtime::start::<Executor>(runtime_config, router, None);
         let shared =
             Arc::new(Shared { options: config.executor, shards, metrics: Arc::new(ExecutorMetrics::default()) });
-        Self { node, shared }
+        Self { runtime, shared }
     }
 
     /// Spawns the executor of `tx` and returns its id (the id it sends from
     /// and must be addressed by). Its first step runs at once.
-    pub async fn spawn(&self, tx: Transaction) -> Result<EngineId, NodeStopped> {
+    pub async fn spawn(&self, tx: Transaction) -> Result<EngineId, Stopped> {
         let config = ExecutorConfig::new(tx, self.shared.clone());
-        let (instance, timers) = Executor::spawn(config, self.node.now());
+        let (instance, timers) = Executor::spawn(config, self.runtime.now());
         let id = instance.id.clone();
-        self.node.spawn(instance, timers).await?;
+        self.runtime.spawn(instance, timers).await?;
         Ok(id)
     }
 
     /// As [`ExecutorHost::spawn`] without waiting for room in the inbox
     /// (which never runs out when it is unbounded).
-    pub fn try_spawn(&self, tx: Transaction) -> Result<EngineId, NodeStopped> {
+    pub fn try_spawn(&self, tx: Transaction) -> Result<EngineId, Stopped> {
         let config = ExecutorConfig::new(tx, self.shared.clone());
-        let (instance, timers) = Executor::spawn(config, self.node.now());
+        let (instance, timers) = Executor::spawn(config, self.runtime.now());
         let id = instance.id.clone();
-        if self.node.try_spawn(instance, timers) { Ok(id) } else { Err(NodeStopped) }
+        if self.runtime.try_spawn(instance, timers) { Ok(id) } else { Err(Stopped) }
     }
 
     /// Delivers a message to the executor it is addressed to. Messages for
     /// no executor of this host are dropped and counted.
-    pub async fn deliver(&self, envelope: Envelope<Message>) -> Result<(), NodeStopped> {
-        self.node.deliver(envelope).await
+    pub async fn deliver(&self, envelope: Envelope<Message>) -> Result<(), Stopped> {
+        self.runtime.deliver(envelope).await
     }
 
     /// As [`ExecutorHost::deliver`], without waiting for room; `false` if
     /// the message was dropped.
     pub fn try_deliver(&self, envelope: Envelope<Message>) -> bool {
-        self.node.try_deliver(envelope)
+        self.runtime.try_deliver(envelope)
     }
 
-    /// The executors' node, for inspection and settling.
-    pub fn node(&self) -> &NodeHandle<Executor> {
-        &self.node
+    /// The executors' runtime, for inspection and settling.
+    #[doc(hidden)]
+    pub fn runtime(&self) -> &RuntimeHandle<Executor> {
+        &self.runtime
     }
 
     /// Waits until no executor has work queued or running.
-    pub async fn idle(&self) -> Result<(), NodeStopped> {
-        self.node.idle().await
+    pub async fn idle(&self) -> Result<(), Stopped> {
+        self.runtime.idle().await
     }
 
+    /// Counters of the executors: finished, failed and why, gas, drops.
     pub fn metrics(&self) -> &ExecutorMetrics {
         &self.shared.metrics
     }
 
     /// Messages for unknown executors, full mailboxes, executors hosted.
-    pub fn node_metrics(&self) -> &NodeMetrics {
-        self.node.metrics()
+    pub fn runtime_metrics(&self) -> &RuntimeMetrics {
+        self.runtime.metrics()
     }
 }

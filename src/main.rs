@@ -7,11 +7,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use executor_host::harness::{self, Delivery};
-use executor_host::module_store::ModuleStore;
-use executor_host::program::{Limits, NativeProgram, Program};
-use executor_host::scenario::{Report, Scenario};
-use executor_host::wasm::{Sandbox, SandboxConfig, WasmProgram};
+use executor_testkit::harness::{self, Delivery};
+use executor_host::ModuleStore;
+use executor_host::{Limits, NativeProgram, Program};
+use executor_testkit::scenario::{Report, Scenario};
+use executor_host::{Sandbox, SandboxConfig, WasmProgram};
 
 #[derive(Parser)]
 #[command(version, about = "Run Anoma's Executor Engine with sandboxed wasm executor functions")]
@@ -288,7 +288,7 @@ fn run_scenario(
         Some(seed) => Delivery::Deterministic { seed },
         None => Delivery::Concurrent { threads: std::thread::available_parallelism().map_or(2, usize::from) },
     };
-    let outcome = harness::run(&scenario.workload(), program, &scenario.options, delivery)?;
+    let outcome = harness::execute(&scenario.workload(), program, &scenario.options, delivery)?;
     println!("{}", Report::from(&outcome));
     Ok(())
 }

@@ -34,24 +34,19 @@ use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-use crate::executor::ExecutorOptions;
+use executor_host::{ExecutorOptions, Failure, KeySets, Timestamp};
+
 use crate::harness::{Outcome, TxSpec, Workload};
-use crate::messages::{KeySets, Timestamp};
-use crate::program::Failure;
 
 /// Bytes as they appear in scenario and report JSON.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Bytes(pub Vec<u8>);
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
             Ok(text) => serializer.serialize_str(text),
-            Err(_) => BTreeMap::from([("hex", hex(&self.0))]).serialize(serializer),
+            Err(_) => BTreeMap::from([("hex", hex::encode(&self.0))]).serialize(serializer),
         }
     }
 }
@@ -70,12 +65,18 @@ impl KeyText {
     }
 }
 
+impl fmt::Display for KeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) if !text.starts_with("hex:") => f.write_str(text),
+            _ => write!(f, "hex:{}", hex::encode(&self.0)),
+        }
+    }
+}
+
 impl Serialize for KeyText {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(&self.0) {
-            Ok(text) if !text.starts_with("hex:") => serializer.serialize_str(text),
-            _ => serializer.serialize_str(&format!("hex:{}", hex(&self.0))),
-        }
+        serializer.collect_str(self)
     }
 }
 
@@ -85,18 +86,8 @@ impl<'de> Deserialize<'de> for KeyText {
     }
 }
 
-fn parse_hex<E: de::Error>(hex: &str) -> Result<Vec<u8>, E> {
-    if !hex.len().is_multiple_of(2) {
-        return Err(E::custom("hex has an odd number of digits"));
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| E::custom(format!("invalid hex digits at offset {i}")))
-        })
-        .collect()
+fn parse_hex<E: de::Error>(digits: &str) -> Result<Vec<u8>, E> {
+    hex::decode(digits).map_err(|e| E::custom(format!("invalid hex: {e}")))
 }
 
 /// Accepts a string or `{"hex": ...}`; with `any_json`, also any other
@@ -133,13 +124,18 @@ impl<'de> Deserialize<'de> for Executable {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioTx {
+    /// The transaction's code, handed to the executor function.
     pub executable: Executable,
+    /// Keys it may read, asking first.
     #[serde(default)]
     pub lazy_read_keys: Vec<Bytes>,
+    /// Keys it will read; their shards send them unasked.
     #[serde(default)]
     pub eager_read_keys: Vec<Bytes>,
+    /// Keys it will write.
     #[serde(default)]
     pub will_write_keys: Vec<Bytes>,
+    /// Keys it may write.
     #[serde(default)]
     pub may_write_keys: Vec<Bytes>,
 }
@@ -148,14 +144,46 @@ pub struct ScenarioTx {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// How many shards the keys are spread over, 1 to
+    /// [`crate::harness::MAX_SHARDS`]. By default 1.
     #[serde(default = "one")]
     pub shards: usize,
-    #[serde(default)]
+    /// The value of each key before the first transaction. A key given
+    /// twice is refused. By default empty.
+    #[serde(default, deserialize_with = "unique_keys")]
     pub initial_state: BTreeMap<KeyText, Bytes>,
+    /// The executor options (gas, deadline, modes). By default the
+    /// defaults of [`ExecutorOptions`].
     #[serde(default)]
     pub options: ExecutorOptions,
+    /// The transactions, in submission (and so timestamp) order.
     pub transactions: Vec<ScenarioTx>,
 }
+
+/// A JSON object into a map, refusing a key that appears twice (serde's
+/// maps keep the last silently, which hides a typo in a scenario).
+fn unique_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<KeyText, Bytes>, D::Error> {
+    struct Unique;
+    impl<'de> de::Visitor<'de> for Unique {
+        type Value = BTreeMap<KeyText, Bytes>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of keys to values")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<KeyText>()? {
+                let value = map.next_value::<Bytes>()?;
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format!("key \"{key}\" is given twice")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Unique)
+}
+
 
 fn one() -> usize {
     1
@@ -167,10 +195,13 @@ fn one() -> usize {
 pub struct ScenarioError {
     /// The offending field, e.g. `transactions[3].eager_read_keys[0]`.
     pub path: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
 impl Scenario {
+    /// Parses a scenario file, naming the offending field, line and column
+    /// of the first problem.
     pub fn from_json(text: &str) -> Result<Self, ScenarioError> {
         let mut json = serde_json::Deserializer::from_str(text);
         let scenario: Self = serde_path_to_error::deserialize(&mut json).map_err(|e| ScenarioError {
@@ -180,12 +211,17 @@ impl Scenario {
             },
             message: e.inner().to_string(),
         })?;
-        if scenario.shards == 0 {
-            return Err(ScenarioError { path: "shards".into(), message: "must be at least 1".into() });
+        let max = crate::harness::MAX_SHARDS;
+        if scenario.shards == 0 || scenario.shards > max {
+            return Err(ScenarioError {
+                path: "shards".into(),
+                message: format!("must be from 1 to {max}, not {}", scenario.shards),
+            });
         }
         Ok(scenario)
     }
 
+    /// The workload the harness runs.
     pub fn workload(&self) -> Workload {
         let keys = |set: &[Bytes]| set.iter().map(|b| b.0.clone()).collect();
         Workload {
@@ -211,24 +247,36 @@ impl Scenario {
 /// One transaction in the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct TxReport {
+    /// The timestamp the worker gave it.
     pub timestamp: Timestamp,
+    /// Its executable.
     pub executable: Bytes,
+    /// Whether it halted successfully.
     pub success: bool,
+    /// Why it failed, in words; `null` on success.
     pub failure: Option<String>,
+    /// Why it failed, structured (`{"kind": "out_of_gas"}`, ...).
     pub failure_kind: Option<Failure>,
+    /// The gas its steps used.
     pub gas_used: u64,
-    /// `null` for a key read as absent.
+    /// Every value fed to the program; `null` for a key read as absent.
     pub values_read: BTreeMap<KeyText, Option<Bytes>>,
+    /// Every value written to a shard.
     pub values_written: BTreeMap<KeyText, Bytes>,
 }
 
 /// What `run` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Each transaction, in timestamp order.
     pub transactions: Vec<TxReport>,
+    /// The latest value of every key.
     pub final_state: BTreeMap<KeyText, Bytes>,
+    /// How many transactions succeeded.
     pub succeeded: usize,
+    /// How many failed.
     pub failed: usize,
+    /// The gas all transactions used.
     pub gas_used: u64,
 }
 

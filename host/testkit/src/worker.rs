@@ -16,13 +16,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
-use crate::executor::{ShardMap, executor_id};
-use crate::messages::{ExecutorFinished, KeySets, Message, Timestamp};
+use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
+use executor_host::{ShardMap, executor_id};
+use executor_host::{ExecutorFinished, KeySets, Message, Timestamp};
 
 /// The worker's configuration.
 #[derive(Debug)]
 pub struct WorkerConfig {
+    /// Which shard owns a key, to send each its part of the locks.
     pub shards: Arc<dyn ShardMap>,
     /// Every shard, to tell them the watermarks.
     pub all_shards: Vec<EngineId>,
@@ -31,8 +32,11 @@ pub struct WorkerConfig {
 /// A transaction as the worker records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ordered {
+    /// The transaction's code.
     pub executable: Vec<u8>,
+    /// Its key sets, normalized.
     pub keys: KeySets,
+    /// Who submitted it (gets `ExecutorFinished` too).
     pub issuer: EngineId,
 }
 
@@ -40,8 +44,11 @@ pub struct Ordered {
 /// transaction (the host supplies the program).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnExecutor {
+    /// The transaction's timestamp.
     pub timestamp: Timestamp,
+    /// The worker (names the executor and gets its report).
     pub worker: EngineId,
+    /// The transaction.
     pub tx: Ordered,
 }
 
@@ -51,22 +58,42 @@ pub struct WorkerState {
     next: Timestamp,
     /// Transactions by timestamp.
     pub transactions: BTreeMap<Timestamp, Ordered>,
-    /// Shards yet to acknowledge each transaction's locks.
-    waiting: BTreeMap<Timestamp, usize>,
+    /// Shards yet to acknowledge each transaction's locks: an
+    /// acknowledgement counts once, and only from a shard that was asked.
+    waiting: BTreeMap<Timestamp, BTreeSet<EngineId>>,
     /// Locked transactions above the watermark.
     locked: BTreeSet<Timestamp>,
     /// Every transaction up to here holds its locks (and shards know).
     pub watermark: Timestamp,
+    /// Each finished transaction's report, by timestamp; the first from
+    /// its executor's real id counts.
     pub finished: BTreeMap<Timestamp, ExecutorFinished>,
     /// Messages dropped (unknown acknowledgements, reports from impostors).
     pub dropped: u64,
 }
 
+/// What the worker's guard names.
 #[derive(Debug)]
 pub enum WorkerAction {
-    Order { executable: Vec<u8>, keys: KeySets, issuer: EngineId },
-    Acquired { timestamp: Timestamp },
+    /// A `TransactionRequest`: give it the next timestamp and lock its keys.
+    Order {
+        /// The transaction's code.
+        executable: Vec<u8>,
+        /// Its key sets, normalized.
+        keys: KeySets,
+        /// Who submitted it.
+        issuer: EngineId,
+    },
+    /// A shard acknowledged the locks of `timestamp`, for the first time.
+    Acquired {
+        /// The transaction whose locks a shard holds.
+        timestamp: Timestamp,
+        /// The shard.
+        shard: EngineId,
+    },
+    /// An executor's report, from its real id.
     Finished(ExecutorFinished),
+    /// Anything else: dropped and counted.
     Drop,
 }
 
@@ -75,6 +102,7 @@ pub enum WorkerAction {
 pub struct Worker;
 
 impl Worker {
+    /// A worker engine named `id`, whose first transaction gets timestamp 1.
     pub fn instance(id: EngineId, config: WorkerConfig) -> Instance<Self> {
         Instance { id, config, env: Environment::new(WorkerState { next: 1, ..WorkerState::default() }) }
     }
@@ -88,8 +116,10 @@ fn guard(trigger: &Trigger<Message, ()>, _: &WorkerConfig, env: &Environment<Wor
             keys: keys.clone().normalized(),
             issuer: envelope.sender.clone(),
         },
-        Message::KvsLockAcquired { timestamp } if env.local.waiting.contains_key(timestamp) => {
-            WorkerAction::Acquired { timestamp: *timestamp }
+        Message::KvsLockAcquired { timestamp }
+            if env.local.waiting.get(timestamp).is_some_and(|shards| shards.contains(&envelope.sender)) =>
+        {
+            WorkerAction::Acquired { timestamp: *timestamp, shard: envelope.sender.clone() }
         }
         Message::ExecutorFinished(report)
             if envelope.sender == executor_id(&envelope.target, report.timestamp)
@@ -112,7 +142,7 @@ impl Behaviour for Worker {
 
     const STRATEGY: GuardStrategy = GuardStrategy::FirstMatch;
 
-    fn guards() -> &'static [crate::engine::Guard<Self>] {
+    fn guards() -> &'static [executor_host::engine::Guard<Self>] {
         &[guard]
     }
 
@@ -127,7 +157,7 @@ impl Behaviour for Worker {
         let state = &mut env.local;
         let mut effect = Effect::default();
         let send = |effect: &mut Effect<Self>, target: EngineId, payload| {
-            effect.send.push(Envelope { sender: me.clone(), target, mailbox: 0, payload });
+            effect.send.push(Envelope::new(me.clone(), target, payload));
         };
         match action {
             WorkerAction::Order { executable, keys, issuer } => {
@@ -135,21 +165,21 @@ impl Behaviour for Worker {
                 state.next += 1;
                 let per_shard = split_by_shard(&keys, config.shards.as_ref());
                 state.transactions.insert(timestamp, Ordered { executable, keys, issuer });
-                state.waiting.insert(timestamp, per_shard.len());
+                state.waiting.insert(timestamp, per_shard.keys().cloned().collect());
                 let executor = executor_id(me, timestamp);
                 for (shard, keys) in per_shard {
                     let payload =
                         Message::KvsAcquireLock { timestamp, keys, worker: me.clone(), executor: executor.clone() };
                     send(&mut effect, shard, payload);
                 }
-                if state.waiting.get(&timestamp) == Some(&0) {
+                if state.waiting.get(&timestamp).is_some_and(BTreeSet::is_empty) {
                     locked(state, timestamp, me, config, &mut effect);
                 }
             }
-            WorkerAction::Acquired { timestamp } => {
+            WorkerAction::Acquired { timestamp, shard } => {
                 if let Some(missing) = state.waiting.get_mut(&timestamp) {
-                    *missing = missing.saturating_sub(1);
-                    if *missing == 0 {
+                    missing.remove(&shard);
+                    if missing.is_empty() {
                         locked(state, timestamp, me, config, &mut effect);
                     }
                 }
@@ -187,12 +217,8 @@ fn locked(
     if state.watermark != before {
         for shard in &config.all_shards {
             for write in [true, false] {
-                effect.send.push(Envelope {
-                    sender: me.clone(),
-                    target: shard.clone(),
-                    mailbox: 0,
-                    payload: Message::UpdateSeenAll { timestamp: state.watermark, write },
-                });
+                let seen = Message::UpdateSeenAll { timestamp: state.watermark, write };
+                effect.send.push(Envelope::new(me.clone(), shard.clone(), seen));
             }
         }
     }

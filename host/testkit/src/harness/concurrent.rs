@@ -1,0 +1,219 @@
+//! The concurrent run: each shard, the worker and the executors on their
+//! own engine runtimes over a multi-threaded tokio runtime, guest calls on
+//! the executor host's thread pool. In four parts: [`wire`] the network,
+//! [`submit`] the workload, [`settle`] until nothing moves, [`collect`]
+//! what happened.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use executor_host::runtime::{self, RuntimeConfig, RuntimeHandle};
+use executor_host::{
+    EngineId, Envelope, Execution, ExecutorFinished, ExecutorHost, ExecutorOptions, HostConfig, Inbox, Message,
+    Program, Router, Spawner, Timestamp,
+};
+
+use super::{
+    HarnessError, HashShards, Outcome, ShardSummary, Workload, client_id, finished_transactions, outcome, requests,
+    shard_initial, transaction, worker_id,
+};
+use crate::shard::Shard;
+use crate::worker::{SpawnExecutor, Worker, WorkerConfig};
+
+/// Routes envelopes between the runtimes of a concurrent run.
+struct Network {
+    runtimes: OnceLock<Runtimes>,
+    /// Reports reaching the client, with when they arrived.
+    reports: Mutex<Vec<(ExecutorFinished, Instant)>>,
+    notify: tokio::sync::Notify,
+}
+
+struct Runtimes {
+    shards: HashMap<EngineId, RuntimeHandle<Shard>>,
+    worker: RuntimeHandle<Worker>,
+    executors: ExecutorHost,
+}
+
+impl Router<Message> for Network {
+    fn route(&self, envelope: Envelope<Message>) {
+        let Some(runtimes) = self.runtimes.get() else { return };
+        if let Some(shard) = runtimes.shards.get(&envelope.target) {
+            shard.try_deliver(envelope);
+        } else if envelope.target == worker_id() {
+            runtimes.worker.try_deliver(envelope);
+        } else if envelope.target == client_id() {
+            if let Message::ExecutorFinished(report) = envelope.payload {
+                self.reports.lock().unwrap_or_else(PoisonError::into_inner).push((report, Instant::now()));
+                self.notify.notify_one();
+            }
+        } else {
+            runtimes.executors.try_deliver(envelope);
+        }
+    }
+}
+
+/// Spawns the worker's executors on the executor host.
+struct SpawnOnHost {
+    network: Arc<Network>,
+    program: Arc<dyn Program>,
+}
+
+impl Spawner<SpawnExecutor> for SpawnOnHost {
+    fn spawn(&self, request: SpawnExecutor) {
+        if let Some(runtimes) = self.network.runtimes.get()
+            && let Err(error) = runtimes.executors.try_spawn(transaction(request, &self.program))
+        {
+            tracing::error!(%error, "could not spawn an executor");
+        }
+    }
+}
+
+pub(super) async fn execute(
+    workload: &Workload,
+    program: Arc<dyn Program>,
+    options: &ExecutorOptions,
+    threads: usize,
+) -> Result<Outcome, HarnessError> {
+    let network = wire(workload, program, options, threads).await?;
+    let Some(runtimes) = network.runtimes.get() else { return Err(HarnessError::Stuck("network not wired".into())) };
+    let submitted = submit(workload, runtimes).await?;
+    settle(&network, runtimes, workload.transactions.len(), stall_limit(options)).await?;
+    collect(&network, runtimes, workload.transactions.len(), &submitted).await
+}
+
+/// Starts the shards, the worker and the executor host, and connects them.
+async fn wire(
+    workload: &Workload,
+    program: Arc<dyn Program>,
+    options: &ExecutorOptions,
+    threads: usize,
+) -> Result<Arc<Network>, HarnessError> {
+    let shard_map = Arc::new(HashShards::new(workload.shards));
+    let network =
+        Arc::new(Network { runtimes: OnceLock::new(), reports: Mutex::new(Vec::new()), notify: tokio::sync::Notify::new() });
+    let router: Arc<dyn Router<Message>> = network.clone();
+    // Unbounded inboxes: a router must never wait on another runtime.
+    let config = RuntimeConfig { inbox: Inbox::Unbounded, execution: Execution::Inline, ..RuntimeConfig::default() };
+    let mut initial = shard_initial(&shard_map, &workload.initial);
+    let mut shards = HashMap::new();
+    for id in shard_map.all() {
+        let handle = runtime::start::<Shard>(config.clone(), router.clone(), None);
+        handle.spawn(Shard::instance(id.clone(), initial.remove(id).unwrap_or_default()), Vec::new()).await?;
+        shards.insert(id.clone(), handle);
+    }
+    let spawner = Arc::new(SpawnOnHost { network: network.clone(), program });
+    let worker = runtime::start::<Worker>(config, router.clone(), Some(spawner));
+    let worker_config = WorkerConfig { shards: shard_map.clone(), all_shards: shard_map.all().to_vec() };
+    worker.spawn(Worker::instance(worker_id(), worker_config), Vec::new()).await?;
+    let host_config = HostConfig {
+        executor: options.clone(),
+        execution: Execution::Pool { threads: NonZeroUsize::new(threads) },
+        inbox: Inbox::Unbounded,
+        ..HostConfig::default()
+    };
+    let executors = ExecutorHost::start(host_config, shard_map, router);
+    if network.runtimes.set(Runtimes { shards, worker, executors }).is_err() {
+        return Err(HarnessError::Stuck("network already wired".into()));
+    }
+    Ok(network)
+}
+
+/// Submits every transaction in order (so the i-th gets timestamp i + 1)
+/// and returns when each was submitted.
+async fn submit(workload: &Workload, runtimes: &Runtimes) -> Result<Vec<Instant>, HarnessError> {
+    let mut submitted = Vec::with_capacity(workload.transactions.len());
+    for request in requests(workload) {
+        submitted.push(Instant::now());
+        runtimes.worker.deliver(request).await?;
+    }
+    Ok(submitted)
+}
+
+/// How long a run may make no progress at all before the harness gives
+/// up: past every transaction's deadline (which ends it, reads or no reads)
+/// with room to spare, and at most five minutes, so a bug that loses a
+/// message or stops a runtime fails the run instead of hanging it.
+fn stall_limit(options: &ExecutorOptions) -> Duration {
+    options.deadline.saturating_add(Duration::from_secs(10)).min(Duration::from_secs(300))
+}
+
+/// Triggers handled by every runtime, and reports received: what moves
+/// while a run makes progress.
+fn progress(network: &Network, runtimes: &Runtimes) -> (u64, usize) {
+    let handled = runtimes.shards.values().map(|s| s.metrics().handled()).sum::<u64>()
+        + runtimes.worker.metrics().handled()
+        + runtimes.executors.runtime_metrics().handled();
+    (handled, network.reports.lock().unwrap_or_else(PoisonError::into_inner).len())
+}
+
+/// Waits for every report, then for trailing messages (releases, late
+/// reads) to settle. Fails if nothing moves for `stall`.
+async fn settle(network: &Network, runtimes: &Runtimes, expected: usize, stall: Duration) -> Result<(), HarnessError> {
+    let mut last = progress(network, runtimes);
+    let mut last_change = Instant::now();
+    loop {
+        let notified = network.notify.notified();
+        if last.1 >= expected {
+            break;
+        }
+        // Woken by a report, or every so often to look for progress.
+        let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        let now = progress(network, runtimes);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > stall {
+            return Err(HarnessError::Stuck(format!(
+                "{} of {expected} transactions finished, and nothing moved for {} s",
+                now.1,
+                stall.as_secs()
+            )));
+        }
+    }
+    loop {
+        let before = progress(network, runtimes).0;
+        for shard in runtimes.shards.values() {
+            shard.idle().await?;
+        }
+        runtimes.worker.idle().await?;
+        runtimes.executors.idle().await?;
+        if progress(network, runtimes).0 == before {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads the worker's and shards' final states and the latencies.
+async fn collect(
+    network: &Network,
+    runtimes: &Runtimes,
+    expected: usize,
+    submitted: &[Instant],
+) -> Result<Outcome, HarnessError> {
+    let (transactions, worker_dropped) = runtimes
+        .worker
+        .inspect(worker_id(), |w| w.map(|w| (finished_transactions(&w.env.local), w.env.local.dropped)))
+        .await?
+        .ok_or_else(|| HarnessError::Stuck("no worker".into()))?;
+    let mut shards = Vec::new();
+    for (id, shard) in &runtimes.shards {
+        if let Some(summary) = shard.inspect(id.clone(), |s| s.map(|s| ShardSummary::of(&s.env.local))).await? {
+            shards.push(summary);
+        }
+    }
+    let dropped = worker_dropped
+        + runtimes.executors.metrics().dropped_total()
+        + runtimes.executors.runtime_metrics().unknown_target();
+    let reports = std::mem::take(&mut *network.reports.lock().unwrap_or_else(PoisonError::into_inner));
+    let arrived: BTreeMap<Timestamp, Instant> = reports.into_iter().map(|(r, at)| (r.timestamp, at)).collect();
+    let latencies: Vec<Duration> = arrived
+        .iter()
+        .filter_map(|(ts, at)| {
+            let index = usize::try_from(ts.checked_sub(1)?).ok()?;
+            submitted.get(index).map(|sent| at.saturating_duration_since(*sent))
+        })
+        .collect();
+    outcome(expected, transactions, shards, dropped, latencies)
+}

@@ -1,0 +1,296 @@
+//! A whole node in one process, for tests, examples and the `run` command:
+//! shards, a mempool worker and the executor host with one guest.
+//!
+//! Build a [`Workload`] (shard count, initial state, transactions), pick a
+//! [`Delivery`] and call [`execute`]: it submits every transaction, runs until
+//! nothing is left to do, and returns every transaction's
+//! `ExecutorFinished` (by timestamp), the final state and what the shards
+//! still hold.
+//!
+//! - [`Delivery::Deterministic`]: one thread, a virtual clock, and every
+//!   message in flight delivered in an order drawn from a seeded generator:
+//!   the same seed gives the same run, message for message.
+//! - [`Delivery::Concurrent`]: each shard, the worker and the executors on
+//!   their own tokio nodes over a multi-threaded runtime, guest calls on the
+//!   executor host's thread pool.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use executor_host::{KeySets, Limits, NativeProgram};
+//! use executor_testkit::harness::{self, Delivery, TxSpec, Workload};
+//!
+//! let keys = vec![b"alice".to_vec(), b"bob".to_vec()];
+//! let workload = Workload {
+//!     shards: 2,
+//!     initial: [(b"alice".to_vec(), b"10".to_vec())].into(),
+//!     transactions: vec![TxSpec {
+//!         executable: br#"{"from":"alice","to":"bob","amount":3}"#.to_vec(),
+//!         keys: KeySets { eager_read_keys: keys.clone(), will_write_keys: keys, ..KeySets::default() },
+//!     }],
+//! };
+//! let program = Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default()));
+//! let outcome = harness::execute(&workload, program, &Default::default(), Delivery::Deterministic { seed: 7 })?;
+//! assert_eq!(outcome.final_state[&b"bob".to_vec()], b"3");
+//! # Ok::<(), executor_testkit::harness::HarnessError>(())
+//! ```
+
+mod concurrent;
+mod simulation;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use executor_host::{
+    Datum, EngineId, Envelope, ExecutorFinished, ExecutorOptions, Key, KeySets, Message, Program, ShardMap, Stopped,
+    Timestamp, Transaction,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::shard::ShardState;
+use crate::worker::{SpawnExecutor, WorkerState};
+
+/// One transaction to submit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxSpec {
+    /// The transaction's code, handed to the executor function.
+    pub executable: Vec<u8>,
+    /// The keys it declares.
+    pub keys: KeySets,
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// How many shards the keys are spread over (at least 1).
+    pub shards: usize,
+    /// The value of each key before the first transaction.
+    pub initial: BTreeMap<Key, Datum>,
+    /// Submitted in this order, so the worker gives them timestamps 1, 2, …
+    /// in this order.
+    pub transactions: Vec<TxSpec>,
+}
+
+/// How messages travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Single thread, virtual time, every message in flight delivered in an
+    /// order drawn from `seed`.
+    Deterministic {
+        /// The seed of the delivery order.
+        seed: u64,
+    },
+    /// tokio, multi-threaded, real time.
+    Concurrent {
+        /// Worker threads of the runtime, and guest-call threads.
+        threads: usize,
+    },
+}
+
+/// One transaction's fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// The timestamp the worker gave it.
+    pub timestamp: Timestamp,
+    /// What was submitted.
+    pub tx: TxSpec,
+    /// How its executor ended.
+    pub finished: ExecutorFinished,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// In timestamp order.
+    pub transactions: Vec<TxOutcome>,
+    /// The latest value of every key.
+    pub final_state: BTreeMap<Key, Datum>,
+    /// Markers the shards still hold unresolved (0 when all went well).
+    pub pending_markers: usize,
+    /// Messages the engines dropped as bad input.
+    pub dropped: u64,
+    /// Concurrent delivery only: for each transaction (by timestamp), the
+    /// time from its submission to its `ExecutorFinished` reaching the
+    /// client.
+    pub latencies: Vec<Duration>,
+}
+
+/// The run could not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// The workload names no shard.
+    #[error("a workload needs at least one shard")]
+    NoShards,
+    /// The workload names more shards than the harness hosts.
+    #[error("a workload may have at most {max} shards, not {shards}")]
+    TooManyShards {
+        /// What the workload asked for.
+        shards: usize,
+        /// The most the harness hosts.
+        max: usize,
+    },
+    /// Not every transaction finished.
+    #[error("the run did not settle: {0}")]
+    Stuck(String),
+    /// The tokio runtime of a concurrent run could not start.
+    #[error("could not start the runtime")]
+    Runtime(#[source] std::io::Error),
+    /// An engine runtime stopped mid-run.
+    #[error("an engine runtime stopped")]
+    Stopped(#[from] Stopped),
+}
+
+/// The most shards a harness run hosts: each is an engine with its own
+/// state, and a workload beyond this is a mistake, not a test.
+pub const MAX_SHARDS: usize = 1024;
+
+/// Keys spread over `shard-0 .. shard-{n-1}` by an FNV-1a hash: stable
+/// across runs and platforms.
+#[derive(Debug, Clone)]
+pub struct HashShards {
+    shards: Vec<EngineId>,
+}
+
+impl HashShards {
+    /// `count` shards (at least one).
+    pub fn new(count: usize) -> Self {
+        Self { shards: (0..count.max(1)).map(|i| EngineId::local(format!("shard-{i}"))).collect() }
+    }
+
+    /// Every shard's id.
+    pub fn all(&self) -> &[EngineId] {
+        &self.shards
+    }
+
+    /// The index in [`HashShards::all`] of the shard that owns `key`.
+    pub fn shard_for_index(&self, key: &[u8]) -> usize {
+        let hash =
+            key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        usize::try_from(hash % self.shards.len() as u64).unwrap_or(0)
+    }
+}
+
+impl ShardMap for HashShards {
+    fn shard_for(&self, key: &[u8]) -> &EngineId {
+        // In range: `new` makes at least one shard, and the index is below
+        // their count.
+        #[allow(clippy::indexing_slicing)]
+        &self.shards[self.shard_for_index(key)]
+    }
+}
+
+fn worker_id() -> EngineId {
+    EngineId::local("worker")
+}
+
+fn client_id() -> EngineId {
+    EngineId::local("client")
+}
+
+/// The initial values, by the shard that owns them.
+fn shard_initial(shards: &HashShards, initial: &BTreeMap<Key, Datum>) -> HashMap<EngineId, Vec<(Key, Datum)>> {
+    let mut out: HashMap<EngineId, Vec<(Key, Datum)>> = HashMap::new();
+    for (key, value) in initial {
+        out.entry(shards.shard_for(key).clone()).or_default().push((key.clone(), value.clone()));
+    }
+    out
+}
+
+/// The client's requests, in submission order.
+fn requests(workload: &Workload) -> impl Iterator<Item = Envelope<Message>> + '_ {
+    workload.transactions.iter().map(|tx| {
+        let request =
+            Message::TransactionRequest { executable: tx.executable.clone(), keys: tx.keys.clone(), resubmission: None };
+        Envelope::new(client_id(), worker_id(), request)
+    })
+}
+
+/// The transaction an executor runs for the worker's spawn request.
+fn transaction(spawn: SpawnExecutor, program: &Arc<dyn Program>) -> Transaction {
+    Transaction {
+        timestamp: spawn.timestamp,
+        executable: spawn.tx.executable,
+        keys: spawn.tx.keys,
+        worker: spawn.worker,
+        issuer: spawn.tx.issuer,
+        program: program.clone(),
+    }
+}
+
+/// Runs `workload` to the end: submits every transaction, runs until
+/// nothing is left to do, and collects what happened.
+pub fn execute(
+    workload: &Workload,
+    program: Arc<dyn Program>,
+    options: &ExecutorOptions,
+    delivery: Delivery,
+) -> Result<Outcome, HarnessError> {
+    if workload.shards == 0 {
+        return Err(HarnessError::NoShards);
+    }
+    if workload.shards > MAX_SHARDS {
+        return Err(HarnessError::TooManyShards { shards: workload.shards, max: MAX_SHARDS });
+    }
+    match delivery {
+        Delivery::Deterministic { seed } => simulation::Simulation::new(workload, program, options, seed).settle(workload),
+        Delivery::Concurrent { threads } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .enable_all()
+                .build()
+                .map_err(HarnessError::Runtime)?;
+            runtime.block_on(concurrent::execute(workload, program, options, threads.max(1)))
+        }
+    }
+}
+
+/// What one shard holds at the end of a run.
+struct ShardSummary {
+    latest: BTreeMap<Key, Datum>,
+    pending: usize,
+    dropped: u64,
+}
+
+impl ShardSummary {
+    fn of(shard: &ShardState) -> Self {
+        Self { latest: shard.latest(), pending: shard.pending_markers(), dropped: shard.dropped }
+    }
+}
+
+/// Every transaction the worker saw finish, in timestamp order.
+fn finished_transactions(worker: &WorkerState) -> Vec<TxOutcome> {
+    worker
+        .transactions
+        .iter()
+        .filter_map(|(ts, tx)| {
+            worker.finished.get(ts).map(|finished| TxOutcome {
+                timestamp: *ts,
+                tx: TxSpec { executable: tx.executable.clone(), keys: tx.keys.clone() },
+                finished: finished.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The one place a run's outcome is assembled, whatever the delivery.
+fn outcome(
+    expected: usize,
+    transactions: Vec<TxOutcome>,
+    shards: Vec<ShardSummary>,
+    dropped: u64,
+    latencies: Vec<Duration>,
+) -> Result<Outcome, HarnessError> {
+    if transactions.len() != expected {
+        return Err(HarnessError::Stuck(format!("{} of {expected} transactions finished", transactions.len())));
+    }
+    let mut final_state = BTreeMap::new();
+    let mut pending_markers = 0;
+    let mut dropped = dropped;
+    for shard in shards {
+        final_state.extend(shard.latest);
+        pending_markers += shard.pending;
+        dropped += shard.dropped;
+    }
+    Ok(Outcome { transactions, final_state, pending_markers, dropped, latencies })
+}

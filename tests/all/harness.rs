@@ -1,0 +1,61 @@
+//! The harness and the scenario format against bad or extreme input: no
+//! panic, no hang, a clear error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use executor_host::{ExecutorOptions, KeySets, Limits, NativeProgram};
+use executor_testkit::Scenario;
+use executor_testkit::harness::{self, Delivery, TxSpec, Workload};
+use transfer_guest::TransferFunction;
+
+fn transfers(n: usize) -> Workload {
+    let keys = vec![b"a".to_vec(), b"b".to_vec()];
+    Workload {
+        shards: 2,
+        initial: [(b"a".to_vec(), b"1000".to_vec())].into(),
+        transactions: (0..n)
+            .map(|_| TxSpec {
+                executable: br#"{"from":"a","to":"b","amount":1}"#.to_vec(),
+                keys: KeySets { eager_read_keys: keys.clone(), will_write_keys: keys.clone(), ..KeySets::default() },
+            })
+            .collect(),
+    }
+}
+
+/// A deadline or linger too large to add to the runtime's clock used to
+/// panic its task (`Instant + Duration` overflow): the concurrent run then
+/// hung forever with every lock dangling. Such a timer now never fires.
+#[test]
+fn huge_deadline_and_linger_neither_panic_nor_hang() {
+    let options = ExecutorOptions { deadline: Duration::MAX, linger: Duration::MAX, ..ExecutorOptions::default() };
+    let program = Arc::new(NativeProgram::<TransferFunction>::new(Limits::default()));
+    for delivery in [Delivery::Concurrent { threads: 2 }, Delivery::Deterministic { seed: 3 }] {
+        let outcome = harness::execute(&transfers(20), program.clone(), &options, delivery).unwrap();
+        assert_eq!(outcome.transactions.len(), 20, "{delivery:?}");
+        assert!(outcome.transactions.iter().all(|t| t.finished.success), "{delivery:?}");
+        assert_eq!(outcome.pending_markers, 0, "{delivery:?}");
+        assert_eq!(outcome.final_state[&b"b".to_vec()], b"20", "{delivery:?}");
+    }
+}
+
+#[test]
+fn scenario_shard_count_is_bounded() {
+    for shards in ["0", "1025", "100000000", "18446744073709551615"] {
+        let text = format!(r#"{{"shards": {shards}, "transactions": []}}"#);
+        let error = Scenario::from_json(&text).unwrap_err().to_string();
+        assert!(error.starts_with("shards: must be from 1 to 1024"), "{error}");
+    }
+    let workload = Workload { shards: 5000, ..transfers(1) };
+    let program = Arc::new(NativeProgram::<TransferFunction>::new(Limits::default()));
+    let error = harness::execute(&workload, program, &ExecutorOptions::default(), Delivery::Deterministic { seed: 1 })
+        .unwrap_err();
+    assert!(error.to_string().contains("at most 1024 shards"), "{error}");
+}
+
+#[test]
+fn scenario_refuses_a_key_given_twice_in_initial_state() {
+    let text = r#"{"initial_state": {"a": "1", "b": "2", "a": "3"}, "transactions": []}"#;
+    let error = Scenario::from_json(text).unwrap_err().to_string();
+    assert!(error.contains("initial_state") && error.contains("key \"a\" is given twice"), "{error}");
+}
