@@ -47,8 +47,6 @@
 // crates see it; this makes the same path resolve inside the crate itself.
 extern crate self as executor_guest;
 
-pub mod noun;
-
 #[cfg(target_arch = "wasm32")]
 pub mod arena;
 
