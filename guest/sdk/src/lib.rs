@@ -173,21 +173,3 @@ macro_rules! export_executor {
         };
     };
 }
-
-/// The value convention of the example functions: an unsigned 64-bit number
-/// written as decimal ASCII, with an absent key reading as 0.
-pub mod decimal {
-    /// Decodes a stored value; `None` (never written) is 0.
-    pub fn decode(datum: Option<&[u8]>) -> Result<u64, String> {
-        let Some(bytes) = datum else { return Ok(0) };
-        core::str::from_utf8(bytes)
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("value {:?} is not a decimal u64", String::from_utf8_lossy(bytes)))
-    }
-
-    pub fn encode(value: u64) -> Vec<u8> {
-        value.to_string().into_bytes()
-    }
-}

@@ -2,13 +2,14 @@
 //!
 //! The executable is JSON `{"from": "<account>", "to": "<account>", "amount": <u64>}`.
 //! A balance is a decimal ASCII u64 stored under the account name; an absent
-//! balance is 0. The first step asks for both balances; once both have
-//! arrived (in either order) the step fails with `insufficient funds` if
-//! `from` holds less than `amount` (writing nothing), and otherwise writes
-//! both new balances and halts. A transfer to oneself with enough funds
-//! succeeds and writes nothing. A credit that would overflow is an error.
+//! balance is 0 (the examples' convention, [`example_decimal`]). The first
+//! step asks for both balances; once both have arrived (in either order) the
+//! step fails with `insufficient funds` if `from` holds less than `amount`
+//! (writing nothing), and otherwise writes both new balances and halts. A
+//! transfer to oneself with enough funds succeeds and writes nothing. A
+//! credit that would overflow is an error.
 
-use executor_guest::{ExecutorFunction, Input, Request, Step, decimal};
+use executor_guest::{ExecutorFunction, Input, Request, Step};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -100,7 +101,7 @@ impl ExecutorFunction for TransferFunction {
         if state.phase != Phase::Reading {
             return Err("transfer is not waiting for a read".into());
         }
-        let balance = decimal::decode(input.datum.as_deref())?;
+        let balance = example_decimal::decode(input.datum.as_deref())?;
         let mut matched = false;
         if input.key == tx.from.as_bytes() {
             state.from = Some(balance);
@@ -126,8 +127,8 @@ impl ExecutorFunction for TransferFunction {
         let credited =
             to_balance.checked_add(tx.amount).ok_or_else(|| format!("balance overflow crediting {}", tx.to))?;
         let writes = vec![
-            Request::Write(tx.from.into_bytes(), decimal::encode(from_balance - tx.amount)),
-            Request::Write(tx.to.into_bytes(), decimal::encode(credited)),
+            Request::Write(tx.from.into_bytes(), example_decimal::encode(from_balance - tx.amount)),
+            Request::Write(tx.to.into_bytes(), example_decimal::encode(credited)),
         ];
         Ok(Step::new(state.encode(), writes))
     }
