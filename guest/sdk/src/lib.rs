@@ -102,7 +102,9 @@ pub trait ExecutorFunction {
 #[allow(unsafe_code)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        // The package's own copy of the top-level `wit/`, so the crate packages
+        // on its own; `tests/wit_copy.rs` keeps the two identical.
+        path: "wit",
         world: "executor",
         pub_export_macro: true,
         export_macro_name: "__export_executor_world",
