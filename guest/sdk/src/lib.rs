@@ -97,9 +97,11 @@ pub trait ExecutorFunction {
 }
 
 // Generated canonical-ABI glue is `unsafe` by nature; nothing else here is.
+// Its lowered functions take one argument per flattened value (ten for
+// `execute-step`), which is the ABI, not a design choice.
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 pub mod __bindings {
     wit_bindgen::generate!({
         // The package's own copy of the top-level `wit/`, so the crate packages
