@@ -114,8 +114,7 @@ async fn main() -> Result<()> {
                 Message::KvsReadRequest { key, actual: true, .. } => {
                     let data = store.get(&key).cloned();
                     let payload = Message::KvsRead { timestamp, key, data };
-                    host.deliver(Envelope::new(shard.clone(), executor.clone(), payload))
-                        .await?;
+                    host.deliver(Envelope::new(shard.clone(), executor.clone(), payload)).await?;
                 }
                 Message::ExecutorFinished(_) => break,
                 _ => {}

@@ -1,17 +1,17 @@
 //! `executor-host`: check, build, deploy and run executor guests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use executor_testkit::harness::{self, Delivery};
 use executor_host::ModuleStore;
 use executor_host::{Limits, NativeProgram, Program};
-use executor_testkit::scenario::{Report, Scenario};
 use executor_host::{Sandbox, SandboxConfig, WasmProgram};
+use executor_testkit::harness::{self, Delivery};
+use executor_testkit::scenario::{Report, Scenario};
 
 #[derive(Parser)]
 #[command(version, about = "Run Anoma's Executor Engine with sandboxed wasm executor functions")]
@@ -199,68 +199,18 @@ fn check(file: &Path) -> Result<()> {
     Ok(())
 }
 
-const GUEST_TARGET: &str = "wasm32-unknown-unknown";
-
-/// The part of cargo's `--message-format json` output `build` reads.
-#[derive(serde::Deserialize)]
-struct CargoMessage {
-    reason: String,
-    target: Option<CargoTarget>,
-    #[serde(default)]
-    filenames: Vec<PathBuf>,
-}
-
-#[derive(serde::Deserialize)]
-struct CargoTarget {
-    name: String,
-    crate_types: Vec<String>,
-}
-
 fn build(manifest: Option<&Path>, package: Option<&str>, profile: &str, output: Option<PathBuf>) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--lib", "--target", GUEST_TARGET, "--profile", profile])
-        .args(["--message-format", "json-render-diagnostics"])
-        .stdout(Stdio::piped());
+    let mut guest = executor_guest_build::GuestBuild::new(profile);
     if let Some(manifest) = manifest {
-        cmd.arg("--manifest-path").arg(manifest);
+        guest = guest.manifest_path(manifest);
     }
     if let Some(package) = package {
-        cmd.args(["--package", package]);
+        guest = guest.package(package);
     }
-    let out = cmd.output().context("running cargo")?;
-    if !out.status.success() {
-        bail!("cargo build failed ({}); if the target is missing: rustup target add {GUEST_TARGET}", out.status);
-    }
-    let wanted = |name: &str| package.is_none_or(|p| p.replace('_', "-") == name.replace('_', "-"));
-    let modules: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<CargoMessage>(line).ok())
-        .filter(|msg| msg.reason == "compiler-artifact")
-        .filter_map(|msg| {
-            msg.target.filter(|t| t.crate_types.iter().any(|c| c == "cdylib") && wanted(&t.name)).map(|_| msg.filenames)
-        })
-        .flatten()
-        .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    let [module] = modules.as_slice() else {
-        bail!(
-            "expected one cdylib wasm module, cargo built {}: declare `crate-type = [\"cdylib\"]`, or pick one with --package",
-            modules.len()
-        );
-    };
-    let core = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
-    let component = wit_component::ComponentEncoder::default()
-        .module(&core)
-        .context("the module carries no component type: does it call `executor_guest::export_executor!`?")?
-        .validate(true)
-        .encode()
-        .context("turning the module into a component")?;
+    let module = guest.run()?.single().context("pick the guest crate with --package")?;
+    let component = module.componentize()?;
     Sandbox::new(SandboxConfig::default())?.load(&component).context("the built component is not a valid executor")?;
-    let output = output.unwrap_or_else(|| {
-        let stem = module.file_stem().map_or("guest".into(), |s| s.to_string_lossy().replace('_', "-"));
-        PathBuf::from(format!("{stem}.wasm"))
-    });
+    let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.wasm", module.package)));
     std::fs::write(&output, &component).with_context(|| format!("writing {}", output.display()))?;
     println!("built {} ({} bytes)", output.display(), component.len());
     Ok(())

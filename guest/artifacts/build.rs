@@ -1,112 +1,122 @@
 //! Builds every guest of the workspace as a wasm component (see `src/lib.rs`).
+//!
+//! `GUESTS` is the one list of guests: the nested cargo's packages, the
+//! generated constants and `foreach_guest!` all come from it, and the
+//! directories to watch come from what cargo reports it compiled.
 
-use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use anyhow::{Context, Result};
+use executor_guest_build::{GuestBuild, TargetKind};
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::{env, fs};
 
-const TARGET: &str = "wasm32-unknown-unknown";
+/// The profile guests are built with (root `Cargo.toml`).
 const PROFILE: &str = "guest";
 
-/// (constant name, cargo package, file stem, is an example target)
-const GUESTS: &[(&str, &str, &str, bool)] = &[
-    ("TRANSFER", "transfer-guest", "transfer_guest", false),
-    ("COUNTER", "counter-guest", "counter_guest", false),
-    ("HOSTILE", "hostile-guests", "hostile_guests", false),
-    ("NOCKMA", "nockma-guest", "nockma_guest", false),
-    ("WRONG_WORLD", "hostile-guests", "wrong_world", true),
-    ("WASI_IMPORT", "hostile-guests", "wasi_import", true),
+/// One guest: its name (snake case: the constant is its upper case, and the
+/// test `foreach_guest!` asks for is a function of this name), its package,
+/// and the target it is (for an example, the example named `name`).
+struct Guest {
+    name: &'static str,
+    package: &'static str,
+    kind: TargetKind,
+}
+
+const fn guest(name: &'static str, package: &'static str, kind: TargetKind) -> Guest {
+    Guest { name, package, kind }
+}
+
+const GUESTS: &[Guest] = &[
+    guest("transfer", "transfer-guest", TargetKind::Lib),
+    guest("counter", "counter-guest", TargetKind::Lib),
+    guest("hostile", "hostile-guests", TargetKind::Lib),
+    guest("nockma", "nockma-guest", TargetKind::Lib),
+    // Components that are wrong in shape rather than in behaviour.
+    guest("wrong_world", "hostile-guests", TargetKind::Example),
+    guest("wasi_import", "hostile-guests", TargetKind::Example),
 ];
 
-fn main() -> Result<()> {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
-    let root = manifest_dir.join("../..").canonicalize()?;
-    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    for watched in [
-        "wit",
-        "guest/sdk",
-        "guest/transfer",
-        "guest/counter",
-        "guest/hostile",
-        "guest/nockma",
-        ".cargo/config.toml",
-        "Cargo.lock",
-    ] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
-    }
-
-    let target_dir = out_dir.join("target");
-    build_guests(&root, &target_dir)?;
-
-    let built = target_dir.join(TARGET).join(PROFILE);
-    let mut generated = String::new();
-    for (constant, _, stem, example) in GUESTS {
-        let core = if *example { built.join("examples") } else { built.clone() }.join(format!("{stem}.wasm"));
-        let component = out_dir.join(format!("{stem}.component.wasm"));
-        componentize(&core, &component)?;
-        generated += &format!(
-            "/// The `{stem}` guest, as a component.\npub const {constant}: &str = {:?};\n",
-            component.display().to_string()
-        );
-        if *constant == "TRANSFER" {
-            generated += &format!(
-                "/// The `transfer` guest as a core module (not a component): hosts must reject it.\npub const TRANSFER_CORE: &str = {:?};\n",
-                core.display().to_string()
-            );
+impl Guest {
+    /// The name of the cargo target: the library's crate name, or the
+    /// example's name.
+    fn target(&self) -> String {
+        match self.kind {
+            TargetKind::Lib => self.package.replace('-', "_"),
+            TargetKind::Example => self.name.to_string(),
         }
     }
+
+    fn constant(&self) -> String {
+        self.name.to_ascii_uppercase()
+    }
+}
+
+fn main() -> Result<()> {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../..").canonicalize()?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    // Its own target directory: the outer build holds the lock on its own.
+    let built = GuestBuild::new(PROFILE)
+        .current_dir(&root)
+        .packages(GUESTS.iter().map(|g| g.package))
+        .examples()
+        .target_dir(out_dir.join("target"))
+        .run()
+        .context("building the guests")?;
+    // Every local package the guests were compiled from, the SDK included,
+    // and what configures the build.
+    for dir in &built.package_dirs {
+        println!("cargo::rerun-if-changed={}", dir.display());
+    }
+    for file in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+        println!("cargo::rerun-if-changed={}", root.join(file).display());
+    }
+
+    let mut generated = String::new();
+    for guest in GUESTS {
+        let (name, constant, target) = (guest.name, guest.constant(), guest.target());
+        let module = built
+            .modules
+            .iter()
+            .find(|m| m.package == guest.package && m.kind == guest.kind && m.target == target)
+            .with_context(|| format!("cargo built no cdylib `{target}` ({:?}) of {}", guest.kind, guest.package))?;
+        let component = module.componentize().with_context(|| format!("componentizing {}", module.path.display()))?;
+        let path = out_dir.join(format!("{name}.component.wasm"));
+        fs::write(&path, component).with_context(|| format!("writing {}", path.display()))?;
+        writeln!(
+            generated,
+            "/// The `{name}` guest (`{}`), as a component.\npub const {constant}: &str = {:?};",
+            guest.package,
+            path.display().to_string()
+        )?;
+        writeln!(
+            generated,
+            "/// The `{name}` guest as a core module (not a component): hosts must reject it.\n\
+             pub const {constant}_CORE: &str = {:?};",
+            module.path.display().to_string()
+        )?;
+    }
+
     generated += "/// Every component built here, by constant name.\npub const ALL: &[(&str, &str)] = &[\n";
-    for (constant, ..) in GUESTS {
-        generated += &format!("    ({constant:?}, {constant}),\n");
+    for guest in GUESTS {
+        writeln!(generated, "    ({:?}, {}),", guest.constant(), guest.constant())?;
     }
     generated += "];\n";
-    fs::write(out_dir.join("artifacts.rs"), generated)?;
-    Ok(())
-}
 
-fn build_guests(root: &Path, target_dir: &Path) -> Result<()> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["build", "--profile", PROFILE, "--target", TARGET])
-        .args([
-            "-p",
-            "transfer-guest",
-            "-p",
-            "counter-guest",
-            "-p",
-            "hostile-guests",
-            "-p",
-            "nockma-guest",
-            "--lib",
-            "--examples",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir)
-        // The outer build's flags are for the host; the guests' come from
-        // `.cargo/config.toml`.
-        // Under `cargo clippy` the outer build's lints would apply to the
-        // generated guest bindings too.
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CLIPPY_ARGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_PROFILE_RELEASE_DEBUG");
-    let status = cmd.status().context("running cargo to build the guests")?;
-    if !status.success() {
-        bail!("building the wasm guests failed ({status}); if the target is missing, run `rustup target add {TARGET}`");
+    generated += "\
+/// Invokes `$mac!(name, path)` once per guest: `name` is the guest's snake
+/// case name (an identifier), `path` the expression `guest_artifacts::NAME`
+/// (the component's path, a `&str`). See the crate docs for the test that
+/// makes a guest without a test a compile error.
+#[macro_export]
+macro_rules! foreach_guest {
+    ($mac:ident) => {
+";
+    for guest in GUESTS {
+        writeln!(generated, "        $mac!({}, $crate::{});", guest.name, guest.constant())?;
     }
-    Ok(())
-}
+    generated += "    };\n}\n";
 
-fn componentize(core: &Path, component: &Path) -> Result<()> {
-    let module = fs::read(core).with_context(|| format!("reading {}", core.display()))?;
-    let bytes = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .with_context(|| format!("{} carries no component type", core.display()))?
-        .validate(true)
-        .encode()
-        .with_context(|| format!("componentizing {}", core.display()))?;
-    fs::write(component, bytes)?;
+    fs::write(out_dir.join("artifacts.rs"), generated)?;
     Ok(())
 }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use executor_host::{EngineId, Envelope};
+use executor_host::Router;
 use executor_host::ShardMap;
+use executor_host::{EngineId, Envelope};
 use executor_host::{ExecutorHost, HostConfig, Transaction};
 use executor_host::{KeySets, Message};
-use executor_host::Router;
 use executor_host::{Limits, NativeProgram, Program};
 use tokio::sync::Notify;
 
@@ -172,14 +172,8 @@ async fn main() -> anyhow::Result<()> {
             let mut state = None;
             for input in [
                 None,
-                Some(executor_host::Input {
-                    key: t.keys.eager_read_keys[0].clone(),
-                    datum: Some(b"1000".to_vec()),
-                }),
-                Some(executor_host::Input {
-                    key: t.keys.eager_read_keys[1].clone(),
-                    datum: Some(b"1000".to_vec()),
-                }),
+                Some(executor_host::Input { key: t.keys.eager_read_keys[0].clone(), datum: Some(b"1000".to_vec()) }),
+                Some(executor_host::Input { key: t.keys.eager_read_keys[1].clone(), datum: Some(b"1000".to_vec()) }),
             ] {
                 let out = program.step(executor_host::StepCall {
                     executable: &t.executable,

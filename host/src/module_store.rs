@@ -36,8 +36,8 @@
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use executor_host::module_store::ModuleStore;
-//! use executor_host::wasm::{Sandbox, SandboxConfig};
+//! use executor_host::ModuleStore;
+//! use executor_host::{Sandbox, SandboxConfig};
 //!
 //! let dir = cap_std::fs::Dir::open_ambient_dir("executor-store", cap_std::ambient_authority())?;
 //! let store = ModuleStore::open(dir)?;

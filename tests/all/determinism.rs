@@ -6,11 +6,7 @@ use executor_host::{Sandbox, SandboxConfig};
 
 use crate::support::*;
 
-fn transfer_calls<'a>(
-    exe: &'a [u8],
-    states: &'a [Vec<u8>],
-    inputs: &'a [executor_host::Input],
-) -> Vec<StepCall<'a>> {
+fn transfer_calls<'a>(exe: &'a [u8], states: &'a [Vec<u8>], inputs: &'a [executor_host::Input]) -> Vec<StepCall<'a>> {
     let mut calls = vec![StepCall { executable: exe, state: None, input: None, gas_limit: GAS }];
     for (state, input) in states.iter().zip(inputs) {
         calls.push(StepCall { executable: exe, state: Some(state), input: Some(input), gas_limit: GAS });
@@ -39,9 +35,8 @@ fn same_outputs_and_gas_on_every_run_and_configuration() {
     let states: Vec<Vec<u8>> = reference.steps.iter().map(|s| s.state.clone()).collect();
     let fresh: Vec<_> = transfer_calls(&exe, &states, &inputs).into_iter().map(|c| pooled.step(c)).collect();
     assert_eq!(fresh.iter().map(|r| r.gas_used).sum::<u64>(), reference.gas_used);
-    let outputs = |reports: &[executor_host::StepReport]| -> Vec<_> {
-        reports.iter().map(|r| r.result.clone()).collect()
-    };
+    let outputs =
+        |reports: &[executor_host::StepReport]| -> Vec<_> { reports.iter().map(|r| r.result.clone()).collect() };
 
     // Reusing one instance gives the same outputs, but not the same gas:
     // the guest's allocator is already warm after the first call. Hidden

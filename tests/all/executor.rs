@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use counter_guest::CounterFunction;
-use executor_host::engine::EngineId;
 use executor_host::__internal::ExecutorTimer;
-use executor_host::{AccessMode, DropReason, ExecutorOptions, WriteMode, executor_id};
 use executor_host::Message;
+use executor_host::engine::EngineId;
 use executor_host::{Access, Failure, Limits, NativeProgram};
+use executor_host::{AccessMode, DropReason, ExecutorOptions, WriteMode, executor_id};
 use executor_host::{Sandbox, SandboxConfig};
 
 use crate::scripted::{Op::*, *};

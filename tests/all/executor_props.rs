@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use executor_host::engine::EngineId;
 use executor_host::__internal::ExecutorTimer;
+use executor_host::engine::EngineId;
 use executor_host::{AccessMode, ExecutorOptions, WriteMode};
 use executor_host::{KeySets, Message};
 use proptest::prelude::*;

@@ -118,3 +118,62 @@ fn wasm_gas_is_charged_and_native_gas_is_zero() {
     assert_eq!(starved.result, Err(Failure::OutOfGas));
     assert_eq!(starved.gas_used, wasm_run.gas_used - 1, "all of the budget is charged");
 }
+
+/// One test per guest the artifacts crate builds, named after it: a guest
+/// added to `guest/artifacts/build.rs` without a test here fails to
+/// compile (`foreach_guest!` names each function).
+mod every_guest {
+    use executor_host::{LoadError, Sandbox, SandboxConfig};
+
+    macro_rules! has_a_test {
+        ($name:ident, $path:expr) => {
+            #[allow(unused_imports)]
+            use self::$name as _;
+        };
+    }
+    guest_artifacts::foreach_guest!(has_a_test);
+
+    fn sandbox() -> Sandbox {
+        Sandbox::new(SandboxConfig::default()).unwrap()
+    }
+
+    /// The guest is a valid executor component with no imports.
+    fn loads(path: &str) {
+        let bytes = std::fs::read(path).unwrap();
+        let info = sandbox().inspect(&bytes).unwrap();
+        assert!(info.to_string().contains("imports: none"), "{path}: {info}");
+        sandbox().load(&bytes).unwrap();
+    }
+
+    #[test]
+    fn transfer() {
+        loads(guest_artifacts::TRANSFER);
+    }
+
+    #[test]
+    fn counter() {
+        loads(guest_artifacts::COUNTER);
+    }
+
+    #[test]
+    fn hostile() {
+        loads(guest_artifacts::HOSTILE);
+    }
+
+    #[test]
+    fn nockma() {
+        loads(guest_artifacts::NOCKMA);
+    }
+
+    #[test]
+    fn wrong_world() {
+        let error = sandbox().load(&std::fs::read(guest_artifacts::WRONG_WORLD).unwrap()).unwrap_err();
+        assert!(matches!(error, LoadError::WrongWorld(_)), "{error}");
+    }
+
+    #[test]
+    fn wasi_import() {
+        let error = sandbox().load(&std::fs::read(guest_artifacts::WASI_IMPORT).unwrap()).unwrap_err();
+        assert!(error.to_string().contains("wasi:random/random"), "{error}");
+    }
+}

@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use executor_host::engine::{EngineId, Envelope};
 use executor_host::DropReason;
-use executor_host::{Execution, ExecutorHost, HostConfig, Transaction};
+use executor_host::Failure;
 use executor_host::Message;
 use executor_host::Router;
-use executor_host::Failure;
+use executor_host::engine::{EngineId, Envelope};
+use executor_host::{Execution, ExecutorHost, HostConfig, Transaction};
 
 use crate::scripted::{Op::*, *};
 use crate::support;

@@ -1,8 +1,8 @@
 //! The Nockma guest (nspec's own executor function) as a wasm component,
 //! against its native build.
 
-use executor_guest::noun::{Noun, cue};
 use executor_host::{Failure, Limits, NativeProgram, Program, Request};
+use executor_noun::{Noun, cue};
 use nockma_guest::NockmaFunction;
 
 use crate::support::*;

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use counter_guest::CounterFunction;
 use executor_guest::{ExecutorFunction, Input, Step};
+use executor_host::{Datum, Key, KeySets};
 use executor_host::{ExecutorOptions, WriteMode};
+use executor_host::{Limits, NativeProgram, Program, Request, StepCall};
 use executor_testkit::Rng;
 use executor_testkit::harness::{self, Delivery, Outcome, TxSpec, Workload};
-use executor_host::{Datum, Key, KeySets};
-use executor_host::{Limits, NativeProgram, Program, Request, StepCall};
 use transfer_guest::TransferFunction;
 
 use crate::support;

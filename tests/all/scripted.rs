@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use executor_guest::{ExecutorFunction, Input, Request, Step};
-use executor_host::engine::{EngineId, Envelope, Instance, Trigger};
 use executor_host::__internal::{Executor, ExecutorConfig, ExecutorTimer, Shared};
-use executor_host::{ExecutorMetrics, ExecutorOptions, ShardMap, Transaction};
+use executor_host::engine::{EngineId, Envelope, Instance, Trigger};
 use executor_host::{ExecutorFinished, KeySets, Message};
+use executor_host::{ExecutorMetrics, ExecutorOptions, ShardMap, Transaction};
 use executor_host::{Limits, NativeProgram, Program};
 use serde::{Deserialize, Serialize};
 

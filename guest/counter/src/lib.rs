@@ -1,9 +1,11 @@
 //! `counter`: read one key, write it back incremented, halt.
 //!
 //! The executable is JSON `{"key": "<key>", "amount": <u64>}`; the value is a
-//! decimal ASCII u64 (absent is 0). Overflow is an error.
+//! decimal ASCII u64, absent is 0 (the examples' convention, [`example_decimal`]).
+//! Declared eager, the first step runs on the value; declared lazy, it runs
+//! without input and asks for it. Overflow is an error.
 
-use executor_guest::{ExecutorFunction, Input, Request, Step, decimal};
+use executor_guest::{ExecutorFunction, Input, Request, Step};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -35,11 +37,12 @@ impl ExecutorFunction for CounterFunction {
         let counter = parse(executable)?;
         match (state, input) {
             (START, None) => Ok(Step::new(READING.to_vec(), vec![Request::Read(counter.key.into_bytes())])),
-            (READING, Some(input)) if input.key == counter.key.as_bytes() => {
-                let value = decimal::decode(input.datum.as_deref())?
+            // Declared eager, the value is the first step's input.
+            (START | READING, Some(input)) if input.key == counter.key.as_bytes() => {
+                let value = example_decimal::decode(input.datum.as_deref())?
                     .checked_add(counter.amount)
                     .ok_or_else(|| format!("counter {} overflows", counter.key))?;
-                let write = Request::Write(counter.key.into_bytes(), decimal::encode(value));
+                let write = Request::Write(counter.key.into_bytes(), example_decimal::encode(value));
                 Ok(Step::new(DONE.to_vec(), vec![write]))
             }
             (_, Some(input)) => Err(format!("unexpected read of {:?}", String::from_utf8_lossy(&input.key))),

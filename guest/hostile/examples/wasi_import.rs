@@ -28,7 +28,7 @@ mod component {
 
     impl Guest for UsesWasi {
         fn halted(_state: Vec<u8>) -> bool {
-            wasi::random::random::get_random_u64() % 2 == 0
+            wasi::random::random::get_random_u64().is_multiple_of(2)
         }
     }
 

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use executor_guest::noun::Noun;
+use executor_noun::Noun;
 
 /// The price list.
 ///

@@ -21,8 +21,8 @@
 //! - **Gas**: [`eval::gas`]; running out fails the transaction, and so
 //!   does a step that leaves exactly zero gas.
 
-use executor_guest::noun::{Noun, cue, jam};
 use executor_guest::{ExecutorFunction, Input, Request, Step};
+use executor_noun::{Noun, cue, jam};
 
 pub mod eval;
 
@@ -62,7 +62,7 @@ pub fn executable_with_gas(formula: &Noun, gas: u64) -> Vec<u8> {
 /// ```
 pub fn increment_formula(key: &[u8]) -> Noun {
     let key = Noun::from_bytes(key);
-    executor_guest::noun!([6 [3 0 3] [[1 (EXIT)] [[0 6] [4 0 7]] [1 0]] [[1 1] [1 key 0]]])
+    executor_noun::noun!([6 [3 0 3] [[1 (EXIT)] [[0 6] [4 0 7]] [1 0]] [[1 1] [1 key 0]]])
 }
 
 /// Decodes an executable into its formula and gas budget.

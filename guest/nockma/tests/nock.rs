@@ -3,8 +3,8 @@
 //! recursive `nock` (with our price changes).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use executor_guest::noun;
-use executor_guest::noun::{Noun, cue, jam};
+use executor_noun::noun;
+use executor_noun::{Noun, cue, jam};
 use nockma_guest::{NockError, gas, nock};
 
 fn n(s: u64) -> Noun {

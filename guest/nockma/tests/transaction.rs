@@ -2,8 +2,8 @@
 //! encoding, and the README's worked example.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use executor_guest::noun::{Noun, cue, jam};
-use executor_guest::{ExecutorFunction, Input, Request, noun};
+use executor_guest::{ExecutorFunction, Input, Request};
+use executor_noun::{Noun, cue, jam, noun};
 use nockma_guest::{
     DEFAULT_GAS, EXIT, NockmaFunction as F, decode_state, encode_state, executable, executable_with_gas,
     increment_formula, parse_executable,

@@ -47,8 +47,6 @@
 // crates see it; this makes the same path resolve inside the crate itself.
 extern crate self as executor_guest;
 
-pub mod noun;
-
 #[cfg(target_arch = "wasm32")]
 pub mod arena;
 
@@ -99,12 +97,16 @@ pub trait ExecutorFunction {
 }
 
 // Generated canonical-ABI glue is `unsafe` by nature; nothing else here is.
+// Its lowered functions take one argument per flattened value (ten for
+// `execute-step`), which is the ABI, not a design choice.
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        // The package's own copy of the top-level `wit/`, so the crate packages
+        // on its own; `tests/wit_copy.rs` keeps the two identical.
+        path: "wit",
         world: "executor",
         pub_export_macro: true,
         export_macro_name: "__export_executor_world",
@@ -174,22 +176,4 @@ macro_rules! export_executor {
             );
         };
     };
-}
-
-/// The value convention of the example functions: an unsigned 64-bit number
-/// written as decimal ASCII, with an absent key reading as 0.
-pub mod decimal {
-    /// Decodes a stored value; `None` (never written) is 0.
-    pub fn decode(datum: Option<&[u8]>) -> Result<u64, String> {
-        let Some(bytes) = datum else { return Ok(0) };
-        core::str::from_utf8(bytes)
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("value {:?} is not a decimal u64", String::from_utf8_lossy(bytes)))
-    }
-
-    pub fn encode(value: u64) -> Vec<u8> {
-        value.to_string().into_bytes()
-    }
 }

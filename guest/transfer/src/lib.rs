@@ -2,13 +2,17 @@
 //!
 //! The executable is JSON `{"from": "<account>", "to": "<account>", "amount": <u64>}`.
 //! A balance is a decimal ASCII u64 stored under the account name; an absent
-//! balance is 0. The first step asks for both balances; once both have
-//! arrived (in either order) the step fails with `insufficient funds` if
-//! `from` holds less than `amount` (writing nothing), and otherwise writes
-//! both new balances and halts. A transfer to oneself with enough funds
-//! succeeds and writes nothing. A credit that would overflow is an error.
+//! balance is 0 (the examples' convention, [`example_decimal`]). Declared
+//! eager, the balances arrive unasked and the first step runs on the first
+//! of them (as in nspec); declared lazy, the first step runs without input
+//! and asks for them. Either way the program asks for whichever balance it
+//! has not seen (a request for an eager key costs nothing). Once both have
+//! arrived (in either order) the step fails with `insufficient funds` if `from` holds less than `amount`
+//! (writing nothing), and otherwise writes both new balances and halts. A
+//! transfer to oneself with enough funds succeeds and writes nothing. A
+//! credit that would overflow is an error.
 
-use executor_guest::{ExecutorFunction, Input, Request, Step, decimal};
+use executor_guest::{ExecutorFunction, Input, Request, Step};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -86,35 +90,38 @@ impl ExecutorFunction for TransferFunction {
     fn execute_step(executable: &[u8], state: &[u8], input: Option<Input>) -> Result<Step, String> {
         let tx = parse(executable)?;
         let mut state = State::decode(state)?;
-        let Some(input) = input else {
-            if state.phase != Phase::Start {
-                return Err("transfer already started".into());
+        let started = state.phase == Phase::Start;
+        match state.phase {
+            Phase::Start => state.phase = Phase::Reading,
+            Phase::Reading if input.is_some() => {}
+            Phase::Reading => return Err("transfer is not waiting for a start".into()),
+            Phase::Done => return Err("transfer already finished".into()),
+        }
+        if let Some(input) = input {
+            let balance = example_decimal::decode(input.datum.as_deref())?;
+            let mut matched = false;
+            if input.key == tx.from.as_bytes() {
+                state.from = Some(balance);
+                matched = true;
             }
-            state.phase = Phase::Reading;
-            let mut reads = vec![Request::Read(tx.from.clone().into_bytes())];
-            if tx.to != tx.from {
-                reads.push(Request::Read(tx.to.into_bytes()));
+            if input.key == tx.to.as_bytes() {
+                state.to = Some(balance);
+                matched = true;
             }
-            return Ok(Step::new(state.encode(), reads));
-        };
-        if state.phase != Phase::Reading {
-            return Err("transfer is not waiting for a read".into());
-        }
-        let balance = decimal::decode(input.datum.as_deref())?;
-        let mut matched = false;
-        if input.key == tx.from.as_bytes() {
-            state.from = Some(balance);
-            matched = true;
-        }
-        if input.key == tx.to.as_bytes() {
-            state.to = Some(balance);
-            matched = true;
-        }
-        if !matched {
-            return Err(format!("read of unexpected key {:?}", String::from_utf8_lossy(&input.key)));
+            if !matched {
+                return Err(format!("read of unexpected key {:?}", String::from_utf8_lossy(&input.key)));
+            }
         }
         let (Some(from_balance), Some(to_balance)) = (state.from, state.to) else {
-            return Ok(Step::new(state.encode(), Vec::new()));
+            // On the first step, ask for what has not arrived.
+            let mut reads = Vec::new();
+            if started && state.from.is_none() {
+                reads.push(Request::Read(tx.from.clone().into_bytes()));
+            }
+            if started && state.to.is_none() && tx.to != tx.from {
+                reads.push(Request::Read(tx.to.clone().into_bytes()));
+            }
+            return Ok(Step::new(state.encode(), reads));
         };
         if from_balance < tx.amount {
             return Err(format!("insufficient funds: {} holds {from_balance}, needs {}", tx.from, tx.amount));
@@ -126,8 +133,8 @@ impl ExecutorFunction for TransferFunction {
         let credited =
             to_balance.checked_add(tx.amount).ok_or_else(|| format!("balance overflow crediting {}", tx.to))?;
         let writes = vec![
-            Request::Write(tx.from.into_bytes(), decimal::encode(from_balance - tx.amount)),
-            Request::Write(tx.to.into_bytes(), decimal::encode(credited)),
+            Request::Write(tx.from.into_bytes(), example_decimal::encode(from_balance - tx.amount)),
+            Request::Write(tx.to.into_bytes(), example_decimal::encode(credited)),
         ];
         Ok(Step::new(state.encode(), writes))
     }

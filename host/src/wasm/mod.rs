@@ -22,8 +22,8 @@
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
-//! use executor_host::program::{Program, StepCall};
-//! use executor_host::wasm::{Sandbox, SandboxConfig};
+//! use executor_host::{Program, StepCall};
+//! use executor_host::{Sandbox, SandboxConfig};
 //!
 //! let sandbox = Sandbox::new(SandboxConfig::default())?;
 //! let program = sandbox.load(&std::fs::read("transfer.wasm")?)?;

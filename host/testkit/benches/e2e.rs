@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use executor_host::ExecutorOptions;
-use executor_testkit::Rng;
-use executor_testkit::harness::{self, Delivery, TxSpec, Workload};
 use executor_host::KeySets;
 use executor_host::{Limits, NativeProgram, Program};
 use executor_host::{Sandbox, SandboxConfig};
+use executor_testkit::Rng;
+use executor_testkit::harness::{self, Delivery, TxSpec, Workload};
 
 /// Counts live heap bytes and remembers the peak.
 struct Counting;

@@ -184,7 +184,6 @@ fn unique_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<Ke
     deserializer.deserialize_map(Unique)
 }
 
-
 fn one() -> usize {
     1
 }

@@ -274,13 +274,12 @@ fn lock(
     ];
     for (set, read, write) in marks {
         for key in set {
-            let access = state
-                .keys
-                .entry(key.clone())
-                .or_default()
-                .accesses
-                .entry(timestamp)
-                .or_insert_with(|| Access { executor: executor.clone(), read: None, write: None });
+            let access =
+                state.keys.entry(key.clone()).or_default().accesses.entry(timestamp).or_insert_with(|| Access {
+                    executor: executor.clone(),
+                    read: None,
+                    write: None,
+                });
             if let Some(eager) = read {
                 access.read = Some(ReadMarker { eager, status: ReadStatus::Waiting });
             }
@@ -321,8 +320,7 @@ fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: 
 /// `KvsWrite`: a pending write is written (`Some`) or released (`None`).
 /// Returns the keys touched.
 fn write(state: &mut ShardState, timestamp: Timestamp, key: Key, datum: Option<Datum>) -> Vec<Key> {
-    let write =
-        state.keys.get_mut(&key).and_then(|t| t.accesses.get_mut(&timestamp)).and_then(|a| a.write.as_mut());
+    let write = state.keys.get_mut(&key).and_then(|t| t.accesses.get_mut(&timestamp)).and_then(|a| a.write.as_mut());
     match write {
         Some(status @ WriteStatus::Pending) => {
             *status = datum.map_or(WriteStatus::Released, WriteStatus::Written);

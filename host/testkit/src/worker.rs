@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
-use executor_host::{ShardMap, executor_id};
 use executor_host::{ExecutorFinished, KeySets, Message, Timestamp};
+use executor_host::{ShardMap, executor_id};
 
 /// The worker's configuration.
 #[derive(Debug)]

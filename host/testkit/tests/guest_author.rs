@@ -22,7 +22,8 @@ fn transfer_guest_moves_a_balance() -> anyhow::Result<()> {
             keys: KeySets { eager_read_keys: keys.clone(), will_write_keys: keys, ..KeySets::default() },
         }],
     };
-    let outcome = harness::execute(&workload, Arc::new(guest), &Default::default(), Delivery::Deterministic { seed: 1 })?;
+    let outcome =
+        harness::execute(&workload, Arc::new(guest), &Default::default(), Delivery::Deterministic { seed: 1 })?;
     let report = &outcome.transactions[0].finished;
     assert!(report.success, "{:?}", report.failure);
     assert_eq!(outcome.final_state[&b"alice".to_vec()], b"7");

@@ -91,8 +91,11 @@ async fn wire(
     threads: usize,
 ) -> Result<Arc<Network>, HarnessError> {
     let shard_map = Arc::new(HashShards::new(workload.shards));
-    let network =
-        Arc::new(Network { runtimes: OnceLock::new(), reports: Mutex::new(Vec::new()), notify: tokio::sync::Notify::new() });
+    let network = Arc::new(Network {
+        runtimes: OnceLock::new(),
+        reports: Mutex::new(Vec::new()),
+        notify: tokio::sync::Notify::new(),
+    });
     let router: Arc<dyn Router<Message>> = network.clone();
     // Unbounded inboxes: a router must never wait on another runtime.
     let config = RuntimeConfig { inbox: Inbox::Unbounded, execution: Execution::Inline, ..RuntimeConfig::default() };

@@ -200,8 +200,11 @@ fn shard_initial(shards: &HashShards, initial: &BTreeMap<Key, Datum>) -> HashMap
 /// The client's requests, in submission order.
 fn requests(workload: &Workload) -> impl Iterator<Item = Envelope<Message>> + '_ {
     workload.transactions.iter().map(|tx| {
-        let request =
-            Message::TransactionRequest { executable: tx.executable.clone(), keys: tx.keys.clone(), resubmission: None };
+        let request = Message::TransactionRequest {
+            executable: tx.executable.clone(),
+            keys: tx.keys.clone(),
+            resubmission: None,
+        };
         Envelope::new(client_id(), worker_id(), request)
     })
 }
@@ -233,7 +236,9 @@ pub fn execute(
         return Err(HarnessError::TooManyShards { shards: workload.shards, max: MAX_SHARDS });
     }
     match delivery {
-        Delivery::Deterministic { seed } => simulation::Simulation::new(workload, program, options, seed).settle(workload),
+        Delivery::Deterministic { seed } => {
+            simulation::Simulation::new(workload, program, options, seed).settle(workload)
+        }
         Delivery::Concurrent { threads } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads.max(1))

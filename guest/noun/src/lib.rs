@@ -1,5 +1,11 @@
 //! Nouns, and Urbit's `jam`/`cue` serialization.
 //!
+//! Nouns are the data model of Nock guests (`nockma-guest`), not of every
+//! guest, so they live in a crate of their own rather than in the guest SDK:
+//! a guest that does not speak Nock does not compile them, and a host or a
+//! test can build and decode nockma executables and states natively without
+//! the SDK. Everything here is plain `std` code, the same in wasm and natively.
+//!
 //! A [`Noun`] is an *atom* (a natural number of any size) or a *cell* (an
 //! ordered pair of nouns). Cells are reference-counted, so copying a noun or
 //! taking a subtree is O(1) and a decoded back-reference is shared, never
@@ -25,8 +31,7 @@
 //! compares in linear time.
 //!
 //! ```
-//! use executor_guest::noun::{cue, jam, Noun};
-//! use executor_guest::noun;
+//! use executor_noun::{Noun, cue, jam, noun};
 //!
 //! let n = noun!([1 [2 3] (Noun::cord("a"))]);
 //! assert_eq!(n.to_string(), "[1 [2 3] 97]");
@@ -268,20 +273,20 @@ impl From<&Noun> for Noun {
 /// `Into<Noun>` (`u64`, `Noun`, `&Noun`).
 ///
 /// ```
-/// use executor_guest::{noun, noun::Noun};
+/// use executor_noun::{Noun, noun};
 /// let x = Noun::atom(7);
 /// assert_eq!(noun!([x [0 1] (Noun::cord("hi"))]).to_string(), "[7 [0 1] 26984]");
 /// ```
 #[macro_export]
 macro_rules! noun {
     ([$($item:tt)+]) => {
-        $crate::noun::Noun::tuple([$($crate::noun!($item)),+])
+        $crate::Noun::tuple([$($crate::noun!($item)),+])
     };
     (($value:expr)) => {
-        $crate::noun::Noun::from($value)
+        $crate::Noun::from($value)
     };
     ($value:expr) => {
-        $crate::noun::Noun::from($value)
+        $crate::Noun::from($value)
     };
 }
 
