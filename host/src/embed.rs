@@ -40,7 +40,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{EngineId, Envelope};
 use crate::executor::{Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ShardMap, Shared, Transaction};
 use crate::messages::Message;
-use crate::runtime::{self, Execution, Inbox, Router, RuntimeConfig, RuntimeHandle, RuntimeMetrics, Stopped};
+use crate::runtime::{
+    self, Execution, Inbox, Refused, Router, RuntimeConfig, RuntimeHandle, RuntimeMetrics, Stopped,
+};
 
 /// How an [`ExecutorHost`] runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,12 +104,15 @@ impl ExecutorHost {
     }
 
     /// As [`ExecutorHost::spawn`] without waiting for room in the inbox
-    /// (which never runs out when it is unbounded).
-    pub fn try_spawn(&self, tx: Transaction) -> Result<EngineId, Stopped> {
+    /// (which never runs out when it is [`Inbox::Unbounded`]). On
+    /// [`Refused::Full`] the executor was not spawned: keep the
+    /// transaction (it is cheap to clone) and spawn it again later, or its
+    /// locks stay held.
+    pub fn try_spawn(&self, tx: Transaction) -> Result<EngineId, Refused> {
         let config = ExecutorConfig::new(tx, self.shared.clone());
         let (instance, timers) = Executor::spawn(config, self.runtime.now());
         let id = instance.id.clone();
-        if self.runtime.try_spawn(instance, timers) { Ok(id) } else { Err(Stopped) }
+        self.runtime.try_spawn(instance, timers).map(|()| id)
     }
 
     /// Delivers a message to the executor it is addressed to. Messages for

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -217,6 +218,15 @@ pub trait Behaviour: Sized + Send + 'static {
         false
     }
 
+    /// Screens a message on arrival, before its host queues it, even while
+    /// the engine is busy: it sees only the config, never the state, so
+    /// it can only judge what is wrong or right whatever the state (a
+    /// wrong timestamp, a stranger's message). By default every message is
+    /// queued.
+    fn admit(_config: &Self::Config, _envelope: &Envelope<Self::Msg>) -> Admission {
+        Admission::Queue
+    }
+
     /// Runs `action` for the engine `id` (the sender of what it sends).
     fn act(
         action: Self::Action,
@@ -227,13 +237,27 @@ pub trait Behaviour: Sized + Send + 'static {
     ) -> Effect<Self>;
 }
 
+/// What a host does with a message on arrival ([`Behaviour::admit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Junk whatever the engine's state: drop it now, without queueing.
+    Drop,
+    /// Queue it, within the mailbox's bound (beyond it, it is dropped).
+    Queue,
+    /// Queue it even past the mailbox's bound: the protocol cannot resend
+    /// it (a shard marks a read served once it sent it), so dropping it
+    /// would stall the engine.
+    Always,
+}
+
 /// An engine: its identity, config, environment.
 #[derive(Debug)]
 pub struct Instance<B: Behaviour> {
     /// Its identity: the sender of everything it sends.
     pub id: EngineId,
-    /// Its read-only configuration.
-    pub config: B::Config,
+    /// Its read-only configuration, shared with its host (which screens
+    /// mail with it while the engine is busy).
+    pub config: Arc<B::Config>,
     /// Its environment.
     pub env: Environment<B>,
 }

@@ -16,10 +16,16 @@
 //! - undeclared access fails the transaction ([`AccessMode::Strict`]) or is
 //!   only reported ([`AccessMode::Lenient`]), and is never sent;
 //! - only eager or requested keys are fed to the program, each once, and
-//!   only from the shard that owns the key;
+//!   only from the shard that owns the key, in a canonical order (eager
+//!   keys in key order, then requested keys in request order) whatever the
+//!   order they arrive in, so a transaction's steps, gas and outcome depend
+//!   on the transaction and its snapshot only;
 //! - writes stream to shards as emitted ([`WriteMode::Streaming`], nspec) or
 //!   are held until a successful halt ([`WriteMode::Atomic`]);
-//! - the first step runs at spawn, without a read;
+//! - a transaction that declares no eager read runs its first step at
+//!   spawn, without a read; one that does starts on its first eager read,
+//!   as in nspec;
+//! - a panicking program fails its transaction instead of its host;
 //! - exhausting gas fails; a deadline timer bounds the whole transaction;
 //! - the executor's id names its worker and timestamp, and is the sender of
 //!   everything it sends.
@@ -27,6 +33,7 @@
 //! This module decides; it does no I/O and never blocks except inside the
 //! guest call. Hosting (mailboxes, timers, threads) is [`crate::runtime`]'s.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,10 +42,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{
-    Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Timer, TimerOp, Trigger,
+    Admission, Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Timer, TimerOp, Trigger,
 };
 use crate::messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
-use crate::program::{Failure, Input, Program, Request, StepCall};
+use crate::program::{Access, Failure, Input, Program, Request, StepCall, StepReport};
 
 /// Which shard owns a key (nspec's `key_to_shard`). Returns a reference:
 /// it is asked for every message, and must not allocate.
@@ -259,8 +266,15 @@ impl ExecutorConfig {
 pub struct ExecutorState {
     /// `None` until the first step ran.
     pub program_state: Option<Vec<u8>>,
-    /// Values fed to the program, in arrival order.
+    /// Values fed to the program, in the order fed.
     pub reads: Vec<(Key, Option<Datum>)>,
+    /// Values that arrived before their turn, held until the canonical
+    /// order reaches them.
+    pub held: BTreeMap<Key, Option<Datum>>,
+    /// How many eager keys were fed (they are fed in key order).
+    pub eager_fed: usize,
+    /// How many requested lazy keys were fed (in request order).
+    pub lazy_fed: usize,
     /// The last value written per key (sent in streaming mode, held in
     /// atomic mode), in first-write order.
     pub writes: Vec<(Key, Datum)>,
@@ -275,7 +289,8 @@ pub struct ExecutorState {
 /// The executor's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutorTimer {
-    /// Run the first step (set at spawn, due at once).
+    /// Run the first step, without input (set at spawn, due at once, for a
+    /// transaction that declares no eager read).
     Start,
     /// The transaction's deadline.
     Deadline,
@@ -288,13 +303,16 @@ pub enum ExecutorTimer {
 pub enum ExecutorAction {
     /// Run the first step (the `Start` timer elapsed).
     Start,
-    /// Feed a value a shard sent to the program, after the first step if
-    /// it has not run yet.
+    /// Take a value a shard sent, and feed the program every value now due
+    /// in the canonical order.
     Read {
         /// The key read.
         key: Key,
         /// Its value (`None`: absent).
         data: Option<Datum>,
+        /// Whether it is the value due next, so a guest call follows (the
+        /// host then runs the action off its event loop).
+        due: bool,
     },
     /// Fail the transaction: its deadline passed.
     Expire,
@@ -315,18 +333,19 @@ pub fn executor_id(worker: &EngineId, timestamp: Timestamp) -> EngineId {
 }
 
 impl Executor {
-    /// A new executor and the timers its host must schedule: the first step
-    /// at once, the deadline later.
+    /// A new executor and the timers its host must schedule: the deadline,
+    /// and for a transaction without eager reads the first step at once.
     pub fn spawn(config: ExecutorConfig, now: Duration) -> (Instance<Self>, Vec<TimerOp<ExecutorTimer>>) {
         let id = executor_id(&config.tx.worker, config.tx.timestamp);
         let deadline = now.saturating_add(config.shared.options.deadline);
-        let timers = vec![
-            Timer { handle: ExecutorTimer::Start, at: now },
-            Timer { handle: ExecutorTimer::Deadline, at: deadline },
-        ];
+        let mut timers = Vec::with_capacity(2);
+        if config.tx.keys.eager_read_keys.is_empty() {
+            timers.push(Timer { handle: ExecutorTimer::Start, at: now });
+        }
+        timers.push(Timer { handle: ExecutorTimer::Deadline, at: deadline });
         let mut env = Environment::new(ExecutorState::default());
         env.timers.clone_from(&timers);
-        (Instance { id, config, env }, timers.into_iter().map(TimerOp::Set).collect())
+        (Instance { id, config: Arc::new(config), env }, timers.into_iter().map(TimerOp::Set).collect())
     }
 }
 
@@ -343,11 +362,12 @@ fn guard_finished(trigger: &Trig, _: &ExecutorConfig, env: &Env) -> Option<Execu
     })
 }
 
-fn guard_timers(trigger: &Trig, _: &ExecutorConfig, _: &Env) -> Option<ExecutorAction> {
+fn guard_timers(trigger: &Trig, config: &ExecutorConfig, _: &Env) -> Option<ExecutorAction> {
     let Trigger::Elapsed { timers, .. } = trigger else { return None };
     if timers.contains(&ExecutorTimer::Deadline) {
         Some(ExecutorAction::Expire)
-    } else if timers.contains(&ExecutorTimer::Start) {
+    } else if timers.contains(&ExecutorTimer::Start) && config.tx.keys.eager_read_keys.is_empty() {
+        // A transaction with eager reads starts on the first of them.
         Some(ExecutorAction::Start)
     } else {
         None
@@ -355,22 +375,33 @@ fn guard_timers(trigger: &Trig, _: &ExecutorConfig, _: &Env) -> Option<ExecutorA
 }
 
 /// nspec's guard, tightened: a `KvsRead` for this transaction, from the
-/// shard that owns the key, of a key the program will be fed, not yet fed.
+/// shard that owns the key, of a key the program will be fed, neither fed
+/// nor held yet.
 fn guard_read(trigger: &Trig, config: &ExecutorConfig, env: &Env) -> Option<ExecutorAction> {
     let Trigger::Message { envelope, .. } = trigger else { return None };
     let Message::KvsRead { timestamp, key, data } = &envelope.payload else { return None };
+    let state = &env.local;
     let reason = if *timestamp != config.tx.timestamp {
         DropReason::WrongTimestamp
     } else if &envelope.sender != config.shared.shards.shard_for(key) {
         DropReason::NotFromOwningShard
-    } else if env.local.reads.iter().any(|(k, _)| k == key) {
+    } else if state.held.contains_key(key) || state.reads.iter().any(|(k, _)| k == key) {
         DropReason::Duplicate
-    } else if !contains(&config.tx.keys.eager_read_keys, key) && !env.local.requested.contains(key) {
+    } else if !contains(&config.tx.keys.eager_read_keys, key) && !state.requested.contains(key) {
         DropReason::Unrequested
     } else {
-        return Some(ExecutorAction::Read { key: key.clone(), data: data.clone() });
+        let due = next_due(config, state) == Some(key);
+        return Some(ExecutorAction::Read { key: key.clone(), data: data.clone(), due });
     };
     Some(ExecutorAction::Drop(reason))
+}
+
+/// The key the program is to be fed next, in the canonical order: every
+/// eager key in key order, then the requested lazy keys in the order the
+/// program requested them. Arrival order never matters, so the steps (and
+/// their gas) are a function of the transaction and its snapshot.
+fn next_due<'a>(config: &'a ExecutorConfig, state: &'a ExecutorState) -> Option<&'a Key> {
+    config.tx.keys.eager_read_keys.get(state.eager_fed).or_else(|| state.requested.get(state.lazy_fed))
 }
 
 fn guard_other(_: &Trig, _: &ExecutorConfig, _: &Env) -> Option<ExecutorAction> {
@@ -396,7 +427,30 @@ impl Behaviour for Executor {
     }
 
     fn offload(action: &Self::Action) -> bool {
-        matches!(action, ExecutorAction::Start | ExecutorAction::Read { .. })
+        matches!(action, ExecutorAction::Start | ExecutorAction::Read { due: true, .. })
+    }
+
+    /// Only a `KvsRead` for this transaction, from the shard that owns the
+    /// key, of a key declared readable, can ever be fed: everything else is
+    /// dropped on arrival (and counted), so junk cannot fill the mailbox.
+    /// Such a read is never dropped, even past the mailbox's bound: its
+    /// shard will not send it again.
+    fn admit(config: &ExecutorConfig, envelope: &Envelope<Message>) -> Admission {
+        let reason = match &envelope.payload {
+            Message::KvsRead { timestamp, .. } if *timestamp != config.tx.timestamp => DropReason::WrongTimestamp,
+            Message::KvsRead { key, .. } if &envelope.sender != config.shared.shards.shard_for(key) => {
+                DropReason::NotFromOwningShard
+            }
+            Message::KvsRead { key, .. }
+                if !contains(&config.tx.keys.eager_read_keys, key) && !contains(&config.tx.keys.lazy_read_keys, key) =>
+            {
+                DropReason::Unrequested
+            }
+            Message::KvsRead { .. } => return Admission::Always,
+            _ => DropReason::Unexpected,
+        };
+        config.shared.metrics.count_drop(reason);
+        Admission::Drop
     }
 
     fn act(
@@ -410,15 +464,14 @@ impl Behaviour for Executor {
         match action {
             ExecutorAction::Start => {
                 turn.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
-                turn.start();
-            }
-            ExecutorAction::Read { key, data } => {
-                if turn.start() {
-                    turn.step(Some(Input { key, datum: data }));
-                } else {
-                    // The first step finished the transaction: this read is late.
-                    config.shared.metrics.count_drop(DropReason::AfterFinish);
+                if turn.state.program_state.is_none() && !turn.state.finished {
+                    turn.step(None);
                 }
+                turn.feed_due();
+            }
+            ExecutorAction::Read { key, data, .. } => {
+                turn.state.held.insert(key, data);
+                turn.feed_due();
             }
             ExecutorAction::Expire => {
                 let bound_ms = u64::try_from(config.shared.options.deadline.as_millis()).unwrap_or(u64::MAX);
@@ -453,24 +506,39 @@ impl Turn<'_> {
         self.send(shard, payload);
     }
 
-    /// Runs the first step if it has not run. Returns whether the
-    /// executor is still running.
-    fn start(&mut self) -> bool {
-        if self.state.program_state.is_none() && !self.state.finished {
-            self.step(None);
+    /// Feeds the program every held value whose turn has come, in the
+    /// canonical order ([`next_due`]), one step each, until the next value
+    /// due has not arrived or the transaction is over.
+    fn feed_due(&mut self) {
+        while !self.state.finished {
+            let Some(key) = next_due(self.config, self.state).cloned() else { return };
+            let Some(datum) = self.state.held.remove(&key) else { return };
+            if self.state.eager_fed < self.config.tx.keys.eager_read_keys.len() {
+                self.state.eager_fed += 1;
+            } else {
+                self.state.lazy_fed += 1;
+            }
+            self.step(Some(Input { key, datum }));
         }
-        !self.state.finished
     }
 
     fn step(&mut self, input: Option<Input>) {
         let config = self.config;
         let gas_left = config.shared.options.gas_limit.saturating_sub(self.state.gas_used);
-        let report = config.tx.program.step(StepCall {
+        let call = StepCall {
             executable: &config.tx.executable,
             state: self.state.program_state.as_deref(),
             input: input.as_ref(),
             gas_limit: gas_left,
-        });
+        };
+        // A program that panics (a native one, or a host bug under a wasm
+        // one) fails its transaction, with every lock released, instead of
+        // taking the host's thread down and leaving the locks dangling.
+        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.tx.program.step(call)))
+            .unwrap_or_else(|panic| StepReport {
+                result: Err(Failure::Host { message: format!("the program panicked: {}", panic_message(&panic)) }),
+                gas_used: 0,
+            });
         self.state.gas_used = self.state.gas_used.saturating_add(report.gas_used);
         if let Some(Input { key, datum }) = input {
             self.state.reads.push((key, datum));
@@ -483,6 +551,12 @@ impl Turn<'_> {
         for request in output.requests {
             if let Err(violation) = self.request(request) {
                 match config.shared.options.access_mode {
+                    // A second write in streaming mode cannot be skipped:
+                    // the program's last word would be lost and the
+                    // transaction reported a success with the wrong value.
+                    _ if matches!(violation, Failure::AccessViolation { access: Access::Rewrite, .. }) => {
+                        return self.finish(Some(violation));
+                    }
                     AccessMode::Strict => return self.finish(Some(violation)),
                     AccessMode::Lenient => {
                         tracing::warn!(%violation, timestamp = config.tx.timestamp, "undeclared access skipped");
@@ -510,18 +584,18 @@ impl Turn<'_> {
                     self.send_to_shard(&key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: true });
                     self.state.requested.push(key);
                 } else if !contains(&keys.eager_read_keys, &key) {
-                    return Err(Failure::AccessViolation { key, access: crate::program::Access::Read });
+                    return Err(Failure::AccessViolation { key, access: Access::Read });
                 }
                 // An eager key needs no request: its shard sends it anyway.
             }
             Request::Write(key, datum) => {
                 if !contains(&keys.will_write_keys, &key) && !contains(&keys.may_write_keys, &key) {
-                    return Err(Failure::AccessViolation { key, access: crate::program::Access::Write });
+                    return Err(Failure::AccessViolation { key, access: Access::Write });
                 }
                 let previous = self.state.writes.iter_mut().find(|(k, _)| *k == key);
                 match (self.config.shared.options.write_mode, previous) {
                     (WriteMode::Streaming, Some(_)) => {
-                        return Err(Failure::AccessViolation { key, access: crate::program::Access::Rewrite });
+                        return Err(Failure::AccessViolation { key, access: Access::Rewrite });
                     }
                     (WriteMode::Streaming, None) => {
                         self.send_to_shard(
@@ -600,4 +674,13 @@ impl Turn<'_> {
             .timers
             .push(TimerOp::Set(Timer { handle: ExecutorTimer::Reap, at: self.now.saturating_add(options.linger) }));
     }
+}
+
+/// The text of a panic's payload, if it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }

@@ -50,7 +50,7 @@ pub use program::{
     Access, Failure, Input, Limits, NativeProgram, Oversize, Program, Request, StepCall, StepOutput, StepReport,
     TrapKind,
 };
-pub use runtime::{Execution, Inbox, Router, RuntimeMetrics, Spawner, Stopped};
+pub use runtime::{Execution, Inbox, Refused, Router, RuntimeMetrics, Spawner, Stopped};
 pub use wasm::{ComponentInfo, LoadError, Sandbox, SandboxConfig, SandboxError, WasmProgram};
 
 /// Internals that the test kit and the integration tests drive directly:

@@ -118,9 +118,10 @@ pub enum Failure {
         /// ([`ExecutorOptions::deadline`](crate::ExecutorOptions::deadline)).
         bound_ms: u64,
     },
-    /// The program read or wrote a key the transaction did not declare (or
-    /// wrote a key twice in streaming mode).
-    #[error("undeclared {access} of key {}", String::from_utf8_lossy(key))]
+    /// The program read or wrote a key the transaction did not declare, or
+    /// wrote a key twice in streaming mode (where the first write is final
+    /// at its shard as soon as it is sent).
+    #[error("{}", access_violation(key, *access))]
     AccessViolation {
         /// The key.
         key: Vec<u8>,
@@ -134,6 +135,16 @@ pub enum Failure {
         /// What went wrong, as wasmtime describes it (causes included).
         message: String,
     },
+}
+
+fn access_violation(key: &[u8], access: Access) -> String {
+    let key = String::from_utf8_lossy(key);
+    match access {
+        Access::Read | Access::Write => format!("undeclared {access} of key {key}"),
+        Access::Rewrite => {
+            format!("second write of key {key} in streaming mode (its first write is already final at its shard)")
+        }
+    }
 }
 
 impl Failure {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::engine::{Behaviour, EngineId, EngineTimers, Envelope, Instance, Time, TimerOp, TimerQueue, Trigger};
+use crate::engine::{Admission, Behaviour, EngineId, EngineTimers, Envelope, Instance, Time, TimerOp, TimerQueue, Trigger};
 
 /// Where the envelopes engines send go. The embedder implements it (an
 /// in-process network, a socket, a test recorder). Must not block.
@@ -124,6 +124,9 @@ impl Default for RuntimeConfig {
 pub struct RuntimeMetrics {
     unknown_target: AtomicU64,
     mailbox_full: AtomicU64,
+    screened: AtomicU64,
+    duplicate_spawns: AtomicU64,
+    panicked: AtomicU64,
     engines: AtomicU64,
     handled: AtomicU64,
 }
@@ -137,6 +140,20 @@ impl RuntimeMetrics {
     pub fn mailbox_full(&self) -> u64 {
         self.mailbox_full.load(Ordering::Relaxed)
     }
+    /// Envelopes the engine's [`Behaviour::admit`] dropped on arrival.
+    pub fn screened(&self) -> u64 {
+        self.screened.load(Ordering::Relaxed)
+    }
+    /// Spawns refused because an engine with the same id was hosted (the
+    /// running engine is kept).
+    pub fn duplicate_spawns(&self) -> u64 {
+        self.duplicate_spawns.load(Ordering::Relaxed)
+    }
+    /// Engines removed because an action panicked (a bug in the engine
+    /// or in a native program).
+    pub fn panicked(&self) -> u64 {
+        self.panicked.load(Ordering::Relaxed)
+    }
     /// Engines currently hosted.
     pub fn engines(&self) -> u64 {
         self.engines.load(Ordering::Relaxed)
@@ -145,6 +162,18 @@ impl RuntimeMetrics {
     pub fn handled(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
     }
+}
+
+/// Why a runtime did not take a command without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    /// Its inbox is full: try again later, or wait with the async method.
+    #[error("the engine runtime's inbox is full")]
+    Full,
+    /// It has stopped.
+    #[error("the engine runtime has stopped")]
+    Stopped,
 }
 
 /// The runtime has stopped (every handle was dropped, or its task ended).
@@ -190,10 +219,13 @@ impl<B: Behaviour> InboxSender<B> {
         }
     }
 
-    fn try_send(&self, command: Command<B>) -> bool {
+    fn try_send(&self, command: Command<B>) -> Result<(), Refused> {
         match self {
-            Self::Bounded(tx) => tx.try_send(command).is_ok(),
-            Self::Unbounded(tx) => tx.send(command).is_ok(),
+            Self::Bounded(tx) => tx.try_send(command).map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => Refused::Full,
+                mpsc::error::TrySendError::Closed(_) => Refused::Stopped,
+            }),
+            Self::Unbounded(tx) => tx.send(command).map_err(|_| Refused::Stopped),
         }
     }
 }
@@ -241,7 +273,7 @@ impl<B: Behaviour> RuntimeHandle<B> {
     /// Hands an envelope to the runtime without waiting; `false` if the inbox
     /// is full or the runtime stopped (the envelope is then dropped).
     pub fn try_deliver(&self, envelope: Envelope<B::Msg>) -> bool {
-        self.commands.try_send(Command::Deliver(envelope))
+        self.commands.try_send(Command::Deliver(envelope)).is_ok()
     }
 
     /// Starts hosting `instance` and schedules its initial timers.
@@ -251,7 +283,7 @@ impl<B: Behaviour> RuntimeHandle<B> {
 
     /// As [`RuntimeHandle::spawn`] without waiting; `false` if the inbox is
     /// full or the runtime stopped.
-    pub fn try_spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> bool {
+    pub fn try_spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> Result<(), Refused> {
         self.commands.try_send(Command::Spawn { instance, timers })
     }
 
@@ -329,6 +361,8 @@ where
 }
 
 struct Slot<B: Behaviour> {
+    /// The engine's config, to screen mail while the instance is away.
+    config: Arc<B::Config>,
     /// `None` while an offloaded action runs.
     instance: Option<Instance<B>>,
     /// Triggers that arrived while busy, in order.
@@ -338,7 +372,19 @@ struct Slot<B: Behaviour> {
 }
 
 type Job<B> = (Instance<B>, Vec<<B as Behaviour>::Action>, Trigger<<B as Behaviour>::Msg, <B as Behaviour>::Timer>);
-type Done<B> = (Instance<B>, crate::engine::Effect<B>);
+/// An offloaded action's engine and its effect (`None`: it panicked).
+type Done<B> = (Instance<B>, Option<crate::engine::Effect<B>>);
+
+/// Runs actions on an engine in its span; `None` if they panicked, which
+/// must not take the runtime or a pool thread down with it.
+fn perform<B: Behaviour>(
+    instance: &mut Instance<B>,
+    actions: Vec<B::Action>,
+    trigger: &Trigger<B::Msg, B::Timer>,
+) -> Option<crate::engine::Effect<B>> {
+    let _span = tracing::debug_span!("engine", id = %instance.id).entered();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.perform(actions, trigger))).ok()
+}
 
 struct Runtime<B: Behaviour> {
     /// Boxed: the table then holds only a key and a pointer per engine,
@@ -377,6 +423,10 @@ where
                 Some((instance, effect)) = done.recv() => {
                     self.busy -= 1;
                     let id = instance.id.clone();
+                    let Some(effect) = effect else {
+                        self.remove_panicked(&id);
+                        continue;
+                    };
                     if let Some(slot) = self.engines.get_mut(&id) {
                         slot.instance = Some(instance);
                     }
@@ -399,23 +449,41 @@ where
 
     fn spawn(&mut self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) {
         let id = instance.id.clone();
-        let slot =
-            Box::new(Slot { instance: Some(instance), backlog: VecDeque::new(), timers: EngineTimers::default() });
-        if self.engines.insert(id.clone(), slot).is_none() {
-            self.metrics.engines.fetch_add(1, Ordering::Relaxed);
+        if self.engines.contains_key(&id) {
+            // Replacing it would hand the running engine's timers and mail
+            // to the newcomer and lose its state: keep the first.
+            tracing::warn!(%id, "an engine with this id is hosted already: spawn refused");
+            self.metrics.duplicate_spawns.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        let slot = Box::new(Slot {
+            config: instance.config.clone(),
+            instance: Some(instance),
+            backlog: VecDeque::new(),
+            timers: EngineTimers::default(),
+        });
+        self.engines.insert(id.clone(), slot);
+        self.metrics.engines.fetch_add(1, Ordering::Relaxed);
         self.schedule(&id, timers);
     }
 
     fn deliver(&mut self, envelope: Envelope<B::Msg>) {
         let at = self.now();
-        if !self.engines.contains_key(&envelope.target) {
+        let Some(slot) = self.engines.get(&envelope.target) else {
             tracing::debug!(target = %envelope.target, "no such engine: message dropped");
             self.metrics.unknown_target.fetch_add(1, Ordering::Relaxed);
             return;
-        }
+        };
+        let essential = match B::admit(&slot.config, &envelope) {
+            Admission::Drop => {
+                self.metrics.screened.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Admission::Queue => false,
+            Admission::Always => true,
+        };
         let id = envelope.target.clone();
-        self.dispatch(&id, Trigger::Message { envelope, at });
+        self.dispatch(&id, Trigger::Message { envelope, at }, essential);
     }
 
     fn fire_timers(&mut self) {
@@ -427,18 +495,19 @@ where
             }
         });
         for (id, timers) in due {
-            self.dispatch(&id, Trigger::Elapsed { timers, at: now });
+            self.dispatch(&id, Trigger::Elapsed { timers, at: now }, true);
         }
     }
 
     /// Hands a trigger to an engine: at once if it is idle (the common
     /// case, which then costs no queue), else behind what it has queued.
-    /// Messages beyond the mailbox bound are dropped; timers never are.
-    fn dispatch(&mut self, id: &EngineId, trigger: Trigger<B::Msg, B::Timer>) {
+    /// Messages beyond the mailbox bound are dropped unless `essential`;
+    /// timers are always essential.
+    fn dispatch(&mut self, id: &EngineId, trigger: Trigger<B::Msg, B::Timer>, essential: bool) {
         let Some(slot) = self.engines.get_mut(id) else { return };
         if slot.instance.is_some() && slot.backlog.is_empty() {
             self.handle(id, trigger);
-        } else if matches!(trigger, Trigger::Message { .. }) && slot.backlog.len() >= self.mailbox {
+        } else if !essential && slot.backlog.len() >= self.mailbox {
             tracing::warn!(target = %id, "mailbox full: message dropped");
             self.metrics.mailbox_full.fetch_add(1, Ordering::Relaxed);
             return;
@@ -480,11 +549,21 @@ where
             }
             return;
         }
-        let effect = {
-            let _span = tracing::debug_span!("engine", id = %instance.id).entered();
-            instance.perform(actions, &trigger)
-        };
-        self.apply(id, effect);
+        match perform(instance, actions, &trigger) {
+            Some(effect) => self.apply(id, effect),
+            None => self.remove_panicked(id),
+        }
+    }
+
+    /// An action panicked: the engine's state is suspect, so it goes (with
+    /// its timers), and is counted; the runtime carries on.
+    fn remove_panicked(&mut self, id: &EngineId) {
+        if let Some(slot) = self.engines.remove(id) {
+            self.timers.remove(slot.timers);
+            self.metrics.engines.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.metrics.panicked.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%id, "an engine's action panicked: engine removed");
     }
 
     fn apply(&mut self, id: &EngineId, effect: crate::engine::Effect<B>) {
@@ -514,7 +593,7 @@ where
         // timer queue.
         let due_now = self.timers.apply(id, &mut slot.timers, ops, now);
         if !due_now.is_empty() {
-            self.dispatch(id, Trigger::Elapsed { timers: due_now, at: now });
+            self.dispatch(id, Trigger::Elapsed { timers: due_now, at: now }, true);
         }
     }
 }
@@ -542,10 +621,7 @@ impl<B: Behaviour> Pool<B> {
                 loop {
                     let job = receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                     let Ok((mut instance, actions, trigger)) = job else { return };
-                    let effect = {
-                        let _span = tracing::debug_span!("engine", id = %instance.id).entered();
-                        instance.perform(actions, &trigger)
-                    };
+                    let effect = perform(&mut instance, actions, &trigger);
                     if done.send((instance, effect)).is_err() {
                         return;
                     }

@@ -47,12 +47,14 @@ fn split_finished(
 fn late_read_after_finish_is_dropped() {
     let (mut d, out) =
         start(script(&[&[Read(w("a"))], &[Write(w("b"), w("1")), Halt]]), keys(&["a"], &["c"], &["b"], &[]));
-    assert_eq!(out, vec![request("a", true)]);
+    // It declares an eager read: it starts on it, as in nspec.
+    assert!(out.is_empty());
+    assert_eq!(sent(&d.id(), d.read("c", Some("0"))), vec![request("a", true)]);
     let (out, report) = split_finished(sent(&d.id(), d.read("a", Some("x"))));
     assert!(report.success);
     assert_eq!(out, vec![write("b", Some("1"))]);
 
-    // The eager read the program never needed, a duplicate: nothing runs.
+    // A second copy of each value read: nothing runs.
     assert!(d.read("c", Some("late")).is_empty());
     assert!(d.read("a", Some("again")).is_empty());
     assert_eq!(d.metrics.dropped(DropReason::AfterFinish), 2);
@@ -64,7 +66,7 @@ fn late_read_after_finish_is_dropped() {
 
 #[test]
 fn cleanup_is_computed_after_the_final_step() {
-    let exe = script(&[&[], &[Read(w("l1")), Write(w("m1"), w("v")), Write(w("w"), w("v")), Halt]]);
+    let exe = script(&[&[Read(w("l1")), Write(w("m1"), w("v")), Write(w("w"), w("v")), Halt]]);
     let (mut d, out) = start(exe, keys(&["l1", "l2"], &["e"], &["w"], &["m1", "m2"]));
     assert!(out.is_empty());
     let (out, _) = split_finished(sent(&d.id(), d.read("e", Some("5"))));
@@ -84,7 +86,7 @@ fn cleanup_is_computed_after_the_final_step() {
 
 #[test]
 fn executor_finished_carries_the_final_step_and_goes_to_worker_and_issuer() {
-    let exe = script(&[&[], &[Write(w("w"), w("v")), Write(w("m1"), w("u")), Halt]]);
+    let exe = script(&[&[Write(w("w"), w("v")), Write(w("m1"), w("u")), Halt]]);
     let (mut d, _) = start(exe, keys(&[], &["e"], &["w"], &["m1"]));
     let (_, report) = split_finished(sent(&d.id(), d.read("e", None)));
     assert_eq!(report.timestamp, TS);
@@ -98,13 +100,14 @@ fn executor_finished_carries_the_final_step_and_goes_to_worker_and_issuer() {
 #[test]
 fn failure_releases_every_declared_lock_including_will_writes() {
     let exe = script(&[&[Write(w("w1"), w("1"))], &[Fail]]);
-    let (mut d, out) = start(exe, keys(&["l"], &["e"], &["w1", "w2"], &["m"]));
-    assert_eq!(out, vec![write("w1", Some("1"))]);
-    let (out, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
+    let (mut d, out) = start(exe, keys(&["l"], &["e1", "e2"], &["w1", "w2"], &["m"]));
+    assert!(out.is_empty());
+    assert_eq!(sent(&d.id(), d.read("e1", Some("0"))), vec![write("w1", Some("1"))]);
+    let (out, report) = split_finished(sent(&d.id(), d.read("e2", Some("0"))));
     assert_eq!(out, vec![request("l", false), write("m", None), write("w2", None)]);
     assert!(!report.success);
     assert_eq!(report.failure, Some(Failure::Guest { message: "scripted failure".into() }));
-    assert_eq!(report.values_read, vec![kv_opt("e", "0")]);
+    assert_eq!(report.values_read, vec![kv_opt("e1", "0"), kv_opt("e2", "0")]);
     assert_eq!(report.values_written, vec![kv("w1", "1")], "streamed before the failure");
 }
 
@@ -121,16 +124,18 @@ fn output_order_is_kept() {
 
 #[test]
 fn undeclared_read_fails_the_transaction_in_strict_mode() {
-    let (_, out) = start(script(&[&[Read(w("x"))]]), keys(&[], &["e"], &["w"], &[]));
-    let (out, report) = split_finished(out);
+    let (mut d, out) = start(script(&[&[Read(w("x"))]]), keys(&[], &["e"], &["w"], &[]));
+    assert!(out.is_empty(), "it starts on its eager read");
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
     assert_eq!(out, vec![write("w", None)], "nothing is sent for x");
     assert_eq!(report.failure, Some(Failure::AccessViolation { key: b"x".to_vec(), access: Access::Read }));
 }
 
 #[test]
 fn undeclared_write_fails_the_transaction_and_is_not_recorded() {
-    let (_, out) = start(script(&[&[Write(w("x"), w("1"))]]), keys(&[], &["e"], &["w"], &[]));
-    let (out, report) = split_finished(out);
+    let (mut d, out) = start(script(&[&[Write(w("x"), w("1"))]]), keys(&[], &["e"], &["w"], &[]));
+    assert!(out.is_empty(), "it starts on its eager read");
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
     assert_eq!(out, vec![write("w", None)]);
     assert_eq!(report.failure, Some(Failure::AccessViolation { key: b"x".to_vec(), access: Access::Write }));
     assert!(report.values_written.is_empty());
@@ -150,7 +155,7 @@ fn undeclared_access_is_only_reported_in_lenient_mode() {
 
 #[test]
 fn only_eager_or_requested_keys_are_fed_once_from_their_shard() {
-    let exe = script(&[&[], &[], &[Write(w("w"), w("1")), Halt]]);
+    let exe = script(&[&[], &[Write(w("w"), w("1")), Halt]]);
     let (mut d, out) = start(exe, keys(&["l"], &["e"], &["w"], &[]));
     assert!(out.is_empty());
     assert!(d.read("l", Some("1")).is_empty(), "lazy, never requested");
@@ -180,9 +185,10 @@ fn only_eager_or_requested_keys_are_fed_once_from_their_shard() {
 fn atomic_mode_holds_writes_until_a_successful_halt() {
     let options = ExecutorOptions { write_mode: WriteMode::Atomic, ..ExecutorOptions::default() };
     let exe = script(&[&[Write(w("b"), w("1")), Write(w("b"), w("2"))], &[Write(w("a"), w("3")), Halt]]);
-    let (mut d, out) = start_with(exe, keys(&[], &["e"], &["a", "b"], &[]), options);
-    assert!(out.is_empty(), "nothing written before the halt");
-    let (out, report) = split_finished(sent(&d.id(), d.read("e", None)));
+    let (mut d, out) = start_with(exe, keys(&[], &["e1", "e2"], &["a", "b"], &[]), options);
+    assert!(out.is_empty());
+    assert!(d.read("e1", None).is_empty(), "nothing written before the halt");
+    let (out, report) = split_finished(sent(&d.id(), d.read("e2", None)));
     assert_eq!(out, vec![write("a", Some("3")), write("b", Some("2"))], "last value per key, once");
     assert_eq!(report.values_written, vec![kv("a", "3"), kv("b", "2")]);
 }
@@ -191,8 +197,9 @@ fn atomic_mode_holds_writes_until_a_successful_halt() {
 fn atomic_mode_failure_releases_every_write_lock_unwritten() {
     let options = ExecutorOptions { write_mode: WriteMode::Atomic, ..ExecutorOptions::default() };
     let exe = script(&[&[Write(w("a"), w("1"))], &[Fail]]);
-    let (mut d, _) = start_with(exe, keys(&[], &["e"], &["a"], &["b"]), options);
-    let (out, report) = split_finished(sent(&d.id(), d.read("e", None)));
+    let (mut d, _) = start_with(exe, keys(&[], &["e1", "e2"], &["a"], &["b"]), options);
+    assert!(d.read("e1", None).is_empty(), "nothing written before the halt");
+    let (out, report) = split_finished(sent(&d.id(), d.read("e2", None)));
     assert_eq!(out, vec![write("a", None), write("b", None)]);
     assert!(report.values_written.is_empty());
 }
@@ -200,12 +207,71 @@ fn atomic_mode_failure_releases_every_write_lock_unwritten() {
 #[test]
 fn streaming_mode_writes_at_once_and_refuses_a_second_write() {
     let exe = script(&[&[Write(w("a"), w("1"))], &[Write(w("a"), w("2"))]]);
-    let (mut d, out) = start(exe, keys(&[], &["e"], &["a", "b"], &[]));
-    assert_eq!(out, vec![write("a", Some("1"))]);
-    let (out, report) = split_finished(sent(&d.id(), d.read("e", None)));
+    let (mut d, out) = start(exe, keys(&[], &["e1", "e2"], &["a", "b"], &[]));
+    assert!(out.is_empty());
+    assert_eq!(sent(&d.id(), d.read("e1", None)), vec![write("a", Some("1"))]);
+    let (out, report) = split_finished(sent(&d.id(), d.read("e2", None)));
     assert_eq!(out, vec![write("b", None)]);
     assert_eq!(report.failure, Some(Failure::AccessViolation { key: b"a".to_vec(), access: Access::Rewrite }));
     assert_eq!(report.values_written, vec![kv("a", "1")]);
+}
+
+/// nspec's programs assume every step's subject holds a read: a
+/// transaction that declares eager reads starts on the first of them in
+/// key order, whichever arrives first; only one without eager reads runs
+/// its first step at spawn, without input.
+#[test]
+fn first_step_runs_on_the_first_eager_read_in_key_order() {
+    let program = Arc::new(NativeProgram::<support::Recording>::new(Limits::default()));
+    let (mut d, out) = Driver::start(program, Vec::new(), keys(&[], &["b", "a", "c"], &["seen"], &[]), Default::default());
+    assert!(out.is_empty(), "no step before a read");
+    // Arrival order c, b, a: nothing runs until a, then a, b, c in order.
+    assert!(d.read("c", Some("3")).is_empty());
+    assert!(d.read("b", Some("2")).is_empty());
+    let (_, report) = split_finished(sent(&d.id(), d.read("a", Some("1"))));
+    assert!(report.success, "{:?}", report.failure);
+    assert_eq!(report.values_written, vec![kv("seen", "a=1,b=2,c=3")]);
+}
+
+/// The order values arrive in never shows: the program sees eager keys in
+/// key order and requested keys in request order, so the same transaction
+/// on the same values steps, costs and ends the same way in every
+/// delivery order. Before the fix the wasm transfer cost different gas
+/// when its two balances arrived in the other order.
+#[test]
+fn arrival_order_changes_neither_steps_nor_gas() {
+    let run = |order: [(&str, &str); 2]| {
+        let program = Arc::new(support::transfer());
+        let exe = support::transfer_exe("bob", "oscar", 80);
+        let ks = keys(&[], &["bob", "oscar"], &["bob", "oscar"], &[]);
+        let (mut d, _) = Driver::start(program, exe, ks, ExecutorOptions::default());
+        let mut out = Vec::new();
+        for (key, value) in order {
+            out.extend(sent(&d.id(), d.read(key, Some(value))));
+        }
+        split_finished(out)
+    };
+    let forward = run([("bob", "100"), ("oscar", "5")]);
+    let backward = run([("oscar", "5"), ("bob", "100")]);
+    assert!(forward.1.success, "{:?}", forward.1.failure);
+    assert_eq!(forward, backward);
+}
+
+/// Key sets are normalized by the executor itself (README difference 14):
+/// a key both eager and lazy is eager (reading it sends no request), a key
+/// both will- and may-written is released once.
+#[test]
+fn key_sets_are_normalized_by_the_executor() {
+    let exe = script(&[&[Read(w("a"))], &[Fail]]);
+    let raw = keys(&["a", "l"], &["b", "a", "b"], &["w", "w"], &["w", "m"]);
+    let (mut d, out) = start(exe, raw);
+    assert!(out.is_empty());
+    // a is eager (the smallest eager key): the first step runs on it, and
+    // its Read(a) asks for nothing.
+    assert!(d.read("a", Some("1")).is_empty());
+    let (out, report) = split_finished(sent(&d.id(), d.read("b", Some("2"))));
+    assert_eq!(out, vec![request("l", false), write("m", None), write("w", None)]);
+    assert_eq!(report.values_read, vec![kv_opt("a", "1"), kv_opt("b", "2")]);
 }
 
 #[test]
@@ -232,8 +298,9 @@ fn exhausting_gas_fails_the_transaction() {
     let options = ExecutorOptions { gas_limit: 1_000, ..ExecutorOptions::default() };
     let exe = support::transfer_exe("a", "b", 1);
     let program = Arc::new(support::transfer());
-    let (d, out) = Driver::start(program, exe, keys(&[], &["a", "b"], &["a", "b"], &[]), options);
-    let (out, report) = split_finished(sent(&d.id(), out));
+    let (mut d, out) = Driver::start(program, exe, keys(&[], &["a", "b"], &["a", "b"], &[]), options);
+    assert!(out.is_empty(), "it starts on its first eager read");
+    let (out, report) = split_finished(sent(&d.id(), d.read("a", Some("5"))));
     assert_eq!(out, vec![write("a", None), write("b", None)]);
     assert_eq!(report.failure, Some(Failure::OutOfGas));
     assert_eq!(report.gas_used, 1_000);
@@ -242,6 +309,7 @@ fn exhausting_gas_fails_the_transaction() {
 #[test]
 fn deadline_fails_the_transaction_with_full_cleanup() {
     let (mut d, _) = start(script(&[&[Read(w("l1"))]]), keys(&["l1", "l2"], &["e"], &["w"], &[]));
+    assert_eq!(sent(&d.id(), d.read("e", Some("0"))), vec![request("l1", true)]);
     let (out, report) = split_finished(sent(&d.id(), d.fire(ExecutorTimer::Deadline)));
     assert_eq!(out, vec![request("l2", false), write("w", None)]);
     assert_eq!(report.failure, Some(Failure::Deadline { bound_ms: 30_000 }));
@@ -270,4 +338,20 @@ fn executor_ids_are_unique_and_are_the_sender() {
     let (d, out) = start(script(&[&[Halt]]), keys(&[], &[], &[], &[]));
     assert_eq!(d.id(), executor_id(&worker(), TS));
     split_finished(out);
+}
+
+/// Before the fix, lenient mode skipped a second write of one key in
+/// streaming mode and reported success with the first value: the
+/// program's last word was lost. It fails in every access mode, named for
+/// what it is.
+#[test]
+fn a_second_streamed_write_fails_even_in_lenient_mode() {
+    let options = ExecutorOptions { access_mode: AccessMode::Lenient, ..ExecutorOptions::default() };
+    let exe = script(&[&[Write(w("a"), w("1")), Write(w("a"), w("2")), Halt]]);
+    let (_, out) = start_with(exe, keys(&[], &[], &["a"], &[]), options);
+    let (out, report) = split_finished(out);
+    assert_eq!(out, vec![write("a", Some("1"))]);
+    let failure = report.failure.unwrap();
+    assert_eq!(failure, Failure::AccessViolation { key: b"a".to_vec(), access: Access::Rewrite });
+    assert!(failure.to_string().starts_with("second write of key a in streaming mode"), "{failure}");
 }

@@ -121,23 +121,52 @@ fn check(case: Case) -> Result<(), TestCaseError> {
     prop_assert_eq!(reports.len(), 2);
     prop_assert!(reports.contains(&&worker()) && reports.contains(&&issuer()));
 
+    // The executor normalizes what it was given: judge against that.
+    let sets = sets.normalized();
+    let report = log
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::ExecutorFinished(report) => Some(report.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let written: BTreeMap<Vec<u8>, Vec<u8>> = report.values_written.iter().cloned().collect();
+    let read: Vec<&Vec<u8>> = report.values_read.iter().map(|(k, _)| k).collect();
+    if case.write_mode == WriteMode::Atomic && !report.success {
+        prop_assert!(written.is_empty(), "a failed atomic transaction writes nothing");
+    }
+
     // Every lazy key and write key resolved exactly once; nothing else.
     let mut read_requests: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
     let mut writes: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
     for (to, message) in &log {
         match message {
-            Message::KvsReadRequest { key, timestamp, .. } => {
+            Message::KvsReadRequest { key, timestamp, actual } => {
                 prop_assert_eq!(*timestamp, TS);
                 prop_assert_eq!(to, &shard_of(std::str::from_utf8(key).unwrap()));
+                // A release never names a key the program was fed.
+                prop_assert!(*actual || !read.contains(&key), "released a key it read: {key:?}");
                 *read_requests.entry(key.clone()).or_default() += 1;
             }
-            Message::KvsWrite { key, timestamp, .. } => {
+            Message::KvsWrite { key, timestamp, datum } => {
                 prop_assert_eq!(*timestamp, TS);
                 prop_assert_eq!(to, &shard_of(std::str::from_utf8(key).unwrap()));
+                // What reached the shard is what the report says was written,
+                // and a key not written is released.
+                prop_assert_eq!(datum.as_ref(), written.get(key), "write of {:?}", key);
                 *writes.entry(key.clone()).or_default() += 1;
             }
             Message::ExecutorFinished(_) => {}
             other => prop_assert!(false, "unexpected message {other:?}"),
+        }
+    }
+    // Lazy keys fed to the program were requested (actual: true).
+    for key in &read {
+        if sets.lazy_read_keys.contains(key) {
+            let requested = log
+                .iter()
+                .any(|(_, m)| matches!(m, Message::KvsReadRequest { key: k, actual: true, .. } if k == *key));
+            prop_assert!(requested, "fed lazy key {:?} was never requested", key);
         }
     }
     let expected_reads: BTreeMap<Vec<u8>, usize> = sets.lazy_read_keys.iter().map(|k| (k.clone(), 1)).collect();

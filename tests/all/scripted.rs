@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use executor_guest::{ExecutorFunction, Input, Request, Step};
 use executor_host::__internal::{Executor, ExecutorConfig, ExecutorTimer, Shared};
-use executor_host::engine::{EngineId, Envelope, Instance, Trigger};
+use executor_host::engine::{EngineId, Envelope, Instance, TimerOp, Trigger};
 use executor_host::{ExecutorFinished, KeySets, Message};
 use executor_host::{ExecutorMetrics, ExecutorOptions, ShardMap, Transaction};
 use executor_host::{Limits, NativeProgram, Program};
@@ -95,7 +95,6 @@ pub fn keys(lazy: &[&str], eager: &[&str], will: &[&str], may: &[&str]) -> KeySe
         will_write_keys: set(will),
         may_write_keys: set(may),
     }
-    .normalized()
 }
 
 pub fn script(steps: &[&[Op]]) -> Vec<u8> {
@@ -126,9 +125,12 @@ impl Driver {
             Transaction { timestamp: TS, executable, keys, worker: worker(), issuer: issuer(), program },
             shared,
         );
-        let (instance, _) = Executor::spawn(config, Duration::ZERO);
+        let (instance, timers) = Executor::spawn(config, Duration::ZERO);
         let mut driver = Self { instance, metrics, now: Duration::ZERO, stopped: false };
-        let sent = driver.fire(ExecutorTimer::Start);
+        // As a host does: fire the timers due at once (the first step of a
+        // transaction without eager reads).
+        let starts = timers.iter().any(|op| matches!(op, TimerOp::Set(t) if t.handle == ExecutorTimer::Start));
+        let sent = if starts { driver.fire(ExecutorTimer::Start) } else { Vec::new() };
         (driver, sent)
     }
 

@@ -85,3 +85,36 @@ pub fn requests(driven: &Driven) -> Vec<Request> {
 pub fn halted(driven: &Driven) -> bool {
     driven.steps.last().is_some_and(|s| s.halted)
 }
+
+/// An executor function that records the order it is fed values in: after
+/// three reads it writes them under `seen` as `k=v,k=v,k=v` and halts.
+#[derive(Debug)]
+pub struct Recording;
+
+impl executor_guest::ExecutorFunction for Recording {
+    fn starting_state(_: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+
+    fn execute_step(_: &[u8], state: &[u8], input: Option<Input>) -> Result<executor_guest::Step, String> {
+        let mut seen = state.to_vec();
+        if let Some(input) = input {
+            if !seen.is_empty() {
+                seen.push(b',');
+            }
+            seen.extend_from_slice(&input.key);
+            seen.push(b'=');
+            seen.extend_from_slice(&input.datum.unwrap_or_default());
+        }
+        let done = seen.iter().filter(|b| **b == b'=').count() == 3;
+        let requests = if done { vec![Request::Write(b"seen".to_vec(), seen.clone())] } else { Vec::new() };
+        if done {
+            seen.insert(0, b'!');
+        }
+        Ok(executor_guest::Step::new(seen, requests))
+    }
+
+    fn halted(state: &[u8]) -> bool {
+        state.first() == Some(&b'!')
+    }
+}

@@ -19,6 +19,7 @@
 //! command: it keeps everything in memory and persists nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
 use executor_host::{Datum, Key, KeySets, Message, Timestamp};
@@ -183,7 +184,7 @@ fn guard(trigger: &Trigger<Message, ()>, _: &(), _: &Environment<Shard>) -> Opti
 impl Shard {
     /// A shard engine named `id`, loaded with `initial` values.
     pub fn instance(id: EngineId, initial: impl IntoIterator<Item = (Key, Datum)>) -> Instance<Self> {
-        Instance { id, config: (), env: Environment::new(ShardState::with_initial(initial)) }
+        Instance { id, config: Arc::new(()), env: Environment::new(ShardState::with_initial(initial)) }
     }
 }
 
