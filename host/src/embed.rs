@@ -40,9 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{EngineId, Envelope};
 use crate::executor::{Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ShardMap, Shared, Transaction};
 use crate::messages::Message;
-use crate::runtime::{
-    self, Execution, Inbox, Refused, Router, RuntimeConfig, RuntimeHandle, RuntimeMetrics, Stopped,
-};
+use crate::runtime::{self, Execution, Inbox, Refused, Router, RuntimeConfig, RuntimeHandle, RuntimeMetrics, Stopped};
 
 /// How an [`ExecutorHost`] runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

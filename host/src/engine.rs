@@ -434,3 +434,68 @@ impl<H: Clone + PartialEq> TimerQueue<H> {
         self.queue.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{EngineId, EngineTimers, Timer, TimerOp, TimerQueue};
+
+    fn at(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn set(handle: &'static str, ms: u64) -> TimerOp<&'static str> {
+        TimerOp::Set(Timer { handle, at: at(ms) })
+    }
+
+    #[test]
+    fn setting_a_handle_again_supersedes_it() {
+        let mut queue = TimerQueue::default();
+        let (id, mut timers) = (EngineId::local("e"), EngineTimers::default());
+        assert!(queue.apply(&id, &mut timers, vec![set("deadline", 10), set("other", 20)], at(0)).is_empty());
+        assert!(queue.apply(&id, &mut timers, vec![set("deadline", 30)], at(0)).is_empty());
+        assert_eq!(queue.len(), 2);
+        let mut forgotten = Vec::new();
+        assert_eq!(queue.take_due(at(25), |_, key| forgotten.push(key)), vec![(id.clone(), vec!["other"])]);
+        assert_eq!(queue.take_due(at(30), |_, key| forgotten.push(key)), vec![(id, vec!["deadline"])]);
+        assert_eq!(forgotten.len(), 2);
+        assert!(queue.is_empty());
+    }
+
+    /// A timer due at once is handed back, not queued; a cancel later in
+    /// the same effect takes it back (it used to fire anyway).
+    #[test]
+    fn a_cancel_later_in_the_same_effect_beats_a_due_timer() {
+        let mut queue = TimerQueue::default();
+        let (id, mut timers) = (EngineId::local("e"), EngineTimers::default());
+        let due = queue.apply(&id, &mut timers, vec![set("start", 5), set("now", 5)], at(5));
+        assert_eq!(due, vec!["start", "now"]);
+        let due = queue.apply(&id, &mut timers, vec![set("start", 5), TimerOp::Cancel("start")], at(5));
+        assert!(due.is_empty());
+        let due = queue.apply(&id, &mut timers, vec![set("later", 5), set("later", 50)], at(5));
+        assert!(due.is_empty(), "pushed into the future by the second set");
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn due_timers_come_one_entry_per_engine_in_order() {
+        let mut queue = TimerQueue::default();
+        let (a, b) = (EngineId::local("a"), EngineId::local("b"));
+        let (mut ta, mut tb) = (EngineTimers::default(), EngineTimers::default());
+        queue.apply(&a, &mut ta, vec![set("a1", 10), set("a2", 12)], at(0));
+        queue.apply(&b, &mut tb, vec![set("b1", 11)], at(0));
+        assert_eq!(queue.next_due(), Some(at(10)));
+        let due = queue.take_due(at(20), |_, _| {});
+        assert_eq!(due, vec![(a, vec!["a1", "a2"]), (b, vec!["b1"])]);
+    }
+
+    #[test]
+    fn removing_an_engine_forgets_its_timers() {
+        let mut queue = TimerQueue::default();
+        let (id, mut timers) = (EngineId::local("e"), EngineTimers::default());
+        queue.apply(&id, &mut timers, vec![set("x", 10), set("y", 20)], at(0));
+        queue.remove(timers);
+        assert!(queue.is_empty());
+    }
+}

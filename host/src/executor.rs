@@ -442,7 +442,8 @@ impl Behaviour for Executor {
                 DropReason::NotFromOwningShard
             }
             Message::KvsRead { key, .. }
-                if !contains(&config.tx.keys.eager_read_keys, key) && !contains(&config.tx.keys.lazy_read_keys, key) =>
+                if !contains(&config.tx.keys.eager_read_keys, key)
+                    && !contains(&config.tx.keys.lazy_read_keys, key) =>
             {
                 DropReason::Unrequested
             }
@@ -536,7 +537,7 @@ impl Turn<'_> {
         // taking the host's thread down and leaving the locks dangling.
         let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.tx.program.step(call)))
             .unwrap_or_else(|panic| StepReport {
-                result: Err(Failure::Host { message: format!("the program panicked: {}", panic_message(&panic)) }),
+                result: Err(Failure::Host { message: format!("the program panicked: {}", panic_message(&*panic)) }),
                 gas_used: 0,
             });
         self.state.gas_used = self.state.gas_used.saturating_add(report.gas_used);

@@ -51,7 +51,7 @@ pub use program::{
     TrapKind,
 };
 pub use runtime::{Execution, Inbox, Refused, Router, RuntimeMetrics, Spawner, Stopped};
-pub use wasm::{ComponentInfo, LoadError, Sandbox, SandboxConfig, SandboxError, WasmProgram};
+pub use wasm::{ComponentInfo, GAS_PER_MEMORY_PAGE, LoadError, Sandbox, SandboxConfig, SandboxError, WasmProgram};
 
 /// Internals that the test kit and the integration tests drive directly:
 /// the executor as an engine, for hosts other than [`ExecutorHost`] (the

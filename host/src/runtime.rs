@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::engine::{Admission, Behaviour, EngineId, EngineTimers, Envelope, Instance, Time, TimerOp, TimerQueue, Trigger};
+use crate::engine::{
+    Admission, Behaviour, EngineId, EngineTimers, Envelope, Instance, Time, TimerOp, TimerQueue, Trigger,
+};
 
 /// Where the envelopes engines send go. The embedder implements it (an
 /// in-process network, a socket, a test recorder). Must not block.

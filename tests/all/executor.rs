@@ -57,7 +57,11 @@ fn late_read_after_finish_is_dropped() {
     // A second copy of each value read: nothing runs.
     assert!(d.read("c", Some("late")).is_empty());
     assert!(d.read("a", Some("again")).is_empty());
-    assert_eq!(d.metrics.dropped(DropReason::AfterFinish), 2);
+    // A timer after the finish (a deadline the host fired late) does
+    // nothing either.
+    assert!(d.fire(ExecutorTimer::Deadline).is_empty());
+    assert!(d.fire(ExecutorTimer::Start).is_empty());
+    assert_eq!(d.metrics.dropped(DropReason::AfterFinish), 4);
     assert_eq!(d.metrics.finished(), 1);
     // Its host removes it after the linger timer.
     d.fire(ExecutorTimer::Reap);
@@ -223,7 +227,8 @@ fn streaming_mode_writes_at_once_and_refuses_a_second_write() {
 #[test]
 fn first_step_runs_on_the_first_eager_read_in_key_order() {
     let program = Arc::new(NativeProgram::<support::Recording>::new(Limits::default()));
-    let (mut d, out) = Driver::start(program, Vec::new(), keys(&[], &["b", "a", "c"], &["seen"], &[]), Default::default());
+    let (mut d, out) =
+        Driver::start(program, Vec::new(), keys(&[], &["b", "a", "c"], &["seen"], &[]), Default::default());
     assert!(out.is_empty(), "no step before a read");
     // Arrival order c, b, a: nothing runs until a, then a, b, c in order.
     assert!(d.read("c", Some("3")).is_empty());

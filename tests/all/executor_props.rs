@@ -163,9 +163,8 @@ fn check(case: Case) -> Result<(), TestCaseError> {
     // Lazy keys fed to the program were requested (actual: true).
     for key in &read {
         if sets.lazy_read_keys.contains(key) {
-            let requested = log
-                .iter()
-                .any(|(_, m)| matches!(m, Message::KvsReadRequest { key: k, actual: true, .. } if k == *key));
+            let requested =
+                log.iter().any(|(_, m)| matches!(m, Message::KvsReadRequest { key: k, actual: true, .. } if k == *key));
             prop_assert!(requested, "fed lazy key {:?} was never requested", key);
         }
     }

@@ -139,3 +139,151 @@ async fn messages_for_unknown_executors_are_dropped_and_counted() {
     assert_eq!(host.runtime_metrics().unknown_target(), 1);
     assert!(recorder.take().is_empty());
 }
+
+/// A program whose first step waits at a gate the test opens, so the
+/// executor stays busy while mail piles up; it halts after `reads` values.
+#[derive(Debug)]
+struct Gated {
+    gate: Mutex<std::sync::mpsc::Receiver<()>>,
+    reads: usize,
+}
+
+impl executor_host::Program for Gated {
+    fn step(&self, call: executor_host::StepCall<'_>) -> executor_host::StepReport {
+        let seen = call.state.map_or(0, |s| s.len()) + 1;
+        if seen == 1 {
+            let _ = self.gate.lock().unwrap().recv();
+        }
+        let output =
+            executor_host::StepOutput { state: vec![0; seen], requests: Vec::new(), halted: seen == self.reads };
+        executor_host::StepReport { result: Ok(output), gas_used: 0 }
+    }
+}
+
+async fn finished_reports(
+    host: &ExecutorHost,
+    recorder: &Recorder,
+    count: u64,
+) -> Vec<executor_host::ExecutorFinished> {
+    for _ in 0..1000 {
+        host.idle().await.unwrap();
+        if host.metrics().finished() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    recorder
+        .take()
+        .into_iter()
+        .filter(|e| e.target == worker())
+        .filter_map(|e| match e.payload {
+            Message::ExecutorFinished(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Before the fix a full mailbox dropped a shard's `KvsRead` (the shard
+/// never resends it: the transaction stalled until its deadline), and
+/// anyone could fill the mailbox with junk while a guest call ran. Junk is
+/// now dropped on arrival and an owning shard's read never is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_cannot_crowd_out_a_shards_reads() {
+    let recorder = Arc::new(Recorder::default());
+    let config = HostConfig {
+        execution: Execution::Pool { threads: std::num::NonZeroUsize::new(1) },
+        mailbox: std::num::NonZeroUsize::new(2).unwrap(),
+        ..HostConfig::default()
+    };
+    let host = ExecutorHost::start(config, Arc::new(TwoShards::new()), recorder.clone());
+    let (open, gate) = std::sync::mpsc::channel();
+    let names: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
+    let eager: Vec<&str> = names.iter().map(String::as_str).collect();
+    let tx = Transaction {
+        timestamp: TS,
+        executable: Vec::new(),
+        keys: keys(&[], &eager, &[], &[]),
+        worker: worker(),
+        issuer: issuer(),
+        program: Arc::new(Gated { gate: Mutex::new(gate), reads: names.len() }),
+    };
+    let id = host.spawn(tx).await.unwrap();
+    // The first read starts the gated step; then junk and the other reads.
+    host.deliver(kvs_read(&id, TS, &names[0], "1")).await.unwrap();
+    for name in &names[1..] {
+        for junk in 0..10 {
+            host.deliver(kvs_read(&id, TS + 1 + junk, name, "junk")).await.unwrap();
+        }
+        host.deliver(kvs_read(&id, TS, name, "1")).await.unwrap();
+    }
+    open.send(()).unwrap();
+    let reports = finished_reports(&host, &recorder, 1).await;
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].success, "{:?}", reports[0].failure);
+    assert_eq!(reports[0].values_read.len(), names.len());
+    assert_eq!(host.metrics().dropped(DropReason::WrongTimestamp), 190);
+    assert_eq!(host.runtime_metrics().mailbox_full(), 0);
+}
+
+/// A program that panics fails its transaction, with every lock
+/// released, and the host goes on serving (before: the pool thread died
+/// with the executor, whose locks dangled, and `idle` hung).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_program_fails_its_transaction_not_the_host() {
+    #[derive(Debug)]
+    struct Panics;
+    impl executor_host::Program for Panics {
+        fn step(&self, _: executor_host::StepCall<'_>) -> executor_host::StepReport {
+            panic!("boom")
+        }
+    }
+    let (host, recorder) = host(Execution::Pool { threads: std::num::NonZeroUsize::new(1) });
+    let tx = Transaction { program: Arc::new(Panics), keys: keys(&["l"], &[], &["w"], &[]), ..transfer_tx(1) };
+    host.spawn(tx).await.unwrap();
+    let reports = finished_reports(&host, &recorder, 1).await;
+    assert_eq!(reports.len(), 1);
+    let Some(Failure::Host { message }) = &reports[0].failure else { panic!("{:?}", reports[0].failure) };
+    assert!(message.contains("panicked: boom"), "{message}");
+    // The host serves the next transaction.
+    let id = host.spawn(transfer_tx(2)).await.unwrap();
+    host.deliver(kvs_read(&id, 2, "alice", "100")).await.unwrap();
+    host.deliver(kvs_read(&id, 2, "bob", "0")).await.unwrap();
+    let reports = finished_reports(&host, &recorder, 2).await;
+    assert!(reports.iter().any(|r| r.timestamp == 2 && r.success), "{reports:?}");
+}
+
+/// Spawning an executor whose id is hosted already used to replace it
+/// silently: the old one's timers then fired on the newcomer. It is
+/// refused and counted; the running executor carries on.
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_spawn_is_refused_and_the_first_executor_carries_on() {
+    let (host, recorder) = host(Execution::Inline);
+    let id = host.spawn(transfer_tx(1)).await.unwrap();
+    host.deliver(kvs_read(&id, 1, "alice", "100")).await.unwrap();
+    assert_eq!(host.spawn(transfer_tx(1)).await.unwrap(), id);
+    host.idle().await.unwrap();
+    assert_eq!(host.runtime_metrics().duplicate_spawns(), 1);
+    host.deliver(kvs_read(&id, 1, "bob", "0")).await.unwrap();
+    let reports = finished_reports(&host, &recorder, 1).await;
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].success, "{:?}", reports[0].failure);
+    assert_eq!(reports[0].values_read.len(), 2, "the first executor kept its first read");
+}
+
+/// `try_spawn` on a full inbox says so (before, it said "stopped", and a
+/// synchronous spawner took the executor for lost).
+#[tokio::test(flavor = "current_thread")]
+async fn try_spawn_on_a_full_inbox_says_full() {
+    let recorder = Arc::new(Recorder::default());
+    let config = HostConfig {
+        inbox: executor_host::Inbox::Bounded(std::num::NonZeroUsize::new(1).unwrap()),
+        execution: Execution::Inline,
+        ..HostConfig::default()
+    };
+    let host = ExecutorHost::start(config, Arc::new(TwoShards::new()), recorder.clone());
+    // The runtime task does not run until this test awaits.
+    assert!(host.try_spawn(transfer_tx(1)).is_ok());
+    assert_eq!(host.try_spawn(transfer_tx(2)).unwrap_err(), executor_host::Refused::Full);
+    host.idle().await.unwrap();
+    assert!(host.try_spawn(transfer_tx(2)).is_ok());
+}

@@ -199,7 +199,9 @@ fn invalid_components_are_refused_and_leave_nothing_behind() {
     }
     assert_eq!(files(&dir.path().join("names")), vec!["guest"]);
     assert_eq!(files(&dir.path().join("modules")), vec![format!("{}.wasm", hash(&transfer))]);
-    assert_eq!(files(&dir.path().join("artifacts")).len(), 1, "no artifact or temporary file of a refused component");
+    let artifacts: Vec<String> =
+        files(&dir.path().join("artifacts")).into_iter().filter(|f| f != ".artifact-key").collect();
+    assert_eq!(artifacts.len(), 1, "no artifact or temporary file of a refused component: {artifacts:?}");
     transfer_works(&store.load(&sandbox, "guest").unwrap());
 
     // Another process (another sandbox) finds the artifact already there.
@@ -357,4 +359,227 @@ fn cli_refuses_with_one_line_and_a_failure_status() {
     let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store]);
     assert!(ok);
     assert_eq!(stdout, "", "nothing deployed");
+}
+
+/// Crash safety with real processes: `deploy` killed by SIGKILL.
+#[cfg(unix)]
+mod crash {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use cap_std::fs::Dir;
+    use executor_host::ModuleStore;
+
+    use super::{cli, counter_works, files, hash, transfer_works};
+    use crate::support::*;
+
+    /// The seed of a crash test: `EXECUTOR_CRASH_SEED` if set (to replay a
+    /// printed one), else drawn from the clock.
+    fn crash_seed() -> u64 {
+        match std::env::var("EXECUTOR_CRASH_SEED") {
+            Ok(seed) => seed.parse().expect("EXECUTOR_CRASH_SEED is a u64"),
+            Err(_) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+                u64::try_from(now.as_nanos() % u128::from(u64::MAX)).unwrap()
+            }
+        }
+    }
+
+    /// Starts `executor-host deploy` as a child process.
+    fn spawn_deploy(component: &str, name: &str, store: &Path) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_executor-host"))
+            .args(["deploy", component, "--name", name, "--store", store.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// What every name in the store points at, through the library; checks
+    /// that listing succeeds and that every listed name loads and runs.
+    fn deployed_now(store_dir: &Path, known: &[(&str, String)]) -> std::collections::BTreeMap<String, String> {
+        let mut now = std::collections::BTreeMap::new();
+        if !store_dir.exists() {
+            // Every deploy so far was killed before it created the store.
+            return now;
+        }
+        let store = ModuleStore::open(Dir::open_ambient_dir(store_dir, cap_std::ambient_authority()).unwrap()).unwrap();
+        for deployed in store.list().unwrap_or_else(|e| panic!("list fails: {e}")) {
+            let Some((component, _)) = known.iter().find(|(_, hash)| *hash == deployed.hash) else {
+                panic!("{} points at an unknown module {}", deployed.name, deployed.hash);
+            };
+            let program = store.load(sandbox(), &deployed.name).unwrap_or_else(|e| panic!("{}: {e}", deployed.name));
+            if *component == guest_artifacts::TRANSFER {
+                transfer_works(&program);
+            } else {
+                counter_works(&program);
+            }
+            now.insert(deployed.name, deployed.hash);
+        }
+        now
+    }
+
+    /// A one-transaction scenario for `run`, for the guest `component`.
+    fn tiny_scenario(component: &str) -> &'static str {
+        if component == guest_artifacts::TRANSFER {
+            r#"{"shards": 2, "initial_state": {"alice": "100"}, "transactions": [
+                {"executable": {"from": "alice", "to": "bob", "amount": 30},
+                 "eager_read_keys": ["alice", "bob"], "will_write_keys": ["alice", "bob"]}]}"#
+        } else {
+            r#"{"shards": 1, "initial_state": {"hits": "37"}, "transactions": [
+                {"executable": {"key": "hits", "amount": 5},
+                 "eager_read_keys": ["hits"], "will_write_keys": ["hits"]}]}"#
+        }
+    }
+
+    /// Deploys in a loop with the real binary, killing each child with SIGKILL
+    /// at a random moment: the store must stay listable, and every name must
+    /// point at the previous or the new component, complete and loadable.
+    fn deploys_killed_at_random_leave_a_valid_store(iterations: usize) {
+        let started = std::time::Instant::now();
+        let seed = crash_seed();
+        println!(
+            "crash test: seed {seed} (EXECUTOR_CRASH_SEED={seed} replays the kill delays), {iterations} iterations"
+        );
+        let mut rng = executor_testkit::Rng::new(seed);
+        let components = [guest_artifacts::TRANSFER, guest_artifacts::COUNTER];
+        let known: Vec<(&str, String)> = components.iter().map(|c| (*c, hash(&bytes(c)))).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+
+        // How long a whole deploy takes with its artifact cached (the
+        // median of four, after one of each to compile), so that the kills
+        // land anywhere in it (and at least anywhere in 0-30 ms).
+        let scratch = dir.path().join("scratch");
+        let mut times = Vec::new();
+        for (i, component) in [components, components, components].concat().into_iter().enumerate() {
+            let timed = std::time::Instant::now();
+            let out = spawn_deploy(component, "x", &scratch).wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            if i >= 2 {
+                times.push(timed.elapsed());
+            }
+        }
+        times.sort();
+        let whole = times[times.len() / 2];
+        let window = whole.clamp(Duration::from_millis(30), Duration::from_millis(500));
+        println!("crash test: a cached deploy takes {whole:?}; kills land within {window:?}");
+
+        let mut expected: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+        // Killed deploys that left the old version, and that had already
+        // moved the name to the new one.
+        let (mut killed_before, mut killed_after, mut completed) = (0, 0, 0);
+        let mut alpha = 0;
+        for i in 0..iterations {
+            // `alpha` alternates between the two components; `beta` takes
+            // either, so a module is sometimes shared by both names.
+            let (name, which) = if i % 3 == 2 {
+                ("beta", rng.index(2))
+            } else {
+                alpha ^= 1;
+                ("alpha", alpha)
+            };
+            let (component, new_hash) = &known[which];
+            // Every eighth deploy runs to the end, so the store always moves on.
+            let kill = i % 8 != 7;
+            let delay = Duration::from_micros(rng.below(u64::try_from(window.as_micros()).unwrap()));
+            let mut child = spawn_deploy(component, name, &store);
+            if kill {
+                std::thread::sleep(delay);
+                child.kill().unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            let done = out.status.success();
+            if kill && out.status.signal() == Some(9) {
+                // Counted below, once the store tells which.
+            } else {
+                assert!(done, "iteration {i}: {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+                completed += 1;
+            }
+
+            let now = deployed_now(&store, &known);
+            let previous = expected.get(name).cloned();
+            let after = now.get(name).cloned();
+            if done {
+                assert_eq!(after.as_ref(), Some(new_hash), "iteration {i}: {name} after a completed deploy");
+            } else {
+                if after.as_ref() == Some(new_hash) && previous.as_ref() != Some(new_hash) {
+                    killed_after += 1;
+                } else {
+                    killed_before += 1;
+                }
+                assert!(
+                    after == previous || after.as_ref() == Some(new_hash),
+                    "iteration {i} (killed after {delay:?}): {name} points at {after:?}, neither the previous \
+                     {previous:?} nor the new {new_hash}"
+                );
+            }
+            for (other, hash) in &expected {
+                if other != name {
+                    assert_eq!(now.get(other), Some(hash), "iteration {i}: {other} changed by a deploy of {name}");
+                }
+            }
+            assert!(now.keys().all(|n| n == "alpha" || n == "beta"), "iteration {i}: {now:?}");
+            expected = now;
+        }
+
+        // A fresh process lists the same store and runs every listed name.
+        let (ok, stdout, stderr) = cli(dir.path(), &["list", "--store", store.to_str().unwrap()]);
+        assert!(ok, "{stderr}");
+        let listed: Vec<(String, String)> = stdout
+            .lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields[0].to_string(), fields[1].to_string())
+            })
+            .collect();
+        assert_eq!(listed, expected.clone().into_iter().collect::<Vec<_>>(), "{stdout}");
+        assert!(!listed.is_empty(), "some deploy completed");
+        for (name, hash) in &listed {
+            let (component, _) = known.iter().find(|(_, h)| h == hash).unwrap();
+            let scenario = dir.path().join(format!("{name}.json"));
+            std::fs::write(&scenario, tiny_scenario(component)).unwrap();
+            let (ok, stdout, stderr) = cli(
+                dir.path(),
+                &[
+                    "run",
+                    "--guest",
+                    name,
+                    "--store",
+                    store.to_str().unwrap(),
+                    "--scenario",
+                    scenario.to_str().unwrap(),
+                    "--seed",
+                    "1",
+                ],
+            );
+            assert!(ok, "run --guest {name}: {stderr}");
+            let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(report["succeeded"], 1, "{name}: {stdout}");
+            assert_eq!(report["failed"], 0, "{name}: {stdout}");
+        }
+        let leftovers: usize = ["names", "modules", "artifacts"]
+            .iter()
+            .map(|sub| files(&store.join(sub)).iter().filter(|f| f.starts_with('.')).count())
+            .sum();
+        println!(
+            "crash test: {} deploys killed ({killed_before} before their name moved, {killed_after} after), \
+             {completed} completed, {leftovers} temporary files left behind, final {expected:?}, {:?}",
+            killed_before + killed_after,
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn deploys_killed_with_sigkill_leave_a_valid_store() {
+        deploys_killed_at_random_leave_a_valid_store(100);
+    }
+
+    #[test]
+    #[ignore = "long: 600 killed deploys"]
+    fn deploys_killed_with_sigkill_leave_a_valid_store_long() {
+        deploys_killed_at_random_leave_a_valid_store(600);
+    }
 }

@@ -63,14 +63,19 @@ fn an_nspec_program_runs_unchanged_on_its_eager_read() {
         initial: [(key.clone(), vec![41])].into(),
         transactions: vec![TxSpec {
             executable: exe,
-            keys: KeySets { eager_read_keys: vec![key.clone()], will_write_keys: vec![key.clone()], ..KeySets::default() },
+            keys: KeySets {
+                eager_read_keys: vec![key.clone()],
+                will_write_keys: vec![key.clone()],
+                ..KeySets::default()
+            },
         }],
     };
     let wasm: Arc<dyn Program> = Arc::new(load(sandbox(), guest_artifacts::NOCKMA));
     let native: Arc<dyn Program> = Arc::new(NativeProgram::<NockmaFunction>::new(Limits::default()));
     for program in [wasm, native] {
         let outcome =
-            harness::execute(&workload, program.clone(), &Default::default(), Delivery::Deterministic { seed: 5 }).unwrap();
+            harness::execute(&workload, program.clone(), &Default::default(), Delivery::Deterministic { seed: 5 })
+                .unwrap();
         let report = &outcome.transactions[0].finished;
         assert!(report.success, "{program:?}: {:?}", report.failure);
         assert_eq!(outcome.final_state[&key], vec![42], "{program:?}");

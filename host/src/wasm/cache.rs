@@ -1,23 +1,46 @@
 //! The compiled-artifact cache, keyed by the component's content hash and
-//! the whole sandbox configuration.
+//! the engine's whole configuration, with every artifact on disk bound to
+//! its key by a MAC.
 //!
 //! Why the configuration and not just wasmtime's compatibility check:
 //! wasmtime accepts a precompiled artifact built without NaN
 //! canonicalization into an engine that has it on, and the guest then
 //! silently produces non-canonical NaNs. So the key covers every setting
-//! that could change compiled code, plus wasmtime's own compatibility hash.
+//! the sandbox gives the engine ([`super::EngineSettings`], the same value
+//! that configures it), plus wasmtime's own compatibility hash.
+//!
+//! Why a MAC: deserializing an artifact runs its machine code, outside the
+//! sandbox. A file name proves nothing (copying one component's artifact
+//! over another's made the host run the wrong code), so each artifact on
+//! disk carries an HMAC-SHA-256 over its key and its bytes, under a secret
+//! kept in the artifact directory (`.artifact-key`, created readable by
+//! its owner only). An artifact whose tag does not verify is never
+//! deserialized: the component is compiled again and the file replaced.
+//! What this protects against: swapped, stale, corrupt or crafted files
+//! from anyone who cannot read the secret. Whoever can read the secret and
+//! write the directory can forge artifacts: keep the store directory the
+//! host's own.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::SandboxConfig;
+use super::EngineSettings;
 use super::inspect::{LoadError, cause};
+
+/// The header of an artifact file: magic and format version, then the
+/// 32-byte tag, then wasmtime's serialized component.
+const MAGIC: &[u8; 8] = b"EXHCWA\x00\x01";
+const TAG: usize = 32;
+/// The secret's file in the artifact directory.
+const SECRET: &str = ".artifact-key";
 
 /// Compiled components by key, in memory, and optionally on disk.
 pub struct ArtifactCache {
@@ -28,7 +51,7 @@ pub struct ArtifactCache {
 
 impl std::fmt::Debug for ArtifactCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactCache").field("config", &hex(&self.config_digest)).finish_non_exhaustive()
+        f.debug_struct("ArtifactCache").field("config", &hex::encode(self.config_digest)).finish_non_exhaustive()
     }
 }
 
@@ -45,18 +68,19 @@ impl Hasher for ShaHasher<'_> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The digest of everything that shapes compiled code.
+pub(super) fn config_digest(engine: &Engine, settings: &EngineSettings) -> [u8; 32] {
+    let mut sha = Sha256::new();
+    sha.update(b"executor-host artifact v2\0wasmtime 48.0.8\0");
+    // Serialized, so every field (including future ones) is covered.
+    sha.update(serde_json::to_vec(settings).unwrap_or_default());
+    engine.precompile_compatibility_hash().hash(&mut ShaHasher(&mut sha));
+    sha.finalize().into()
 }
 
 impl ArtifactCache {
-    pub(super) fn new(engine: &Engine, config: &SandboxConfig) -> Self {
-        let mut sha = Sha256::new();
-        sha.update(b"executor-host artifact v1\0wasmtime 48.0.8\0");
-        // Serialized, so every field (including future ones) is covered.
-        sha.update(serde_json::to_vec(config).unwrap_or_default());
-        engine.precompile_compatibility_hash().hash(&mut ShaHasher(&mut sha));
-        Self { config_digest: sha.finalize().into(), compiled: Mutex::new(HashMap::new()) }
+    pub(super) fn new(engine: &Engine, settings: &EngineSettings) -> Self {
+        Self { config_digest: config_digest(engine, settings), compiled: Mutex::new(HashMap::new()) }
     }
 
     fn key(&self, bytes: &[u8]) -> [u8; 32] {
@@ -66,57 +90,126 @@ impl ArtifactCache {
         sha.finalize().into()
     }
 
+    /// The compiled component of `bytes`: from memory, from a verified
+    /// artifact in `dir`, or compiled (and, once `validate` accepts it,
+    /// kept in `dir`).
     pub(super) fn get_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
         dir: Option<&cap_std::fs::Dir>,
+        validate: impl Fn(&Component) -> Result<(), LoadError>,
     ) -> Result<Component, LoadError> {
         let key = self.key(bytes);
-        let memory = |compiled: &Mutex<HashMap<_, Component>>| {
-            compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned()
-        };
-        if let Some(component) = memory(&self.compiled) {
-            return Ok(component);
-        }
-        let file = format!("{}.cwasm", hex(&key));
-        let component = match dir.and_then(|dir| load_artifact(engine, dir, &file)) {
-            Some(component) => component,
-            None => {
-                let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(cause(e)))?;
-                if let Some(dir) = dir {
-                    store_artifact(dir, &file, &component)?;
+        let file = format!("{}.cwasm", hex::encode(key));
+        let remembered = self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned();
+        let component = match remembered {
+            Some(component) => {
+                // Compiled before in this process, maybe without a
+                // directory: make sure the directory keeps it too.
+                if let Some(dir) = dir
+                    && load_artifact(engine, dir, &file, &key).is_none()
+                {
+                    store_artifact(dir, &file, &key, &component)?;
                 }
-                component
+                return Ok(component);
             }
+            None => match dir.and_then(|dir| load_artifact(engine, dir, &file, &key)) {
+                Some(component) => component,
+                None => {
+                    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(cause(e)))?;
+                    validate(&component)?;
+                    if let Some(dir) = dir {
+                        store_artifact(dir, &file, &key, &component)?;
+                    }
+                    component
+                }
+            },
         };
         self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, component.clone());
         Ok(component)
     }
 }
 
-/// Loads a precompiled artifact; any problem (missing, truncated, from
-/// another wasmtime) means "compile again", never an error.
-fn load_artifact(engine: &Engine, dir: &cap_std::fs::Dir, file: &str) -> Option<Component> {
+/// The directory's artifact secret, created on first use.
+fn secret(dir: &cap_std::fs::Dir) -> Result<[u8; 32], LoadError> {
+    if let Ok(bytes) = dir.read(SECRET)
+        && let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(secret);
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| failed("making", SECRET)(e.to_string()))?;
+    // Written like an artifact (temporary file, then rename), readable by
+    // its owner only; a concurrent first use may win the race, and then
+    // its secret is the one on disk and the one to use.
+    write_atomically(dir, SECRET, &secret)?;
+    let bytes = dir.read(SECRET).map_err(failed("reading", SECRET))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| failed("reading", SECRET)("not 32 bytes"))
+}
+
+fn tag(secret: &[u8; 32], key: &[u8; 32], artifact: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length: this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    mac.update(key);
+    mac.update(artifact);
+    mac
+}
+
+/// Loads a precompiled artifact whose tag verifies; any problem (missing,
+/// truncated, swapped, crafted, from another wasmtime) means "compile
+/// again", never an error.
+fn load_artifact(engine: &Engine, dir: &cap_std::fs::Dir, file: &str, key: &[u8; 32]) -> Option<Component> {
     let bytes = dir.read(file).ok()?;
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let (claimed, artifact) = rest.split_at_checked(TAG)?;
+    let secret = secret(dir).ok()?;
+    if tag(&secret, key, artifact).verify_slice(claimed).is_err() {
+        tracing::warn!(file, "artifact does not verify: compiling again");
+        return None;
+    }
     // SAFETY: `Component::deserialize` runs machine code from the artifact.
-    // The cache directory belongs to this host (it writes every artifact in
-    // it, named by a key over the component and the configuration); whoever
-    // can write there can already run code as this process. wasmtime still
-    // checks the artifact's header and version before using it.
+    // Its tag proves this host (or one holding the directory's secret)
+    // wrote it for exactly this key: this component under this engine
+    // configuration. wasmtime still checks its header and version.
     #[allow(unsafe_code)]
-    let component = unsafe { Component::deserialize(engine, &bytes) };
+    let component = unsafe { Component::deserialize(engine, artifact) };
     component.ok()
 }
 
-/// Writes an artifact atomically: a temporary file, then a rename, so a
-/// crash leaves either the old artifact or none, never half of one.
-fn store_artifact(dir: &cap_std::fs::Dir, file: &str, component: &Component) -> Result<(), LoadError> {
-    let bytes = component.serialize().map_err(failed("serializing", file))?;
-    let temp = format!(".{file}.{}.tmp", std::process::id());
-    let mut out = dir.create(&temp).map_err(failed("writing", file))?;
-    out.write_all(&bytes).and_then(|()| out.sync_all()).map_err(failed("writing", file))?;
-    dir.rename(&temp, dir, file).map_err(failed("writing", file))
+/// Writes an artifact with its tag, atomically.
+fn store_artifact(dir: &cap_std::fs::Dir, file: &str, key: &[u8; 32], component: &Component) -> Result<(), LoadError> {
+    let artifact = component.serialize().map_err(failed("serializing", file))?;
+    let secret = secret(dir)?;
+    let mut bytes = Vec::with_capacity(MAGIC.len() + TAG + artifact.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&tag(&secret, key, &artifact).finalize().into_bytes());
+    bytes.extend_from_slice(&artifact);
+    write_atomically(dir, file, &bytes)
+}
+
+/// Writes `file` through a temporary file of its own (unique per process
+/// and call, so concurrent loads of one component never share one), synced
+/// and renamed over the target, so a crash leaves the old file or none,
+/// never half of one; owner-only permissions. A failed write removes its
+/// temporary file.
+fn write_atomically(dir: &cap_std::fs::Dir, file: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let temp = format!(".{file}.{}.{}.tmp", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    cap_std::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = dir.open_with(&temp, &options).and_then(|mut out| {
+        out.write_all(bytes)?;
+        out.sync_all()
+    });
+    let renamed = written.and_then(|()| dir.rename(&temp, dir, file));
+    if let Err(error) = renamed {
+        let _ = dir.remove_file(&temp);
+        return Err(failed("writing", file)(error));
+    }
+    Ok(())
 }
 
 /// Makes a [`LoadError::Cache`] of a failure while `doing` something to

@@ -9,6 +9,10 @@ pub(super) struct CallLimiter {
     table_elements: usize,
     pub(super) memory_hit: bool,
     pub(super) table_hit: bool,
+    /// The largest linear memory the call had (wasmtime also asks for a
+    /// memory's initial size, from 0), in bytes: what the call is charged
+    /// for beyond its computation.
+    pub(super) memory_peak: usize,
 }
 
 /// Raised (as a trap) when a guest grows past a limit.
@@ -18,7 +22,7 @@ struct LimitHit(&'static str);
 
 impl CallLimiter {
     pub(super) fn new(memory_bytes: usize, table_elements: usize) -> Self {
-        Self { memory_bytes, table_elements, memory_hit: false, table_hit: false }
+        Self { memory_bytes, table_elements, memory_hit: false, table_hit: false, memory_peak: 0 }
     }
 }
 
@@ -31,6 +35,7 @@ impl ResourceLimiter for CallLimiter {
             self.memory_hit = true;
             return Err(LimitHit("memory").into());
         }
+        self.memory_peak = self.memory_peak.max(desired);
         Ok(true)
     }
 

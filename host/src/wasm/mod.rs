@@ -113,6 +113,7 @@ struct SandboxInner {
     linker: Linker<CallLimiter>,
     config: SandboxConfig,
     cache: ArtifactCache,
+    slots: Arc<Slots>,
 }
 
 impl fmt::Debug for Sandbox {
@@ -126,14 +127,22 @@ impl Sandbox {
     /// ticker, a thread that ends once the sandbox and every program it
     /// loaded are dropped.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
-        let engine = Engine::new(&engine_config(&config)?)
+        if config.epoch_tick.is_zero() {
+            return Err(SandboxError::Config {
+                reason: "`epoch_tick` must be longer than zero (the ticker would spin a core)".into(),
+                source: "zero epoch tick".into(),
+            });
+        }
+        let settings = EngineSettings::of(&config)?;
+        let engine = Engine::new(&settings.wasmtime())
             .map_err(|e| SandboxError::Config { reason: "wasmtime refused it".into(), source: e.into() })?;
         start_ticker(&engine, config.epoch_tick)?;
-        let cache = ArtifactCache::new(&engine, &config);
+        let cache = ArtifactCache::new(&engine, &settings);
         // The linker defines nothing: a guest that imports anything fails to
         // instantiate. `inspect` rejects such guests earlier, by name.
         let linker = Linker::new(&engine);
-        Ok(Self { inner: Arc::new(SandboxInner { engine, linker, config, cache }) })
+        let slots = Arc::new(Slots::new(config.pool_slots));
+        Ok(Self { inner: Arc::new(SandboxInner { engine, linker, config, cache, slots }) })
     }
 
     /// The configuration the sandbox was created with.
@@ -156,8 +165,11 @@ impl Sandbox {
     fn load_with(&self, bytes: &[u8], dir: Option<&cap_std::fs::Dir>) -> Result<WasmProgram, LoadError> {
         let inner = &self.inner;
         inspect::check_header(bytes)?;
-        let component = inner.cache.get_or_compile(&inner.engine, bytes, dir)?;
-        inspect::check_world(&inner.engine, &component)?;
+        // The world is checked before an artifact is kept: a component of
+        // another world never leaves one behind.
+        let component = inner
+            .cache
+            .get_or_compile(&inner.engine, bytes, dir, |component| inspect::check_world(&inner.engine, component))?;
         // Both fail only on exports of the wrong type (imports are refused
         // above). wasmtime's type-check message is then the reason the
         // world is wrong, as "missing exports" is: kept as text, so that
@@ -172,6 +184,7 @@ impl Sandbox {
                 limits: inner.config.limits.clone(),
                 epoch_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
                 size: bytes.len(),
+                slots: inner.slots.clone(),
             }),
         })
     }
@@ -185,42 +198,139 @@ impl Sandbox {
     }
 }
 
-fn engine_config(config: &SandboxConfig) -> Result<Config, SandboxError> {
-    let mut wasm = Config::new();
-    // Determinism: canonical NaNs and deterministic relaxed SIMD. Threads
-    // are off because wasmtime is built without the `threads` feature.
-    wasm.cranelift_nan_canonicalization(true)
-        .relaxed_simd_deterministic(true)
-        .consume_fuel(true)
-        .epoch_interruption(true)
-        .max_wasm_stack(config.max_wasm_stack)
-        // Traps are classified, not debugged: skip backtrace capture.
-        .wasm_backtrace_max_frames(None);
-    if let Some(slots) = config.pool_slots {
+/// Every setting the sandbox gives wasmtime's engine, in one value: it
+/// configures the engine ([`EngineSettings::wasmtime`]) and is hashed into
+/// the compiled-artifact cache key, so no setting can change compiled code
+/// without changing the key (wasmtime's own compatibility check ignores
+/// some, NaN canonicalization among them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct EngineSettings {
+    /// Canonical NaNs: floats give the same bits on every CPU.
+    nan_canonicalization: bool,
+    /// Relaxed SIMD with one deterministic result per instruction.
+    relaxed_simd_deterministic: bool,
+    /// Fuel metering: gas.
+    consume_fuel: bool,
+    /// Epoch interruption: the wall-clock bound on a call.
+    epoch_interruption: bool,
+    max_wasm_stack: usize,
+    /// Backtraces are not captured: traps are classified, not debugged.
+    backtraces: bool,
+    pool: Option<PoolSettings>,
+}
+
+/// The pooling allocator's settings (they shape bounds checks in compiled
+/// code, so they are part of the key too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct PoolSettings {
+    slots: u32,
+    max_memory_size: usize,
+    table_elements: usize,
+    memory_keep_resident: usize,
+    table_keep_resident: usize,
+}
+
+/// Linear memory a freed pool slot keeps resident (warm for the next
+/// instance), and the memory a call gets without paying for it.
+const KEEP_RESIDENT: usize = 256 << 10;
+
+impl EngineSettings {
+    fn of(config: &SandboxConfig) -> Result<Self, SandboxError> {
         let too_large = |setting: &'static str, value: u64| {
             move |e: std::num::TryFromIntError| SandboxError::Config {
                 reason: format!("`{setting}` of {value} does not fit in this platform's `usize`"),
                 source: e.into(),
             }
         };
-        let memory = usize::try_from(config.limits.memory_bytes)
-            .map_err(too_large("limits.memory_bytes", config.limits.memory_bytes))?;
-        let table = usize::try_from(config.limits.table_elements)
-            .map_err(too_large("limits.table_elements", config.limits.table_elements))?;
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(slots)
-            .total_core_instances(slots.saturating_mul(4))
-            .total_memories(slots)
-            .total_tables(slots.saturating_mul(2))
-            .max_memory_size(memory)
-            .table_elements(table)
-            // Keep the first pages of a freed slot resident: a fresh
-            // instance then reuses warm pages instead of faulting new ones.
-            .linear_memory_keep_resident(256 << 10)
-            .table_keep_resident(16 << 10);
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let pool = match config.pool_slots {
+            None => None,
+            Some(slots) => Some(PoolSettings {
+                slots,
+                max_memory_size: usize::try_from(config.limits.memory_bytes)
+                    .map_err(too_large("limits.memory_bytes", config.limits.memory_bytes))?,
+                table_elements: usize::try_from(config.limits.table_elements)
+                    .map_err(too_large("limits.table_elements", config.limits.table_elements))?,
+                memory_keep_resident: KEEP_RESIDENT,
+                table_keep_resident: 16 << 10,
+            }),
+        };
+        Ok(Self {
+            nan_canonicalization: true,
+            relaxed_simd_deterministic: true,
+            consume_fuel: true,
+            epoch_interruption: true,
+            max_wasm_stack: config.max_wasm_stack,
+            backtraces: false,
+            pool,
+        })
     }
-    Ok(wasm)
+
+    /// The wasmtime configuration these settings describe, all of them.
+    fn wasmtime(&self) -> Config {
+        let mut wasm = Config::new();
+        // Threads are off because wasmtime is built without `threads`.
+        wasm.cranelift_nan_canonicalization(self.nan_canonicalization)
+            .relaxed_simd_deterministic(self.relaxed_simd_deterministic)
+            .consume_fuel(self.consume_fuel)
+            .epoch_interruption(self.epoch_interruption)
+            .max_wasm_stack(self.max_wasm_stack)
+            .wasm_backtrace_max_frames(if self.backtraces { std::num::NonZeroUsize::new(20) } else { None });
+        if let Some(pool) = &self.pool {
+            let mut pooling = PoolingAllocationConfig::new();
+            pooling
+                .total_component_instances(pool.slots)
+                .total_core_instances(pool.slots.saturating_mul(4))
+                .total_memories(pool.slots)
+                .total_tables(pool.slots.saturating_mul(2))
+                .max_memory_size(pool.max_memory_size)
+                .table_elements(pool.table_elements)
+                // Keep the first pages of a freed slot resident: a fresh
+                // instance then reuses warm pages instead of faulting new ones.
+                .linear_memory_keep_resident(pool.memory_keep_resident)
+                .table_keep_resident(pool.table_keep_resident);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        }
+        wasm
+    }
+}
+
+/// Instance slots free in the pooling allocator. A call waits for one
+/// instead of failing when every slot is in use: whether a transaction
+/// succeeds must not depend on how many others run at the same moment.
+#[derive(Debug)]
+struct Slots {
+    /// `None`: instances are allocated on demand, without a bound.
+    free: Option<std::sync::Mutex<u32>>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn new(slots: Option<u32>) -> Self {
+        Self { free: slots.map(std::sync::Mutex::new), freed: std::sync::Condvar::new() }
+    }
+
+    /// Waits for a free slot; the slot is freed when the permit drops.
+    fn acquire(&self) -> SlotPermit<'_> {
+        if let Some(free) = &self.free {
+            let mut free = free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            while *free == 0 {
+                free = self.freed.wait(free).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            *free -= 1;
+        }
+        SlotPermit(self)
+    }
+}
+
+struct SlotPermit<'a>(&'a Slots);
+
+impl Drop for SlotPermit<'_> {
+    fn drop(&mut self) {
+        if let Some(free) = &self.0.free {
+            *free.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+            self.0.freed.notify_one();
+        }
+    }
 }
 
 /// Bumps the engine's epoch every `tick` until the engine is dropped. The
@@ -252,6 +362,7 @@ struct ProgramInner {
     limits: Limits,
     epoch_ticks: u64,
     size: usize,
+    slots: Arc<Slots>,
 }
 
 impl fmt::Debug for WasmProgram {
@@ -265,6 +376,7 @@ impl WasmProgram {
     /// would save. The executor engine never does this (see the module docs).
     #[doc(hidden)]
     pub fn step_reusing_instance(&self, calls: &[StepCall<'_>]) -> Vec<StepReport> {
+        let _slot = self.inner.slots.acquire();
         let mut store = self.store();
         let instance = match self.inner.pre.instantiate(&mut store) {
             Ok(instance) => instance,
@@ -305,14 +417,23 @@ impl WasmProgram {
             Err(error) => Err(classify(store, error, &self.inner.limits)),
         };
         let left = store.get_fuel().unwrap_or(0);
-        // wasmtime checks fuel at function entries and loop headers, so a
-        // call can end slightly past its budget without trapping (fuel left
-        // then reads 0). Exhausting the budget, exactly or not, fails.
+        let gas_used = call.gas_limit.saturating_sub(left).saturating_add(memory_gas(store.data().memory_peak));
         let result = match result {
-            Ok(_) if left == 0 => Err(Failure::OutOfGas),
+            // How much fuel an interrupted call burnt depends on the
+            // machine: charge what no machine can differ on, the whole
+            // budget. (Whether a call times out at all is the host
+            // protecting itself, not part of the transaction's semantics.)
+            Err(timeout @ Failure::Timeout { .. }) => {
+                return StepReport { result: Err(timeout), gas_used: call.gas_limit };
+            }
+            // wasmtime checks fuel at function entries and loop headers, so
+            // a call can end slightly past its budget without trapping (fuel
+            // left then reads 0). Exhausting the budget, exactly or not,
+            // fails.
+            Ok(_) if left == 0 || gas_used >= call.gas_limit => Err(Failure::OutOfGas),
             other => other,
         };
-        StepReport { result, gas_used: call.gas_limit.saturating_sub(left) }
+        StepReport { result, gas_used: gas_used.min(call.gas_limit) }
     }
 
     fn run(
@@ -356,12 +477,27 @@ impl WasmProgram {
 
 impl Program for WasmProgram {
     fn step(&self, call: StepCall<'_>) -> StepReport {
+        let _slot = self.inner.slots.acquire();
         let mut store = self.store();
         self.metered(&mut store, call, |store, call| {
             let instance = self.inner.pre.instantiate(&mut *store)?;
             self.run(store, &instance, call)
         })
     }
+}
+
+/// Gas per 64 KiB page of linear memory a call has beyond the warm pages
+/// a pool slot keeps resident: the host's real cost of memory is faulting
+/// pages in and zeroing them, on every call (each runs in a fresh
+/// instance), which fuel does not see. Priced so that the worst case of
+/// wall time per unit of gas stays within 10× of pure computation (see
+/// the README's "What gas buys").
+pub const GAS_PER_MEMORY_PAGE: u64 = 4096;
+
+/// The memory charge of a call whose linear memory peaked at `peak` bytes.
+fn memory_gas(peak: usize) -> u64 {
+    let pages = peak.saturating_sub(KEEP_RESIDENT).div_ceil(64 << 10);
+    (pages as u64).saturating_mul(GAS_PER_MEMORY_PAGE)
 }
 
 /// Names the failure behind a wasmtime error.

@@ -104,7 +104,11 @@ pub struct Worker;
 impl Worker {
     /// A worker engine named `id`, whose first transaction gets timestamp 1.
     pub fn instance(id: EngineId, config: WorkerConfig) -> Instance<Self> {
-        Instance { id, config: Arc::new(config), env: Environment::new(WorkerState { next: 1, ..WorkerState::default() }) }
+        Instance {
+            id,
+            config: Arc::new(config),
+            env: Environment::new(WorkerState { next: 1, ..WorkerState::default() }),
+        }
     }
 }
 
