@@ -147,7 +147,29 @@ fn access_violation(key: &[u8], access: Access) -> String {
     }
 }
 
+/// The longest guest error message kept, in bytes: the message travels in
+/// `ExecutorFinished` to the worker and the issuer, so it is bounded like
+/// every other output of a guest.
+pub const GUEST_MESSAGE_BYTES: usize = 4096;
+
 impl Failure {
+    /// A guest's error, its message cut to [`GUEST_MESSAGE_BYTES`] (at a
+    /// character boundary, saying how long it was).
+    pub fn guest(message: String) -> Self {
+        if message.len() <= GUEST_MESSAGE_BYTES {
+            return Self::Guest { message };
+        }
+        let mut end = GUEST_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = message.len();
+        let mut message = message;
+        message.truncate(end);
+        message.push_str(&format!("… ({total} bytes in all)"));
+        Self::Guest { message }
+    }
+
     /// The failure's kind as it is serialized (`"guest"`, `"out_of_gas"`,
     /// `"deadline"`, ...): a stable name for counting and reporting.
     pub fn kind(&self) -> &'static str {
@@ -182,6 +204,10 @@ pub enum TrapKind {
     Arithmetic,
     /// A bad indirect call.
     IndirectCall,
+    /// The guest handed back a value the canonical ABI cannot read (a
+    /// pointer out of bounds, a bad discriminant, invalid UTF-8), as
+    /// wasmtime describes it.
+    InvalidValue(String),
     /// Anything else, as wasmtime describes it.
     Other(String),
 }
@@ -193,6 +219,7 @@ impl fmt::Display for TrapKind {
             Self::MemoryOutOfBounds => f.write_str("out-of-bounds memory access"),
             Self::Arithmetic => f.write_str("arithmetic trap"),
             Self::IndirectCall => f.write_str("bad indirect call"),
+            Self::InvalidValue(message) => write!(f, "invalid value handed back: {message}"),
             Self::Other(message) => f.write_str(message),
         }
     }
@@ -333,12 +360,12 @@ impl<F: ExecutorFunction> Program for NativeProgram<F> {
             let state = match call.state {
                 Some(state) => state,
                 None => {
-                    starting = F::starting_state(call.executable).map_err(|message| Failure::Guest { message })?;
+                    starting = F::starting_state(call.executable).map_err(Failure::guest)?;
                     &starting
                 }
             };
             let step = F::execute_step(call.executable, state, call.input.cloned())
-                .map_err(|message| Failure::Guest { message })?;
+                .map_err(Failure::guest)?;
             self.limits.check_output(&step.state, &step.requests)?;
             let halted = F::halted(&step.state);
             Ok(StepOutput { state: step.state, requests: step.requests, halted })

@@ -59,3 +59,46 @@ fn scenario_refuses_a_key_given_twice_in_initial_state() {
     let error = Scenario::from_json(text).unwrap_err().to_string();
     assert!(error.contains("initial_state") && error.contains("key \"a\" is given twice"), "{error}");
 }
+
+/// A transaction with thousands of eager keys used to die at its deadline
+/// (its mailbox dropped most of the reads) or exhaust the deterministic
+/// harness's step budget. Every read reaches it now, in both deliveries.
+#[test]
+fn a_transaction_with_five_thousand_eager_keys_finishes() {
+    use executor_guest::{ExecutorFunction, Input, Step};
+
+    /// Halts once it has been fed `n` values (the count is the state).
+    #[derive(Debug)]
+    struct CountReads;
+    impl ExecutorFunction for CountReads {
+        fn starting_state(_: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(0u32.to_le_bytes().to_vec())
+        }
+        fn execute_step(exe: &[u8], state: &[u8], _: Option<Input>) -> Result<Step, String> {
+            let seen = u32::from_le_bytes(state.try_into().map_err(|_| "state")?) + 1;
+            let done = seen.to_string().as_bytes() == exe;
+            let state = if done { b"done".to_vec() } else { seen.to_le_bytes().to_vec() };
+            Ok(Step::new(state, Vec::new()))
+        }
+        fn halted(state: &[u8]) -> bool {
+            state == b"done"
+        }
+    }
+    let keys: Vec<Vec<u8>> = (0..5000).map(|i| format!("key{i:05}").into_bytes()).collect();
+    let workload = Workload {
+        shards: 3,
+        initial: Default::default(),
+        transactions: vec![TxSpec {
+            executable: b"5000".to_vec(),
+            keys: KeySets { eager_read_keys: keys, ..KeySets::default() },
+        }],
+    };
+    let program = Arc::new(NativeProgram::<CountReads>::new(Limits::default()));
+    for delivery in [Delivery::Deterministic { seed: 2 }, Delivery::Concurrent { threads: 2 }] {
+        let outcome = harness::execute(&workload, program.clone(), &ExecutorOptions::default(), delivery).unwrap();
+        let report = &outcome.transactions[0].finished;
+        assert!(report.success, "{delivery:?}: {:?}", report.failure);
+        assert_eq!(report.values_read.len(), 5000, "{delivery:?}");
+        assert_eq!(outcome.pending_markers, 0, "{delivery:?}");
+    }
+}

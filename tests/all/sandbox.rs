@@ -8,6 +8,9 @@ use executor_host::{LoadError, Sandbox, SandboxConfig};
 
 use crate::support::*;
 
+mod hostile_cases;
+mod wat_guest;
+
 /// Runs the hostile guest in `mode` on `sandbox`, then checks that the same
 /// sandbox still runs a transfer.
 fn attack(sandbox: &Sandbox, mode: &str, gas: u64) -> Failure {
@@ -137,6 +140,7 @@ fn compiled_artifacts_are_cached_on_disk_and_reused() {
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.'))
             .collect();
         names.sort();
         names
@@ -152,8 +156,11 @@ fn compiled_artifacts_are_cached_on_disk_and_reused() {
     assert_eq!(run.result, Ok(()));
     assert_eq!(artifacts(), first);
 
-    // A different configuration must not reuse it.
-    let other = sandbox_with(Limits { state_bytes: 7, ..Limits::default() });
+    // A limit that does not shape compiled code reuses it...
+    sandbox_with(Limits { state_bytes: 7, ..Limits::default() }).load_cached(&component, &cache).unwrap();
+    assert_eq!(artifacts(), first);
+    // ...an engine setting that does must not.
+    let other = Sandbox::new(SandboxConfig { max_wasm_stack: 128 << 10, ..SandboxConfig::default() }).unwrap();
     other.load_cached(&component, &cache).unwrap();
     assert_eq!(artifacts().len(), 2);
 
@@ -161,4 +168,79 @@ fn compiled_artifacts_are_cached_on_disk_and_reused() {
     std::fs::write(dir.path().join(&first[0]), b"garbage").unwrap();
     let program = sandbox_with(Limits::default()).load_cached(&component, &cache).unwrap();
     assert_eq!(drive(&program, br#"{"key":"k","amount":1}"#, &[input("k", None)], GAS).result, Ok(()));
+}
+
+/// Before the fix an artifact was trusted by its file name: copying
+/// counter's artifact over transfer's made the host run counter's native
+/// code for transfer (and a crafted file ran anything). Each artifact is
+/// now bound to its key and bytes by a MAC and recompiled on mismatch.
+#[test]
+fn a_swapped_or_crafted_artifact_is_never_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cap_std::fs::Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+    let cwasm = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".cwasm") && !name.starts_with('.'))
+            .collect()
+    };
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    sandbox_with(Limits::default()).load_cached(&transfer, &cache).unwrap();
+    let transfer_file = cwasm().into_iter().next().unwrap();
+    sandbox_with(Limits::default()).load_cached(&bytes(guest_artifacts::COUNTER), &cache).unwrap();
+    let counter_file = cwasm().into_iter().find(|f| *f != transfer_file).unwrap();
+    std::fs::copy(dir.path().join(&counter_file), dir.path().join(&transfer_file)).unwrap();
+
+    // A new process loads "transfer": it must run transfer, not counter.
+    let program = sandbox_with(Limits::default()).load_cached(&transfer, &cache).unwrap();
+    let run = drive(&program, &transfer_exe("a", "b", 1), &[input("a", Some("5")), input("b", Some("0"))], GAS);
+    assert_eq!(run.result, Ok(()), "{run:?}");
+    assert_eq!(requests(&run).last(), Some(&write("b", "1")));
+    // And the swapped file was replaced by transfer's own.
+    assert_ne!(
+        std::fs::read(dir.path().join(&transfer_file)).unwrap(),
+        std::fs::read(dir.path().join(&counter_file)).unwrap()
+    );
+
+    // A file crafted with the right header but no valid tag: recompiled too.
+    let mut crafted = std::fs::read(dir.path().join(&counter_file)).unwrap();
+    crafted[10] ^= 0xff;
+    std::fs::write(dir.path().join(&transfer_file), &crafted).unwrap();
+    let program = sandbox_with(Limits::default()).load_cached(&transfer, &cache).unwrap();
+    let run = drive(&program, &transfer_exe("a", "b", 1), &[input("a", Some("5")), input("b", Some("0"))], GAS);
+    assert_eq!(run.result, Ok(()), "{run:?}");
+}
+
+/// Loads of one component from many threads at once used to race on one
+/// temporary file name, failing some of them.
+#[test]
+fn concurrent_loads_of_one_component_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = bytes(guest_artifacts::COUNTER);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let cache = cap_std::fs::Dir::open_ambient_dir(dir.path(), cap_std::ambient_authority()).unwrap();
+                sandbox_with(Limits::default()).load_cached(&component, &cache).unwrap();
+            });
+        }
+    });
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A guest's error message is output like any other: bounded. A 10 MiB
+/// message used to travel whole in `ExecutorFinished`, to two recipients.
+#[test]
+fn a_huge_guest_error_message_is_cut_short() {
+    let hostile = load(sandbox(), guest_artifacts::HOSTILE);
+    let run = drive(&hostile, b"err-huge", &[], GAS);
+    let Err(executor_host::Failure::Guest { message }) = &run.result else { panic!("{:?}", run.result) };
+    assert!(message.len() <= executor_host::GUEST_MESSAGE_BYTES + 64, "{} bytes", message.len());
+    assert!(message.ends_with(&format!("({} bytes in all)", 10 << 20)), "{}", &message[message.len() - 40..]);
 }

@@ -18,7 +18,7 @@ pub(super) struct CallLimiter {
 /// Raised (as a trap) when a guest grows past a limit.
 #[derive(Debug, thiserror::Error)]
 #[error("guest grew past its {0} limit")]
-struct LimitHit(&'static str);
+pub(super) struct LimitHit(&'static str);
 
 impl CallLimiter {
     pub(super) fn new(memory_bytes: usize, table_elements: usize) -> Self {

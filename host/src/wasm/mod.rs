@@ -445,18 +445,21 @@ impl WasmProgram {
         let starting;
         let state = match call.state {
             Some(state) => state,
-            None => match instance.call_starting_state(&mut *store, call.executable)? {
+            None => match instance.call_starting_state(&mut *store, call.executable).map_err(guest_fault)? {
                 Ok(state) => {
                     starting = state;
                     &starting
                 }
-                Err(message) => return Ok(Err(Failure::Guest { message })),
+                Err(message) => return Ok(Err(Failure::guest(message))),
             },
         };
         let input = call.input.map(|i| bindings::Input { key: i.key.clone(), datum: i.datum.clone() });
-        let step = match instance.call_execute_step(&mut *store, call.executable, state, input.as_ref())? {
+        let step = match instance
+            .call_execute_step(&mut *store, call.executable, state, input.as_ref())
+            .map_err(guest_fault)?
+        {
             Ok(step) => step,
-            Err(message) => return Ok(Err(Failure::Guest { message })),
+            Err(message) => return Ok(Err(Failure::guest(message))),
         };
         let requests: Vec<Request> = step
             .requests
@@ -470,7 +473,7 @@ impl WasmProgram {
         if let Err(failure) = self.inner.limits.check_output(&step.state, &requests) {
             return Ok(Err(failure));
         }
-        let halted = instance.call_halted(&mut *store, &step.state)?;
+        let halted = instance.call_halted(&mut *store, &step.state).map_err(guest_fault)?;
         Ok(Ok(StepOutput { state: step.state, requests, halted }))
     }
 }
@@ -500,6 +503,21 @@ fn memory_gas(peak: usize) -> u64 {
     (pages as u64).saturating_mul(GAS_PER_MEMORY_PAGE)
 }
 
+/// An error of a guest call that is not a trap: wasmtime could not read
+/// what the guest handed back. The guest's fault, not the host's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct GuestFault(String);
+
+/// Marks a call's non-trap error as the guest's fault (traps, and the
+/// limiter's errors, pass through to [`classify`] unchanged).
+fn guest_fault(error: wasmtime::Error) -> wasmtime::Error {
+    if error.downcast_ref::<wasmtime::Trap>().is_some() || error.downcast_ref::<limiter::LimitHit>().is_some() {
+        return error;
+    }
+    wasmtime::Error::new(GuestFault(format!("{error:#}")))
+}
+
 /// Names the failure behind a wasmtime error.
 fn classify(store: &Store<CallLimiter>, error: wasmtime::Error, limits: &Limits) -> Failure {
     let limiter = store.data();
@@ -508,6 +526,9 @@ fn classify(store: &Store<CallLimiter>, error: wasmtime::Error, limits: &Limits)
     }
     if limiter.table_hit {
         return Failure::TableLimit { limit: limits.table_elements };
+    }
+    if let Some(GuestFault(message)) = error.downcast_ref::<GuestFault>() {
+        return Failure::Trap { trap: TrapKind::InvalidValue(message.clone()) };
     }
     let Some(trap) = error.downcast_ref::<wasmtime::Trap>() else {
         return Failure::Host { message: format!("{error:#}") };

@@ -75,10 +75,11 @@ pub(super) async fn execute(
     program: Arc<dyn Program>,
     options: &ExecutorOptions,
     threads: usize,
+    per_second: Option<u32>,
 ) -> Result<Outcome, HarnessError> {
     let network = wire(workload, program, options, threads).await?;
     let Some(runtimes) = network.runtimes.get() else { return Err(HarnessError::Stuck("network not wired".into())) };
-    let submitted = submit(workload, runtimes).await?;
+    let submitted = submit(workload, runtimes, per_second).await?;
     settle(&network, runtimes, workload.transactions.len(), stall_limit(options)).await?;
     collect(&network, runtimes, workload.transactions.len(), &submitted).await
 }
@@ -123,11 +124,18 @@ async fn wire(
     Ok(network)
 }
 
-/// Submits every transaction in order (so the i-th gets timestamp i + 1)
-/// and returns when each was submitted.
-async fn submit(workload: &Workload, runtimes: &Runtimes) -> Result<Vec<Instant>, HarnessError> {
+/// Submits every transaction in order (so the i-th gets timestamp i + 1),
+/// all at once or `per_second`, and returns when each was submitted.
+async fn submit(workload: &Workload, runtimes: &Runtimes, per_second: Option<u32>) -> Result<Vec<Instant>, HarnessError> {
     let mut submitted = Vec::with_capacity(workload.transactions.len());
-    for request in requests(workload) {
+    let start = tokio::time::Instant::now();
+    for (i, request) in requests(workload).enumerate() {
+        if let Some(rate) = per_second {
+            // On schedule, not after the previous send: a late tick does
+            // not push every later submission back.
+            let due = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
+            tokio::time::sleep_until(due).await;
+        }
         submitted.push(Instant::now());
         runtimes.worker.deliver(request).await?;
     }

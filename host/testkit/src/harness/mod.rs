@@ -80,10 +80,20 @@ pub enum Delivery {
         /// The seed of the delivery order.
         seed: u64,
     },
-    /// tokio, multi-threaded, real time.
+    /// tokio, multi-threaded, real time, every transaction submitted at
+    /// once (closed loop: latency includes queueing behind the others).
     Concurrent {
         /// Worker threads of the runtime, and guest-call threads.
         threads: usize,
+    },
+    /// As [`Delivery::Concurrent`], with transactions submitted at a fixed
+    /// offered rate (open loop), so latency is measured under a steady
+    /// load instead of behind a queue of everything.
+    OpenLoop {
+        /// Worker threads of the runtime, and guest-call threads.
+        threads: usize,
+        /// Transactions submitted per second.
+        per_second: u32,
     },
 }
 
@@ -239,13 +249,17 @@ pub fn execute(
         Delivery::Deterministic { seed } => {
             simulation::Simulation::new(workload, program, options, seed).settle(workload)
         }
-        Delivery::Concurrent { threads } => {
+        Delivery::Concurrent { threads } | Delivery::OpenLoop { threads, .. } => {
+            let per_second = match delivery {
+                Delivery::OpenLoop { per_second, .. } => Some(per_second.max(1)),
+                _ => None,
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads.max(1))
                 .enable_all()
                 .build()
                 .map_err(HarnessError::Runtime)?;
-            runtime.block_on(concurrent::execute(workload, program, options, threads.max(1)))
+            runtime.block_on(concurrent::execute(workload, program, options, threads.max(1), per_second))
         }
     }
 }
