@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     let ids_bytes = ids.capacity() * std::mem::size_of::<(u64, Vec<Vec<u8>>, EngineId)>()
         + ids
             .iter()
-            .map(|(_, k, id)| k.capacity() * 24 + k.iter().map(|k| k.capacity()).sum::<usize>() + id.name.capacity())
+            .map(|(_, k, id)| k.capacity() * 24 + k.iter().map(|k| k.capacity()).sum::<usize>() + id.name.len())
             .sum::<usize>();
     let after = LIVE.load(Ordering::Relaxed);
     let per = (after - before - ids_bytes) as f64 / IN_FLIGHT as f64;

@@ -36,14 +36,16 @@ pub type MailboxId = u64;
 pub struct EngineId {
     /// The node (process or machine) the engine lives on; `None` for a
     /// local engine.
-    pub node: Option<String>,
+    pub node: Option<Arc<str>>,
     /// The engine's name, unique on its node.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
+// Ids are shared strings: every message carries two and every executor
+// sends many, so a clone must be a reference count, not an allocation.
 impl EngineId {
     /// A local engine (no node id).
-    pub fn local(name: impl Into<String>) -> Self {
+    pub fn local(name: impl Into<Arc<str>>) -> Self {
         Self { node: None, name: name.into() }
     }
 }

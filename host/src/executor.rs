@@ -329,7 +329,7 @@ pub struct Executor;
 /// The id of the executor of `timestamp` spawned by `worker`. Unique per
 /// worker and transaction, and the id it sends from.
 pub fn executor_id(worker: &EngineId, timestamp: Timestamp) -> EngineId {
-    EngineId { node: worker.node.clone(), name: format!("executor/{}/{timestamp}", worker.name) }
+    EngineId { node: worker.node.clone(), name: format!("executor/{}/{timestamp}", worker.name).into() }
 }
 
 impl Executor {

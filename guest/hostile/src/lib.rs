@@ -102,6 +102,18 @@ fn first_step(executable: &[u8]) -> Result<Step, String> {
     match executable {
         b"loop" => spin(),
         b"grow" => hoard(),
+        b"touch-15m" => {
+            // Memory's worst case for the host: nearly all of the 16 MiB
+            // allowed, every page touched, on every step.
+            let mut pages = vec![0u8; 15 * MIB];
+            for page in pages.chunks_mut(4096) {
+                if let Some(byte) = page.first_mut() {
+                    *byte = 1;
+                }
+            }
+            core::hint::black_box(&mut pages);
+            done(Vec::new())
+        }
         b"grow-huge" => {
             // 65536 pages: the whole 32-bit address space at once.
             grow_to(1 << 16)?;

@@ -83,14 +83,14 @@ pub enum Delivery {
     /// tokio, multi-threaded, real time, every transaction submitted at
     /// once (closed loop: latency includes queueing behind the others).
     Concurrent {
-        /// Worker threads of the runtime, and guest-call threads.
+        /// Threads of the tokio runtime; guest calls run on them.
         threads: usize,
     },
     /// As [`Delivery::Concurrent`], with transactions submitted at a fixed
     /// offered rate (open loop), so latency is measured under a steady
     /// load instead of behind a queue of everything.
     OpenLoop {
-        /// Worker threads of the runtime, and guest-call threads.
+        /// Threads of the tokio runtime; guest calls run on them.
         threads: usize,
         /// Transactions submitted per second.
         per_second: u32,
@@ -259,7 +259,7 @@ pub fn execute(
                 .enable_all()
                 .build()
                 .map_err(HarnessError::Runtime)?;
-            runtime.block_on(concurrent::execute(workload, program, options, threads.max(1), per_second))
+            runtime.block_on(concurrent::execute(workload, program, options, per_second))
         }
     }
 }
