@@ -1,21 +1,55 @@
 //! `executor-host`: check, build, deploy and run executor guests.
+//!
+//! - `config`: the configuration file (`--config`) and how it merges with
+//!   scenarios and flags;
+//! - `logging`: `tracing` on stderr (`--log-level`, `--log-format`,
+//!   `RUST_LOG`);
+//! - `output`: what `run`, `list` and `check` print (`--output`), and
+//!   `run`'s progress bar.
 
+mod config;
+mod logging;
+mod output;
+
+use std::io::Write as _;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
-use std::sync::Arc;
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use executor_host::ModuleStore;
-use executor_host::{Limits, NativeProgram, Program};
-use executor_host::{Sandbox, SandboxConfig, WasmProgram};
+use executor_host::{NativeProgram, Program};
+use executor_host::{Sandbox, WasmProgram};
 use executor_testkit::harness::{self, Delivery};
 use executor_testkit::scenario::{Report, Scenario};
 
+use config::Config;
+use logging::{LogFormat, LogLevel};
+use output::{Output, RunOutput};
+
 #[derive(Parser)]
-#[command(version, about = "Run Anoma's Executor Engine with sandboxed wasm executor functions")]
+#[command(
+    name = "executor-host",
+    version,
+    about = "Run Anoma's Executor Engine with sandboxed wasm executor functions"
+)]
 struct Cli {
+    /// A configuration file (TOML) with `[sandbox]`, `[executor]` and
+    /// `[host]` sections; `executor-host config --default` prints every key
+    /// with its default. Flags given on the command line override it.
+    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The least severe log events shown on stderr. When given it overrides
+    /// `RUST_LOG`; without either, `warn`.
+    #[arg(long, global = true, help_heading = "Global options", value_enum, value_name = "LEVEL")]
+    log_level: Option<LogLevel>,
+    /// How log events are written on stderr.
+    #[arg(long, global = true, help_heading = "Global options", value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -27,6 +61,8 @@ enum Cmd {
     Check {
         /// The component (`.wasm`).
         file: PathBuf,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Build a guest crate for wasm32-unknown-unknown and turn it into a
     /// checked executor component.
@@ -38,9 +74,12 @@ enum Cmd {
         /// The package to build, in a workspace.
         #[arg(short, long)]
         package: Option<String>,
-        /// Cargo profile.
-        #[arg(long, default_value = "release")]
-        profile: String,
+        /// A cargo profile of the guest's workspace to build with, as it is
+        /// defined there. Without it, the profile `guest` is set up for a
+        /// compact component (opt-level 3, lto, one codegen unit, panic
+        /// abort, stripped; overriding any `[profile.guest]` of the crate).
+        #[arg(long)]
+        profile: Option<String>,
         /// Where to write the component (default: `<crate>.wasm` here).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -54,45 +93,113 @@ enum Cmd {
         /// with a-z or 0-9.
         #[arg(long)]
         name: String,
-        /// The module store directory (created if missing).
-        #[arg(long, default_value = DEFAULT_STORE)]
-        store: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// List the modules deployed in a module store: name, hash, size.
     List {
-        /// The module store directory (created if missing).
-        #[arg(long, default_value = DEFAULT_STORE)]
-        store: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Run a scenario on the embedded defaults (in-process shards and
-    /// worker) and print a JSON report: each transaction's timestamp,
-    /// outcome, gas, values read and written, and the final state.
-    Run {
-        /// The guest: a component file (`.wasm`) or a deployed name.
-        #[arg(long, required_unless_present = "native", conflicts_with = "native")]
-        guest: Option<String>,
-        /// Run the native build of an example function instead of wasm.
-        #[arg(long, value_enum)]
-        native: Option<NativeExample>,
-        /// The scenario file (JSON; see the README).
-        #[arg(long)]
-        scenario: PathBuf,
-        /// Deliver messages in a random order drawn from this seed, on one
-        /// thread (reproducible). Without it, the run is concurrent.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// The module store, for deployed names.
-        #[arg(long, default_value = DEFAULT_STORE)]
-        store: PathBuf,
-    },
+    /// worker) and print a summary, or the JSON report: each transaction's
+    /// timestamp, outcome, gas, values read and written, the final state
+    /// and the totals.
+    Run(RunArgs),
     /// Remove a deployed name from a module store.
     Remove {
         /// The deployed name.
         name: String,
-        /// The module store directory (created if missing).
-        #[arg(long, default_value = DEFAULT_STORE)]
-        store: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
     },
+    /// Print the configuration as TOML: the effective one (the defaults
+    /// with `--config`'s file applied), or with `--default` the defaults.
+    Config {
+        /// Print the defaults, documented, whatever `--config` says.
+        #[arg(long)]
+        default: bool,
+    },
+    /// Print a shell completion script on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: the command's, or a
+    /// subcommand's (`executor-host-run(1)`).
+    Man {
+        /// The subcommand (`run`, `build`, ...).
+        command: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The guest: a component file (`.wasm`) or a deployed name.
+    #[arg(long, required_unless_present = "native", conflicts_with = "native")]
+    guest: Option<String>,
+    /// Run the native build of an example function instead of wasm.
+    #[arg(long, value_enum)]
+    native: Option<NativeExample>,
+    /// The scenario file (JSON; see the README).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// Deliver messages in a random order drawn from this seed, on one
+    /// thread (reproducible). Without it (nor `host.seed`), the run is
+    /// concurrent.
+    #[arg(long, conflicts_with = "concurrent")]
+    seed: Option<u64>,
+    /// Deliver concurrently even if the configuration file sets a seed.
+    #[arg(long)]
+    concurrent: bool,
+    /// Threads of a concurrent run (default: `host.threads`, else one per
+    /// core).
+    #[arg(long, value_name = "N")]
+    threads: Option<NonZeroUsize>,
+    /// Gas budget per transaction, over the configuration file's and the
+    /// scenario's `gas_limit`.
+    #[arg(long, value_name = "GAS")]
+    gas_limit: Option<u64>,
+    /// Exit with status 1 when any transaction failed (for CI).
+    #[arg(long)]
+    fail_on_failure: bool,
+    #[command(flatten)]
+    store: StoreArg,
+    #[command(flatten)]
+    output: OutputArg,
+}
+
+/// `--store`, shared by the commands that use the module store.
+#[derive(clap::Args)]
+struct StoreArg {
+    /// The module store directory, created if missing (default:
+    /// `host.store` of the configuration, else `executor-store`).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+}
+
+impl StoreArg {
+    fn resolve(self, config: &Config) -> PathBuf {
+        self.store.unwrap_or_else(|| config.host.store.clone())
+    }
+}
+
+/// `--output`, shared by `run`, `list` and `check`.
+#[derive(clap::Args)]
+struct OutputArg {
+    /// What to print: `human` (tables) or `json`. Default: human when
+    /// stdout is a terminal, JSON otherwise.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    output: Option<Output>,
+}
+
+impl OutputArg {
+    fn resolve(self) -> Output {
+        Output::resolve(self.output)
+    }
 }
 
 /// The example functions `run --native` can link.
@@ -103,32 +210,130 @@ enum NativeExample {
     Nockma,
 }
 
-/// The module store used when `--store` is not given.
-const DEFAULT_STORE: &str = "executor-store";
+/// What `build` sets up as the profile `guest` when no `--profile` is
+/// given: the workspace's `[profile.guest]`, as cargo `--config` overrides
+/// so that it exists for any crate.
+const COMPACT_PROFILE: &str = "guest";
+const COMPACT_SETTINGS: &[&str] = &[
+    "profile.guest.inherits=\"release\"",
+    "profile.guest.opt-level=3",
+    "profile.guest.lto=true",
+    "profile.guest.codegen-units=1",
+    "profile.guest.panic=\"abort\"",
+    "profile.guest.strip=true",
+    "profile.guest.debug=false",
+];
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    if let Err(error) = logging::init(cli.log_level, cli.log_format) {
+        eprintln!("error: {}", one_line(&format!("{error:#}")));
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
+        Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            tracing::debug!(error = format!("{error:?}"), "failed");
+            eprintln!("error: {}", one_line(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Cmd::Check { file } => check(&file),
-        Cmd::Build { manifest_path, package, profile, output } => {
-            build(manifest_path.as_deref(), package.as_deref(), &profile, output)
-        }
-        Cmd::Deploy { file, name, store } => deploy(&file, &name, &store),
-        Cmd::List { store } => list(&store),
-        Cmd::Remove { name, store } => remove(&name, &store),
-        Cmd::Run { guest, native, scenario, seed, store } => {
-            run_scenario(guest.as_deref(), native, &scenario, seed, &store)
-        }
+/// A command-line error in one line (clap's own spans several: the
+/// error, the possible values, the usage); help and version as clap
+/// prints them.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        error.exit();
     }
+    let text = error.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect();
+    eprintln!("{}", line.join(" "));
+    ExitCode::from(2)
+}
+
+/// `text` on one line: each line trimmed, joined by spaces.
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let config = match &cli.config {
+        Some(path) => {
+            let config = Config::load(path)?;
+            tracing::debug!(file = %path.display(), ?config, "configuration loaded");
+            config
+        }
+        None => Config::default(),
+    };
+    match cli.command {
+        Cmd::Check { file, output } => check(&file, &config, output.resolve())?,
+        Cmd::Build { manifest_path, package, profile, output } => {
+            build(manifest_path.as_deref(), package.as_deref(), profile.as_deref(), output, &config)?
+        }
+        Cmd::Deploy { file, name, store } => deploy(&file, &name, &store.resolve(&config), &config)?,
+        Cmd::List { store, output } => list(&store.resolve(&config), output.resolve())?,
+        Cmd::Remove { name, store } => remove(&name, &store.resolve(&config))?,
+        Cmd::Run(args) => return run_scenario(args, &config),
+        Cmd::Config { default } => {
+            let shown = if default { Config::default() } else { config };
+            emit(&shown.to_toml()?)?;
+        }
+        Cmd::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "executor-host", &mut out);
+            emit(&String::from_utf8_lossy(&out))?;
+        }
+        Cmd::Man { command } => emit(&man_page(command.as_deref())?)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The man page of the command, or of one of its subcommands.
+fn man_page(subcommand: Option<&str>) -> Result<String> {
+    let mut command = Cli::command();
+    // Propagates the global options to each subcommand.
+    command.build();
+    let page = match subcommand {
+        None => command,
+        Some(name) => {
+            let Some(sub) = command.find_subcommand(name).filter(|_| name != "help") else {
+                let names: Vec<&str> =
+                    command.get_subcommands().map(clap::Command::get_name).filter(|n| *n != "help").collect();
+                bail!("no command `{name}` (commands: {})", names.join(", "));
+            };
+            let title = format!("executor-host-{}", sub.get_name());
+            sub.clone().name(title)
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page).render(&mut out).context("rendering the man page")?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn sandbox(config: &Config) -> Result<Sandbox> {
+    Sandbox::new(config.sandbox.clone()).context("setting up the sandbox ([sandbox] of the configuration)")
 }
 
 /// Opens the module store at `path`, creating the directory if `create`.
@@ -145,29 +350,23 @@ fn open_store(path: &Path, create: bool) -> Result<ModuleStore> {
     ModuleStore::open(dir).with_context(|| format!("opening the module store {}", path.display()))
 }
 
-fn deploy(file: &Path, name: &str, store: &Path) -> Result<()> {
+fn deploy(file: &Path, name: &str, store: &Path, config: &Config) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let sandbox = sandbox(config)?;
     let deployed = open_store(store, true)?
         .deploy(&sandbox, name, &bytes)
         .with_context(|| format!("deploying {}", file.display()))?;
-    println!("deployed {} as {} ({}, {} bytes)", file.display(), deployed.name, deployed.hash, deployed.size);
-    Ok(())
+    emit(&format!("deployed {} as {} ({}, {} bytes)\n", file.display(), deployed.name, deployed.hash, deployed.size))
 }
 
-fn list(store: &Path) -> Result<()> {
+fn list(store: &Path, format: Output) -> Result<()> {
     let deployed = open_store(store, true)?.list().with_context(|| format!("listing {}", store.display()))?;
-    let width = deployed.iter().map(|d| d.name.len()).max().unwrap_or(0);
-    for d in deployed {
-        println!("{:width$}  {}  {} bytes", d.name, d.hash, d.size);
-    }
-    Ok(())
+    emit(&output::list(&deployed, format)?)
 }
 
 fn remove(name: &str, store: &Path) -> Result<()> {
     open_store(store, true)?.remove(name).with_context(|| format!("removing from {}", store.display()))?;
-    println!("removed {name}");
-    Ok(())
+    emit(&format!("removed {name}\n"))
 }
 
 /// Loads the guest named by `guest`: a component file if `guest` ends in
@@ -187,58 +386,115 @@ fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path) -> Result<WasmProgra
         .with_context(|| format!("loading from the module store {}", store.display()))
 }
 
-fn check(file: &Path) -> Result<()> {
+fn check(file: &Path, config: &Config, format: Output) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let sandbox = sandbox(config)?;
     // Describe first, so even a rejected component shows what it holds.
-    if let Ok(info) = sandbox.inspect(&bytes) {
-        print!("{info}");
+    let info = sandbox.inspect(&bytes).ok();
+    let loaded = sandbox.load(&bytes).map(drop).with_context(|| format!("{} is not a valid executor", file.display()));
+    match format {
+        Output::Human => {
+            if let Some(info) = &info {
+                emit(&info.to_string())?;
+            }
+            if loaded.is_ok() {
+                emit(&format!("ok: {} is a valid executor component\n", file.display()))?;
+            }
+        }
+        Output::Json => {
+            let error = loaded.as_ref().err().map(|e| one_line(&format!("{e:#}")));
+            emit(&(output::check_json(&file.display().to_string(), bytes.len(), info.as_ref(), error)? + "\n"))?;
+        }
     }
-    sandbox.load(&bytes).with_context(|| format!("{} is not a valid executor", file.display()))?;
-    println!("ok: {} is a valid executor component", file.display());
-    Ok(())
+    loaded
 }
 
-fn build(manifest: Option<&Path>, package: Option<&str>, profile: &str, output: Option<PathBuf>) -> Result<()> {
-    let mut guest = executor_guest_build::GuestBuild::new(profile);
+fn build(
+    manifest: Option<&Path>,
+    package: Option<&str>,
+    profile: Option<&str>,
+    output: Option<PathBuf>,
+    config: &Config,
+) -> Result<()> {
+    let mut guest = match profile {
+        Some(profile) => executor_guest_build::GuestBuild::new(profile),
+        None => {
+            COMPACT_SETTINGS.iter().fold(executor_guest_build::GuestBuild::new(COMPACT_PROFILE), |build, setting| {
+                build.cargo_config(*setting)
+            })
+        }
+    };
     if let Some(manifest) = manifest {
         guest = guest.manifest_path(manifest);
     }
     if let Some(package) = package {
         guest = guest.package(package);
     }
+    tracing::info!(profile = profile.unwrap_or(COMPACT_PROFILE), "building the guest");
     let module = guest.run()?.single().context("pick the guest crate with --package")?;
     let component = module.componentize()?;
-    Sandbox::new(SandboxConfig::default())?.load(&component).context("the built component is not a valid executor")?;
+    sandbox(config)?.load(&component).context("the built component is not a valid executor")?;
     let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.wasm", module.package)));
     std::fs::write(&output, &component).with_context(|| format!("writing {}", output.display()))?;
-    println!("built {} ({} bytes)", output.display(), component.len());
-    Ok(())
+    emit(&format!("built {} ({} bytes)\n", output.display(), component.len()))
 }
 
-fn run_scenario(
-    guest: Option<&str>,
-    native: Option<NativeExample>,
-    scenario: &Path,
-    seed: Option<u64>,
-    store: &Path,
-) -> Result<()> {
-    let text = std::fs::read_to_string(scenario).with_context(|| format!("reading {}", scenario.display()))?;
-    let scenario =
-        Scenario::from_json(&text).with_context(|| format!("{} is not a valid scenario", scenario.display()))?;
-    let limits = Limits::default();
-    let program: Arc<dyn Program> = match (native, guest) {
+fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
+    let path = &args.scenario;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let scenario = Scenario::from_json(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
+    let options = config::executor_options(&config.executor, &text, args.gas_limit)
+        .with_context(|| format!("{} is not a valid scenario", path.display()))?;
+    let limits = config.sandbox.limits.clone();
+    let program: Arc<dyn Program> = match (args.native, args.guest.as_deref()) {
         (Some(NativeExample::Transfer), _) => Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(limits)),
         (Some(NativeExample::Counter), _) => Arc::new(NativeProgram::<counter_guest::CounterFunction>::new(limits)),
         (Some(NativeExample::Nockma), _) => Arc::new(NativeProgram::<nockma_guest::NockmaFunction>::new(limits)),
-        (None, Some(guest)) => Arc::new(load_guest(&Sandbox::new(SandboxConfig::default())?, guest, store)?),
+        (None, Some(guest)) => Arc::new(load_guest(&sandbox(config)?, guest, &args.store.resolve(config))?),
         (None, None) => bail!("name a --guest or a --native example"),
     };
+    let seed = if args.concurrent { None } else { args.seed.or(config.host.seed) };
     let delivery = match seed {
         Some(seed) => Delivery::Deterministic { seed },
-        None => Delivery::Concurrent { threads: std::thread::available_parallelism().map_or(2, usize::from) },
+        None => Delivery::Concurrent {
+            threads: args
+                .threads
+                .or(config.host.threads)
+                .map_or_else(|| std::thread::available_parallelism().map_or(2, usize::from), NonZeroUsize::get),
+        },
     };
-    let outcome = harness::execute(&scenario.workload(), program, &scenario.options, delivery)?;
-    println!("{}", Report::from(&outcome));
-    Ok(())
+    let transactions = scenario.transactions.len();
+    tracing::info!(transactions, shards = scenario.shards, ?delivery, ?options, "running the scenario");
+
+    let bar = output::progress_bar(transactions);
+    let program: Arc<dyn Program> = match &bar {
+        Some(bar) => Arc::new(output::Counted { inner: program, bar: bar.clone() }),
+        None => program,
+    };
+    let started = Instant::now();
+    let outcome = harness::execute(&scenario.workload(), program, &options, delivery);
+    let elapsed = started.elapsed();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let outcome = outcome?;
+    let report = Report::from(&outcome);
+    let summary = RunOutput::new(&report, elapsed);
+    tracing::info!(
+        succeeded = report.succeeded,
+        failed = report.failed,
+        seconds = summary.seconds,
+        pending_markers = outcome.pending_markers,
+        dropped = outcome.dropped,
+        "run finished"
+    );
+    match args.output.resolve() {
+        Output::Human => emit(&summary.to_string())?,
+        Output::Json => emit(&(summary.json()? + "\n"))?,
+    }
+    if args.fail_on_failure && report.failed > 0 {
+        eprintln!("error: {} of {transactions} transactions failed (--fail-on-failure)", report.failed);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -47,8 +47,8 @@ pub use executor::{
 pub use messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
 pub use module_store::{Deployed, ModuleStore, StoreError, validate_name};
 pub use program::{
-    Access, Failure, GUEST_MESSAGE_BYTES, Input, Limits, NativeProgram, Oversize, Program, Request, StepCall, StepOutput, StepReport,
-    TrapKind,
+    Access, Failure, GUEST_MESSAGE_BYTES, Input, Limits, NativeProgram, Oversize, Program, Request, StepCall,
+    StepOutput, StepReport, TrapKind,
 };
 pub use runtime::{Execution, Inbox, Refused, Router, RuntimeMetrics, Spawner, Stopped};
 pub use wasm::{ComponentInfo, GAS_PER_MEMORY_PAGE, LoadError, Sandbox, SandboxConfig, SandboxError, WasmProgram};

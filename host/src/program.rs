@@ -364,8 +364,7 @@ impl<F: ExecutorFunction> Program for NativeProgram<F> {
                     &starting
                 }
             };
-            let step = F::execute_step(call.executable, state, call.input.cloned())
-                .map_err(Failure::guest)?;
+            let step = F::execute_step(call.executable, state, call.input.cloned()).map_err(Failure::guest)?;
             self.limits.check_output(&step.state, &step.requests)?;
             let halted = F::halted(&step.state);
             Ok(StepOutput { state: step.state, requests: step.requests, halted })

@@ -3,7 +3,11 @@
 use std::process::Command;
 
 fn check(path: &str) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_executor-host")).args(["check", path]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+        .args(["check", path, "--output", "human"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -43,7 +47,12 @@ fn check_refuses_bad_input_with_a_one_line_reason() {
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_executor-host")).arg("run").args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+        .arg("run")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

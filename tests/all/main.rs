@@ -5,6 +5,9 @@
 //! - `sandbox`: loading and validation, hostile guests, limits, gas.
 //! - `determinism`: same inputs give the same outputs and gas everywhere.
 //! - `cli`: the `executor-host` binary.
+//! - `cli_options`: the binary as operators and CI use it: configuration
+//!   file, output formats, exit statuses, logs, completions, man page,
+//!   `build`'s compact default.
 //! - `scripted`: a native function driven by a script, and a driver for one
 //!   executor on a virtual clock.
 //! - `executor`: one test per correction of nspec in the executor engine.
@@ -22,6 +25,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod cli;
+mod cli_options;
 mod determinism;
 mod executor;
 mod executor_props;

@@ -276,7 +276,12 @@ fn damaged_stores_are_reported_not_trusted() {
 }
 
 fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_executor-host")).current_dir(dir).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -299,7 +304,7 @@ fn cli_deploys_lists_and_removes() {
     assert!(ok);
     assert!(stdout.contains("as counter"), "{stdout}");
 
-    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store]);
+    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store, "--output", "human"]);
     assert!(ok);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
@@ -308,7 +313,7 @@ fn cli_deploys_lists_and_removes() {
 
     let (ok, _, stderr) = cli(dir.path(), &["remove", "counter", "--store", store]);
     assert!(ok, "{stderr}");
-    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store]);
+    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store, "--output", "human"]);
     assert!(ok);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.starts_with("transfer "), "{stdout}");
@@ -324,7 +329,7 @@ fn cli_uses_executor_store_in_the_current_directory_by_default() {
     let (ok, _, stderr) = cli(dir.path(), &["deploy", guest_artifacts::COUNTER, "--name", "counter"]);
     assert!(ok, "{stderr}");
     assert!(dir.path().join("executor-store/names/counter").is_file());
-    let (ok, stdout, _) = cli(dir.path(), &["list"]);
+    let (ok, stdout, _) = cli(dir.path(), &["list", "--output", "human"]);
     assert!(ok);
     assert!(stdout.starts_with("counter "), "{stdout}");
 }
@@ -356,7 +361,7 @@ fn cli_refuses_with_one_line_and_a_failure_status() {
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
     }
     assert_eq!(files(dir.path()), vec!["store"], "nothing written outside the store");
-    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store]);
+    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store, "--output", "human"]);
     assert!(ok);
     assert_eq!(stdout, "", "nothing deployed");
 }
@@ -526,7 +531,7 @@ mod crash {
         }
 
         // A fresh process lists the same store and runs every listed name.
-        let (ok, stdout, stderr) = cli(dir.path(), &["list", "--store", store.to_str().unwrap()]);
+        let (ok, stdout, stderr) = cli(dir.path(), &["list", "--store", store.to_str().unwrap(), "--output", "human"]);
         assert!(ok, "{stderr}");
         let listed: Vec<(String, String)> = stdout
             .lines()

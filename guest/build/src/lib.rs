@@ -134,6 +134,7 @@ pub struct GuestBuild {
     examples: bool,
     target_dir: Option<PathBuf>,
     current_dir: Option<PathBuf>,
+    cargo_config: Vec<String>,
 }
 
 impl GuestBuild {
@@ -147,6 +148,7 @@ impl GuestBuild {
             examples: false,
             target_dir: None,
             current_dir: None,
+            cargo_config: Vec::new(),
         }
     }
 
@@ -201,6 +203,17 @@ impl GuestBuild {
         self
     }
 
+    /// Adds a cargo `--config KEY=VALUE` override (cargo's own syntax, the
+    /// value in TOML: `profile.guest.lto=true`,
+    /// `profile.guest.inherits="release"`); call once per override. They
+    /// take precedence over the manifest's `[profile]` tables and any
+    /// `.cargo/config.toml`, so a profile can be defined for a crate that
+    /// has none.
+    pub fn cargo_config(mut self, key_value: impl Into<String>) -> Self {
+        self.cargo_config.push(key_value.into());
+        self
+    }
+
     /// The cargo command this build runs.
     fn command(&self) -> (OsString, Command) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -218,6 +231,9 @@ impl GuestBuild {
         }
         if let Some(dir) = &self.target_dir {
             cmd.arg("--target-dir").arg(dir);
+        }
+        for key_value in &self.cargo_config {
+            cmd.arg("--config").arg(key_value);
         }
         if let Some(dir) = &self.current_dir {
             cmd.current_dir(dir);
@@ -442,6 +458,9 @@ not json
             "build --target wasm32-unknown-unknown --profile guest --lib --message-format json-render-diagnostics \
              --examples --manifest-path /w/Cargo.toml --package a --package b --target-dir /out"
         );
+        let (_, cmd) = GuestBuild::new("guest").cargo_config("profile.guest.lto=true").command();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.join(" ").ends_with("--config profile.guest.lto=true"), "{args:?}");
         let removed: Vec<_> = cmd.get_envs().filter(|(_, value)| value.is_none()).map(|(name, _)| name).collect();
         assert_eq!(removed.len(), REMOVED_ENV.len());
         for var in REMOVED_ENV {

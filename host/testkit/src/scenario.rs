@@ -205,7 +205,9 @@ impl Scenario {
         let mut json = serde_json::Deserializer::from_str(text);
         let scenario: Self = serde_path_to_error::deserialize(&mut json).map_err(|e| ScenarioError {
             path: match e.path().to_string() {
-                path if path == "." => "scenario".into(),
+                // The top level, or a key serde_path_to_error prints as
+                // nothing (`{"": 0}`, found by the fuzzer).
+                path if path == "." || path.is_empty() => "scenario".into(),
                 path => path,
             },
             message: e.inner().to_string(),

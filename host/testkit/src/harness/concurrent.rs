@@ -127,7 +127,11 @@ async fn wire(
 
 /// Submits every transaction in order (so the i-th gets timestamp i + 1),
 /// all at once or `per_second`, and returns when each was submitted.
-async fn submit(workload: &Workload, runtimes: &Runtimes, per_second: Option<u32>) -> Result<Vec<Instant>, HarnessError> {
+async fn submit(
+    workload: &Workload,
+    runtimes: &Runtimes,
+    per_second: Option<u32>,
+) -> Result<Vec<Instant>, HarnessError> {
     let mut submitted = Vec::with_capacity(workload.transactions.len());
     let start = tokio::time::Instant::now();
     for (i, request) in requests(workload).enumerate() {

@@ -1,0 +1,274 @@
+//! The mempool worker against a model, message by message.
+//!
+//! The model: each `TransactionRequest` gets the next timestamp from 1 and
+//! sends `KvsAcquireLock` to each shard owning a declared key (with that
+//! shard's keys, normalized); a `KvsLockAcquired` counts once, only from a
+//! shard that was asked and has not answered; when the last answers (or at
+//! once, for a transaction without keys) the executor is spawned, and if
+//! the locked prefix grew every shard is told the new watermark (writes,
+//! then reads); an `ExecutorFinished` counts once, only from the
+//! executor's real id, for a known transaction; everything else is dropped
+//! and counted. After the traffic, every missing acknowledgement is sent:
+//! every transaction must then have been spawned exactly once and the
+//! watermark must cover them all.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use executor_host::engine::{Envelope, Instance, Trigger};
+use executor_host::{EngineId, ExecutorFinished, Key, KeySets, Message, ShardMap, Timestamp, executor_id};
+use executor_testkit::harness::HashShards;
+use executor_testkit::worker::{Ordered, SpawnExecutor, Worker, WorkerConfig};
+
+use super::common::{self, key_sets, stranger};
+use super::{Fuzzer, Rng, Stats};
+
+#[derive(Debug)]
+pub struct WorkerFuzzer;
+
+impl Fuzzer for WorkerFuzzer {
+    fn case(&mut self, seed: u64, stats: &mut Stats) -> Result<(), String> {
+        let mut rng = Rng::new(seed);
+        let shards = Arc::new(HashShards::new(1 + rng.index(4)));
+        let universe = common::universe(&mut rng, 8);
+        let id = EngineId::local("worker");
+        let config = WorkerConfig { shards: shards.clone(), all_shards: shards.all().to_vec() };
+        let mut case = Case {
+            worker: Worker::instance(id.clone(), config),
+            shards,
+            model: Model { next: 1, ..Model::default() },
+            rng,
+            universe,
+            id,
+        };
+        let events = 10 + case.rng.below(200);
+        for _ in 0..events {
+            let (sender, trigger) = case.event();
+            case.deliver(stats, &sender, &trigger)?;
+        }
+        // Every missing acknowledgement, in random order.
+        let mut missing: Vec<(Timestamp, EngineId)> =
+            case.model.txs.iter().flat_map(|(ts, tx)| tx.waiting.iter().map(|shard| (*ts, shard.clone()))).collect();
+        while !missing.is_empty() {
+            let (timestamp, shard) = missing.swap_remove(case.rng.index(missing.len()));
+            let trigger = case.message(shard.clone(), Message::KvsLockAcquired { timestamp });
+            case.deliver(stats, &shard, &trigger)?;
+        }
+        let count = case.model.txs.len() as u64;
+        if case.model.txs.values().any(|tx| !tx.spawned) || case.worker.env.local.watermark != count {
+            return Err(format!(
+                "after every acknowledgement: watermark {} of {count} transactions",
+                case.worker.env.local.watermark
+            ));
+        }
+        stats.outcome(format!("worker:transactions {}", if count < 10 { "<10" } else { "10+" }));
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Tx {
+    tx: Ordered,
+    /// Shards asked and yet to answer.
+    waiting: BTreeSet<EngineId>,
+    spawned: bool,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    next: Timestamp,
+    txs: BTreeMap<Timestamp, Tx>,
+    watermark: Timestamp,
+    finished: BTreeMap<Timestamp, ExecutorFinished>,
+    dropped: u64,
+}
+
+struct Case {
+    worker: Instance<Worker>,
+    shards: Arc<HashShards>,
+    model: Model,
+    rng: Rng,
+    universe: Vec<Key>,
+    id: EngineId,
+}
+
+/// The keys of `keys` that `shard` owns, set by set, in order.
+fn part(keys: &KeySets, shards: &HashShards, shard: &EngineId) -> KeySets {
+    let own = |set: &Vec<Key>| -> Vec<Key> { set.iter().filter(|k| shards.shard_for(k) == shard).cloned().collect() };
+    KeySets {
+        lazy_read_keys: own(&keys.lazy_read_keys),
+        eager_read_keys: own(&keys.eager_read_keys),
+        will_write_keys: own(&keys.will_write_keys),
+        may_write_keys: own(&keys.may_write_keys),
+    }
+}
+
+impl Case {
+    fn message(&self, sender: EngineId, payload: Message) -> Trigger<Message, ()> {
+        Trigger::Message { envelope: Envelope::new(sender, self.id.clone(), payload), at: std::time::Duration::ZERO }
+    }
+
+    /// What the model expects for one trigger: messages and spawns.
+    fn expect(
+        &mut self,
+        sender: &EngineId,
+        trigger: &Trigger<Message, ()>,
+    ) -> (Vec<Envelope<Message>>, Vec<SpawnExecutor>) {
+        let mut send = Vec::new();
+        let Trigger::Message { envelope, .. } = trigger else { return (send, Vec::new()) };
+        let model = &mut self.model;
+        let locked = match &envelope.payload {
+            Message::TransactionRequest { executable, keys, .. } => {
+                let timestamp = model.next;
+                model.next += 1;
+                let keys = keys.clone().normalized();
+                let owners: BTreeSet<EngineId> =
+                    keys.all_keys().into_iter().map(|k| self.shards.shard_for(k).clone()).collect();
+                for shard in &owners {
+                    let payload = Message::KvsAcquireLock {
+                        timestamp,
+                        keys: part(&keys, &self.shards, shard),
+                        worker: self.id.clone(),
+                        executor: executor_id(&self.id, timestamp),
+                    };
+                    send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
+                }
+                let tx = Ordered { executable: executable.clone(), keys, issuer: sender.clone() };
+                let done = owners.is_empty();
+                model.txs.insert(timestamp, Tx { tx, waiting: owners, spawned: false });
+                done.then_some(timestamp)
+            }
+            Message::KvsLockAcquired { timestamp } => {
+                match model.txs.get_mut(timestamp).filter(|tx| tx.waiting.contains(sender)) {
+                    Some(tx) => {
+                        tx.waiting.remove(sender);
+                        tx.waiting.is_empty().then_some(*timestamp)
+                    }
+                    None => {
+                        model.dropped += 1;
+                        None
+                    }
+                }
+            }
+            Message::ExecutorFinished(report)
+                if *sender == executor_id(&self.id, report.timestamp)
+                    && model.txs.contains_key(&report.timestamp)
+                    && !model.finished.contains_key(&report.timestamp) =>
+            {
+                model.finished.insert(report.timestamp, report.clone());
+                None
+            }
+            _ => {
+                model.dropped += 1;
+                None
+            }
+        };
+        let mut spawn = Vec::new();
+        if let Some(tx) = locked.and_then(|ts| model.txs.get_mut(&ts).map(|tx| (ts, tx))) {
+            let (timestamp, tx) = tx;
+            tx.spawned = true;
+            spawn.push(SpawnExecutor { timestamp, worker: self.id.clone(), tx: tx.tx.clone() });
+            let before = model.watermark;
+            while model.txs.get(&(model.watermark + 1)).is_some_and(|tx| tx.spawned) {
+                model.watermark += 1;
+            }
+            if model.watermark != before {
+                for shard in self.shards.all() {
+                    for write in [true, false] {
+                        let payload = Message::UpdateSeenAll { timestamp: model.watermark, write };
+                        send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
+                    }
+                }
+            }
+        }
+        (send, spawn)
+    }
+
+    fn deliver(&mut self, stats: &mut Stats, sender: &EngineId, trigger: &Trigger<Message, ()>) -> Result<(), String> {
+        stats.messages += 1;
+        let (send, spawn) = self.expect(sender, trigger);
+        let effect = self.worker.handle(trigger);
+        if effect.send != send {
+            return Err(format!(
+                "sent {:?}, model expects {:?}",
+                effect.send.iter().map(|e| (e.target.to_string(), common::kind(&e.payload))).collect::<Vec<_>>(),
+                send.iter().map(|e| (e.target.to_string(), common::kind(&e.payload))).collect::<Vec<_>>()
+            ));
+        }
+        if effect.spawn != spawn {
+            return Err(format!("spawned {:?}, model expects {:?}", effect.spawn, spawn));
+        }
+        let state = &self.worker.env.local;
+        if state.watermark != self.model.watermark {
+            return Err(format!("watermark {}, model {}", state.watermark, self.model.watermark));
+        }
+        if state.dropped != self.model.dropped {
+            return Err(format!("dropped {}, model {}", state.dropped, self.model.dropped));
+        }
+        if state.finished != self.model.finished {
+            return Err("the recorded reports differ from the model's".into());
+        }
+        Ok(())
+    }
+
+    fn event(&mut self) -> (EngineId, Trigger<Message, ()>) {
+        let known: Vec<Timestamp> = self.model.txs.keys().copied().collect();
+        let timestamp = match self.rng.pick(&known) {
+            Some(ts) if self.rng.chance(80) => *ts,
+            _ => common::timestamp_near(&mut self.rng, self.model.next),
+        };
+        let (sender, payload) = match self.rng.below(100) {
+            0..=24 => {
+                let issuer = if self.rng.chance(70) { EngineId::local("client") } else { stranger(&mut self.rng) };
+                let keys = key_sets(&mut self.rng, &self.universe, 40);
+                let executable = {
+                    let n = self.rng.index(16);
+                    self.rng.bytes(n)
+                };
+                let resubmission = if self.rng.chance(10) { Some(timestamp) } else { None };
+                (issuer, Message::TransactionRequest { executable, keys, resubmission })
+            }
+            25..=59 => {
+                // From a shard that owes it, another shard, or a stranger.
+                let owing: Vec<EngineId> =
+                    self.model.txs.get(&timestamp).map(|tx| tx.waiting.iter().cloned().collect()).unwrap_or_default();
+                let sender = match self.rng.pick(&owing) {
+                    Some(shard) if self.rng.chance(70) => shard.clone(),
+                    _ if self.rng.chance(50) => {
+                        self.rng.pick(self.shards.all()).cloned().unwrap_or_else(|| stranger(&mut self.rng))
+                    }
+                    _ => stranger(&mut self.rng),
+                };
+                (sender, Message::KvsLockAcquired { timestamp })
+            }
+            60..=79 => {
+                let report = common::report(&mut self.rng, timestamp);
+                let sender = match self.rng.below(4) {
+                    0 | 1 => executor_id(&self.id, timestamp),
+                    2 => executor_id(&self.id, timestamp.wrapping_add(1)),
+                    _ => stranger(&mut self.rng),
+                };
+                (sender, Message::ExecutorFinished(report))
+            }
+            80..=94 => {
+                let mut payload = common::any_message(&mut self.rng, &self.universe, timestamp);
+                if matches!(
+                    payload,
+                    Message::TransactionRequest { .. } | Message::KvsLockAcquired { .. } | Message::ExecutorFinished(_)
+                ) {
+                    payload = Message::UpdateSeenAll { timestamp, write: true };
+                }
+                let sender = self.rng.pick(self.shards.all()).cloned().unwrap_or_else(|| stranger(&mut self.rng));
+                (sender, payload)
+            }
+            _ => {
+                return (
+                    self.id.clone(),
+                    Trigger::Elapsed { timers: vec![(); self.rng.index(3)], at: std::time::Duration::ZERO },
+                );
+            }
+        };
+        let trigger = self.message(sender.clone(), payload);
+        (sender, trigger)
+    }
+}

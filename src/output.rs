@@ -1,0 +1,211 @@
+//! What `run`, `list` and `check` print: for people (tables) or for
+//! programs (JSON), and `run`'s progress bar.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use executor_host::{ComponentInfo, Deployed, Program, StepCall, StepReport};
+use executor_testkit::scenario::Report;
+
+/// `--output`: for people or for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Tables and sentences.
+    Human,
+    /// One JSON document.
+    Json,
+}
+
+impl Output {
+    /// The format asked for, or human when stdout is a terminal and JSON
+    /// otherwise (a pipe, a file).
+    pub fn resolve(asked: Option<Self>) -> Self {
+        asked.unwrap_or_else(|| if std::io::stdout().is_terminal() { Self::Human } else { Self::Json })
+    }
+}
+
+/// `run`'s JSON: the test kit's report, plus the summary computed here.
+#[derive(Debug, Serialize)]
+pub struct RunOutput<'a> {
+    #[serde(flatten)]
+    pub report: &'a Report,
+    /// Failed transactions by the kind of their failure (`guest`,
+    /// `out_of_gas`, ...).
+    pub failed_by_reason: BTreeMap<&'static str, usize>,
+    /// Wall-clock seconds of the run itself (the guest already loaded).
+    pub seconds: f64,
+    /// Transactions per second of wall-clock time.
+    pub tx_per_second: f64,
+}
+
+impl<'a> RunOutput<'a> {
+    pub fn new(report: &'a Report, elapsed: Duration) -> Self {
+        let mut failed_by_reason = BTreeMap::new();
+        for tx in &report.transactions {
+            if let Some(failure) = &tx.failure_kind {
+                *failed_by_reason.entry(failure.kind()).or_insert(0) += 1;
+            } else if !tx.success {
+                *failed_by_reason.entry("unknown").or_insert(0) += 1;
+            }
+        }
+        let seconds = elapsed.as_secs_f64();
+        let count = report.transactions.len() as f64;
+        let tx_per_second = if seconds > 0.0 { count / seconds } else { 0.0 };
+        Self { report, failed_by_reason, seconds, tx_per_second }
+    }
+
+    pub fn json(&self) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(self)
+    }
+}
+
+/// One line per failed transaction, then the summary table (last, so
+/// that it stays on screen after a long list).
+impl fmt::Display for RunOutput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let report = self.report;
+        if report.failed > 0 {
+            writeln!(f, "failed transactions (timestamp, reason):")?;
+            for tx in report.transactions.iter().filter(|tx| !tx.success) {
+                writeln!(f, "{:>10}  {}", tx.timestamp, tx.failure.as_deref().unwrap_or("unknown"))?;
+            }
+            writeln!(f)?;
+        }
+        let row = |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| {
+            writeln!(f, "{label:<16}{:>14}", value.to_string())
+        };
+        row(f, "transactions", &report.transactions.len())?;
+        row(f, "succeeded", &report.succeeded)?;
+        row(f, "failed", &report.failed)?;
+        for (reason, count) in &self.failed_by_reason {
+            row(f, &format!("  {reason}"), count)?;
+        }
+        row(f, "gas used", &report.gas_used)?;
+        row(f, "wall time", &format!("{:.3} s", self.seconds))?;
+        row(f, "throughput", &format!("{:.0} tx/s", self.tx_per_second))
+    }
+}
+
+/// One deployed module in `list`'s JSON.
+#[derive(Debug, Serialize)]
+struct ListItem<'a> {
+    name: &'a str,
+    hash: &'a str,
+    size: u64,
+}
+
+/// `list` in either format, each line ended.
+pub fn list(deployed: &[Deployed], output: Output) -> serde_json::Result<String> {
+    match output {
+        Output::Json => {
+            let items: Vec<ListItem<'_>> =
+                deployed.iter().map(|d| ListItem { name: &d.name, hash: &d.hash, size: d.size }).collect();
+            serde_json::to_string_pretty(&items).map(|json| json + "\n")
+        }
+        Output::Human => {
+            let width = deployed.iter().map(|d| d.name.len()).max().unwrap_or(0);
+            let mut out = String::new();
+            for d in deployed {
+                // Writing to a String cannot fail.
+                let _ = writeln!(out, "{:width$}  {}  {} bytes", d.name, d.hash, d.size);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// An export or import in `check`'s JSON.
+#[derive(Debug, Serialize)]
+struct Item<'a> {
+    name: &'a str,
+    kind: &'a str,
+}
+
+/// `check`'s JSON.
+#[derive(Debug, Serialize)]
+struct CheckOutput<'a> {
+    file: &'a str,
+    /// The file's size in bytes.
+    size: usize,
+    /// `null` when the bytes could not even be read as a component.
+    exports: Option<Vec<Item<'a>>>,
+    imports: Option<Vec<Item<'a>>>,
+    ok: bool,
+    error: Option<String>,
+}
+
+/// `check`'s JSON for `file` (`size` bytes): what `info` shows, and
+/// whether it loaded.
+pub fn check_json(
+    file: &str,
+    size: usize,
+    info: Option<&ComponentInfo>,
+    error: Option<String>,
+) -> serde_json::Result<String> {
+    fn items(list: &[(String, String)]) -> Vec<Item<'_>> {
+        list.iter().map(|(name, kind)| Item { name, kind }).collect()
+    }
+    serde_json::to_string_pretty(&CheckOutput {
+        file,
+        size: info.map_or(size, |i| i.size),
+        exports: info.map(|i| items(&i.exports)),
+        imports: info.map(|i| items(&i.imports)),
+        ok: error.is_none(),
+        error,
+    })
+}
+
+/// How many transactions a scenario needs for `run` to show a progress bar.
+pub const PROGRESS_FROM: usize = 1000;
+
+/// A progress bar on stderr for a run of `transactions`, when stderr is a
+/// terminal and the run is long enough; `None` otherwise.
+pub fn progress_bar(transactions: usize) -> Option<ProgressBar> {
+    if transactions < PROGRESS_FROM || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(transactions as u64);
+    let style = ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} transactions ({rate}, about {eta} left)",
+    )
+    .map(|style| {
+        style.with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn fmt::Write| {
+            let _ = write!(w, "{:.0} tx/s", state.per_sec());
+        })
+    })
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
+}
+
+/// A program that advances a progress bar by one for each transaction that
+/// ends in a step: a step that fails or halts. (A transaction that ends
+/// otherwise, past its deadline or on an access violation, is not counted;
+/// the harness gives no progress callback.)
+pub struct Counted {
+    pub inner: Arc<dyn Program>,
+    pub bar: ProgressBar,
+}
+
+impl fmt::Debug for Counted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counted").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl Program for Counted {
+    fn step(&self, call: StepCall<'_>) -> StepReport {
+        let report = self.inner.step(call);
+        if report.result.as_ref().map_or(true, |output| output.halted) {
+            self.bar.inc(1);
+        }
+        report
+    }
+}

@@ -1,0 +1,399 @@
+//! The `executor-host` binary as an operator and a CI job use it: the
+//! configuration file, output formats, exit statuses, logs, completions
+//! and the man page, and the one-line refusal of every bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What one run of the binary did: its exit status, stdout and stderr.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    /// Failed with exactly one line on stderr that contains `reason`.
+    fn refused(&self, reason: &str) -> bool {
+        self.code != Some(0) && self.stderr.lines().count() == 1 && self.stderr.contains(reason)
+    }
+}
+
+/// Runs the binary in `dir` with `env` set (and `RUST_LOG` unset unless
+/// given), its stdout a pipe.
+fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_executor-host"));
+    command.current_dir(dir).args(args).env_remove("RUST_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn cli(args: &[&str]) -> Ran {
+    cli_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, &[])
+}
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `text` to `name` in `dir`; returns the path as a string.
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A scenario of `count` transfers of 1 from alice (who holds 1000) to bob,
+/// with `options` as its options object (or none).
+fn transfers(count: usize, options: Option<&str>) -> String {
+    let tx = r#"{"executable": {"from": "alice", "to": "bob", "amount": 1},
+                 "eager_read_keys": ["alice", "bob"], "will_write_keys": ["alice", "bob"]}"#;
+    let options = options.map(|o| format!(r#""options": {o},"#)).unwrap_or_default();
+    format!(
+        r#"{{"shards": 2, "initial_state": {{"alice": "1000"}}, {options} "transactions": [{}]}}"#,
+        vec![tx; count].join(",")
+    )
+}
+
+#[test]
+fn config_default_reads_back_through_config_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = cli(&["config", "--default"]);
+    assert_eq!(defaults.code, Some(0), "{}", defaults.stderr);
+    for section in ["[sandbox]", "[sandbox.limits]", "[executor]", "[host]"] {
+        let at = defaults.stdout.find(&format!("\n{section}\n")).unwrap_or_else(|| panic!("{section}"));
+        let before = defaults.stdout[..at].lines().last().unwrap();
+        assert!(before.starts_with(&format!("# {section}: ")), "a comment line above {section}: {before}");
+    }
+    assert!(defaults.stdout.contains("deadline = { secs = 30, nanos = 0 }"), "{}", defaults.stdout);
+    let file = write(dir.path(), "default.toml", &defaults.stdout);
+    // The effective configuration of the defaults file is the defaults,
+    // printed the same way.
+    let effective = cli(&["--config", &file, "config"]);
+    assert_eq!(effective.code, Some(0), "{}", effective.stderr);
+    assert_eq!(effective.stdout, defaults.stdout);
+    // And a run under it behaves as one without it.
+    let run = cli(&["--config", &file, "run", "--native", "transfer", "--scenario", &example("transfers.json")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.json()["transactions"].as_array().unwrap().len(), 300);
+}
+
+#[test]
+fn a_bad_configuration_is_refused_in_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = example("transfers.json");
+    for (text, reason) in [
+        (
+            "[sandbox.limits]\nmemory_bytes = \"x\"\n",
+            "sandbox.limits.memory_bytes: invalid type: string \"x\", expected u64 at line 2 column 16",
+        ),
+        ("[executor]\ngas = 1\n", "executor.gas: unknown field `gas`, expected one of `gas_limit`"),
+        ("[sandbox]\nlimits = 3\n", "sandbox.limits: invalid type: integer `3`"),
+        ("[surprise]\n", "surprise: unknown field `surprise`, expected one of `sandbox`, `executor`, `host`"),
+        ("[executor\n", "at line 1 column 10"),
+        ("[host]\nthreads = 0\n", "host.threads: invalid value: integer `0`, expected a nonzero usize"),
+        ("[executor]\ndeadline = 30\n", "executor.deadline: invalid type: integer `30`, expected struct Duration"),
+        ("[executor]\nwrite_mode = \"eventually\"\n", "executor.write_mode: unknown variant `eventually`"),
+    ] {
+        let file = write(dir.path(), "bad.toml", text);
+        let ran = cli(&["--config", &file, "run", "--native", "transfer", "--scenario", &scenario]);
+        assert!(ran.refused(reason), "{text:?}: {:?} {}", ran.code, ran.stderr);
+        assert!(ran.stderr.contains("bad.toml: "), "names the file: {}", ran.stderr);
+        assert!(ran.stdout.is_empty(), "{text:?}: {}", ran.stdout);
+    }
+    // The duration shape is explained where it is wrong.
+    let file = write(dir.path(), "bad.toml", "[executor]\ndeadline = 30\n");
+    assert!(cli(&["--config", &file, "config"]).stderr.contains("{ secs = 30, nanos = 0 }"));
+    // A missing file, for every command.
+    for args in [vec!["list"], vec!["config"], vec!["run", "--native", "transfer", "--scenario", &scenario]] {
+        let ran = cli(&[&["--config", "/nonexistent/executor.toml"][..], &args[..]].concat());
+        assert!(ran.refused("reading the configuration file /nonexistent/executor.toml"), "{args:?}: {}", ran.stderr);
+    }
+    // A value only the sandbox can refuse, when it is set up.
+    let file = write(dir.path(), "tick.toml", "[sandbox]\nepoch_tick = { secs = 0, nanos = 0 }\n");
+    let ran = cli(&["--config", &file, "check", guest_artifacts::TRANSFER]);
+    assert!(ran.refused("epoch_tick"), "{}", ran.stderr);
+}
+
+#[test]
+fn precedence_is_defaults_then_file_then_scenario_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny_gas = write(dir.path(), "tiny.toml", "[executor]\ngas_limit = 10\n[host]\nseed = 4\n");
+    let plain = write(dir.path(), "plain.json", &transfers(3, None));
+    let generous = write(dir.path(), "generous.json", &transfers(3, Some(r#"{"gas_limit": 100000000}"#)));
+    let stingy = write(dir.path(), "stingy.json", &transfers(3, Some(r#"{"gas_limit": 10}"#)));
+    let outcome = |config: Option<&str>, scenario: &str, flags: &[&str]| -> serde_json::Value {
+        let mut args = vec![];
+        if let Some(config) = config {
+            args.extend(["--config", config]);
+        }
+        args.extend(["run", "--guest", guest_artifacts::TRANSFER, "--scenario", scenario, "--output", "json"]);
+        args.extend(flags);
+        let ran = cli(&args);
+        assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+        ran.json()
+    };
+    // Defaults: enough gas.
+    assert_eq!(outcome(None, &plain, &[])["succeeded"], 3);
+    // The file's gas limit applies...
+    let starved = outcome(Some(&tiny_gas), &plain, &[]);
+    assert_eq!(starved["failed_by_reason"]["out_of_gas"], 3, "{starved}");
+    // ...below the scenario's own options...
+    assert_eq!(outcome(Some(&tiny_gas), &generous, &[])["succeeded"], 3);
+    // ...and the flag beats both.
+    assert_eq!(outcome(Some(&tiny_gas), &generous, &["--gas-limit", "10"])["failed_by_reason"]["out_of_gas"], 3);
+    assert_eq!(outcome(None, &stingy, &["--gas-limit", "100000000"])["succeeded"], 3);
+    // The file's seed makes the run deterministic; --concurrent undoes it.
+    assert_eq!(outcome(Some(&tiny_gas), &generous, &["--concurrent", "--threads", "1"])["succeeded"], 3);
+}
+
+#[test]
+fn host_store_of_the_configuration_is_where_deployed_guests_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.toml", "[host]\nstore = \"elsewhere\"\n");
+    let ran = cli_in(dir.path(), &["--config", &config, "deploy", guest_artifacts::COUNTER, "--name", "c"], &[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(dir.path().join("elsewhere/names/c").is_file());
+    let listed = cli_in(dir.path(), &["--config", &config, "list", "--output", "json"], &[]).json();
+    assert_eq!(listed[0]["name"], "c");
+    // --store beats the file.
+    let listed = cli_in(dir.path(), &["--config", &config, "list", "--store", "other", "--output", "json"], &[]);
+    assert_eq!(listed.json(), serde_json::json!([]));
+}
+
+#[test]
+fn run_json_is_the_report_with_a_summary() {
+    // Piped stdout: JSON by default.
+    let ran = cli(&["run", "--native", "transfer", "--scenario", &example("transfers.json"), "--seed", "1"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let report = ran.json();
+    assert_eq!(report["transactions"].as_array().unwrap().len(), 300);
+    let failed = report["failed"].as_u64().unwrap();
+    assert!(failed > 0);
+    assert_eq!(report["failed_by_reason"], serde_json::json!({ "guest": failed }));
+    assert!(report["seconds"].as_f64().unwrap() > 0.0);
+    assert!(report["tx_per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["final_state"].is_object() && report["gas_used"].is_u64());
+}
+
+#[test]
+fn run_human_output_is_a_summary_and_a_line_per_failure() {
+    let scenario = example("transfers.json");
+    let ran = cli(&["run", "--native", "transfer", "--scenario", &scenario, "--seed", "1", "--output", "human"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let json = cli(&["run", "--native", "transfer", "--scenario", &scenario, "--seed", "1", "--output", "json"]).json();
+    let failed = json["failed"].as_u64().unwrap();
+    let row = |label: &str| -> String {
+        // A row is its label padded to 16 characters, then the value.
+        let line = ran.stdout.lines().find(|l| l.get(..16).map(str::trim_end) == Some(label));
+        line.unwrap_or_else(|| panic!("no row {label:?}: {}", ran.stdout))[16..].trim().to_string()
+    };
+    assert_eq!(row("transactions"), "300");
+    assert_eq!(row("failed"), failed.to_string());
+    assert_eq!(row("  guest"), failed.to_string());
+    assert_eq!(row("succeeded"), json["succeeded"].to_string());
+    assert!(row("wall time").ends_with(" s") && row("throughput").ends_with(" tx/s"), "{}", ran.stdout);
+    let failures: Vec<&str> = ran.stdout.lines().filter(|l| l.contains("guest error: insufficient funds")).collect();
+    assert_eq!(failures.len() as u64, failed, "{}", ran.stdout);
+    // Each starts with the transaction's timestamp.
+    let first_failed = json["transactions"].as_array().unwrap().iter().find(|t| t["success"] == false).unwrap();
+    assert_eq!(failures[0].split_whitespace().next().unwrap(), first_failed["timestamp"].to_string());
+    assert!(ran.stderr.is_empty(), "{}", ran.stderr);
+}
+
+#[test]
+fn fail_on_failure_sets_the_exit_status() {
+    let transfers = example("transfers.json");
+    let ran = cli(&["run", "--native", "transfer", "--scenario", &transfers, "--fail-on-failure"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(ran.json()["failed"].as_u64().unwrap() > 0, "the report is printed all the same");
+    assert!(ran.refused("of 300 transactions failed"), "{}", ran.stderr);
+    // Without the flag, failed transactions are not a failed command.
+    assert_eq!(cli(&["run", "--native", "transfer", "--scenario", &transfers]).code, Some(0));
+    // With it, a run where every transaction succeeds is a success.
+    let nock = cli(&["run", "--native", "nockma", "--scenario", &example("nock.json"), "--fail-on-failure"]);
+    assert_eq!(nock.code, Some(0), "{}", nock.stderr);
+    assert_eq!(nock.json()["succeeded"], 3);
+}
+
+#[test]
+fn bad_flag_values_are_refused_in_one_line() {
+    let scenario = example("transfers.json");
+    for (args, reason) in [
+        (
+            vec!["run", "--native", "transfer", "--scenario", &scenario, "--output", "xml"],
+            "invalid value 'xml' for '--output",
+        ),
+        (vec!["list", "--output", "yaml"], "invalid value 'yaml' for '--output"),
+        (vec!["check", guest_artifacts::TRANSFER, "--output", "table"], "invalid value 'table' for '--output"),
+        (vec!["--log-level", "loud", "list"], "invalid value 'loud' for '--log-level"),
+        (vec!["list", "--log-format", "yaml"], "invalid value 'yaml' for '--log-format"),
+        (vec!["run", "--native", "transfer", "--scenario", &scenario, "--threads", "0"], "--threads"),
+        (vec!["run", "--native", "transfer", "--scenario", &scenario, "--gas-limit", "lots"], "--gas-limit"),
+        (vec!["run", "--native", "transfer", "--scenario", &scenario, "--seed", "1", "--concurrent"], "--concurrent"),
+        (vec!["completions", "tcsh"], "invalid value 'tcsh'"),
+        (vec!["man", "fly"], "no command `fly`"),
+    ] {
+        let ran = cli(&args);
+        assert!(ran.refused(reason), "{args:?}: {:?} {}", ran.code, ran.stderr);
+        assert!(ran.stdout.is_empty(), "{args:?}: {}", ran.stdout);
+    }
+    // An invalid RUST_LOG is refused too, rather than silently ignored.
+    let ran = cli_in(Path::new("."), &["config"], &[("RUST_LOG", "a=b=c")]);
+    assert!(ran.refused("RUST_LOG=\"a=b=c\" is not a valid log filter"), "{}", ran.stderr);
+}
+
+#[test]
+fn logs_go_to_stderr_and_stdout_stays_the_report() {
+    let scenario = example("transfers.json");
+    let run = ["run", "--guest", guest_artifacts::TRANSFER, "--scenario", &scenario, "--seed", "2"];
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ran = cli_in(here, &run, &[("RUST_LOG", "debug")]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(ran.json()["transactions"].as_array().unwrap().len(), 300);
+    assert!(ran.stderr.contains("DEBUG") && ran.stderr.contains("running the scenario"), "{}", ran.stderr);
+    // JSON lines on request.
+    let ran = cli_in(here, &[&run[..], &["--log-format", "json", "--log-level", "info"]].concat(), &[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    ran.json();
+    assert!(ran.stderr.lines().count() >= 2, "{}", ran.stderr);
+    for line in ran.stderr.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(event["level"], "INFO", "{line}");
+    }
+    // The flag wins over RUST_LOG; the default is warn, and a clean run warns of nothing.
+    let ran = cli_in(here, &[&run[..], &["--log-level", "warn"]].concat(), &[("RUST_LOG", "trace")]);
+    assert!(ran.stderr.is_empty(), "{}", ran.stderr);
+    assert!(cli(&run).stderr.is_empty());
+}
+
+#[test]
+fn list_and_check_print_json_for_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = cli_in(dir.path(), &["deploy", guest_artifacts::TRANSFER, "--name", "transfer"], &[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    // Piped: JSON by default.
+    let listed = cli_in(dir.path(), &["list"], &[]).json();
+    let size = std::fs::metadata(guest_artifacts::TRANSFER).unwrap().len();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["name"], "transfer");
+    assert_eq!(listed[0]["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(listed[0]["size"], size);
+    let human = cli_in(dir.path(), &["list", "--output", "human"], &[]);
+    assert!(human.stdout.starts_with("transfer  ") && human.stdout.ends_with(" bytes\n"), "{}", human.stdout);
+
+    let ok = cli(&["check", guest_artifacts::TRANSFER]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    let ok = ok.json();
+    assert_eq!(
+        (ok["ok"].clone(), ok["error"].clone(), ok["size"].clone()),
+        (true.into(), serde_json::Value::Null, size.into())
+    );
+    assert_eq!(ok["imports"], serde_json::json!([]));
+    let exports: Vec<&str> = ok["exports"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(exports.contains(&"execute-step"), "{exports:?}");
+
+    for (file, has_shape, reason) in [
+        (guest_artifacts::WASI_IMPORT, true, "forbidden import: wasi:random/random@0.2.0"),
+        (guest_artifacts::TRANSFER_CORE, false, "a core wasm module"),
+    ] {
+        let ran = cli(&["check", file, "--output", "json"]);
+        assert!(ran.refused(reason), "{file}: {}", ran.stderr);
+        let json = ran.json();
+        assert_eq!(json["ok"], false);
+        assert!(json["error"].as_str().unwrap().contains(reason), "{json}");
+        assert_eq!(json["imports"].is_array(), has_shape, "{json}");
+        assert!(json["size"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn completions_and_man_pages_go_to_stdout() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let ran = cli(&["completions", shell]);
+        assert_eq!(ran.code, Some(0), "{shell}: {}", ran.stderr);
+        assert!(ran.stdout.contains("executor-host") && ran.stdout.contains("fail-on-failure"), "{shell}");
+    }
+    let man = cli(&["man"]);
+    assert_eq!(man.code, Some(0), "{}", man.stderr);
+    assert!(man.stdout.starts_with(".ie") && man.stdout.contains(".TH executor-host 1"), "{}", man.stdout);
+    assert!(man.stdout.contains("completions"), "lists the subcommands");
+    let run = cli(&["man", "run"]);
+    assert!(
+        run.stdout.contains(".TH executor-host-run 1") && run.stdout.contains("fail\\-on\\-failure"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// The component `executor-host build` makes with no `--profile`, and what
+/// it printed.
+fn build(dir: &Path, args: &[&str]) -> (Vec<u8>, String) {
+    let output = dir.join("out.wasm");
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cli-build-tests");
+    let target = target.to_str().unwrap();
+    let ran = cli_in(
+        dir,
+        &[args, &["-o", output.to_str().unwrap()]].concat(),
+        &[("CARGO_TARGET_DIR", target), ("CARGO_NET_OFFLINE", "true")],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    (std::fs::read(&output).unwrap(), ran.stderr)
+}
+
+/// `build` sets up the compact profile itself, so a crate outside this
+/// workspace, which has no `[profile.guest]`, gets a component as small as
+/// the one the tests build with the workspace's profile.
+#[test]
+fn build_makes_the_compact_component_for_any_crate() {
+    let compact = std::fs::metadata(guest_artifacts::TRANSFER).unwrap().len() as usize;
+    let near = |size: usize| size.abs_diff(compact) * 100 <= compact;
+
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = env!("CARGO_MANIFEST_DIR");
+    let manifest = format!("{workspace}/Cargo.toml");
+    let (component, stderr) = build(dir.path(), &["build", "--manifest-path", &manifest, "-p", "transfer-guest"]);
+    assert!(near(component.len()), "{} bytes, the test artifact {compact}", component.len());
+    assert!(stderr.contains("`guest` profile"), "{stderr}");
+
+    // The transfer guest as a crate of its own, outside the workspace.
+    let outside = dir.path().join("my-transfer");
+    std::fs::create_dir_all(outside.join("src")).unwrap();
+    std::fs::copy(format!("{workspace}/guest/transfer/src/lib.rs"), outside.join("src/lib.rs")).unwrap();
+    std::fs::copy(format!("{workspace}/Cargo.lock"), outside.join("Cargo.lock")).unwrap();
+    let manifest = format!(
+        r#"[package]
+name = "my-transfer"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+executor-guest = {{ path = "{workspace}/guest/sdk" }}
+example-decimal = {{ path = "{workspace}/guest/decimal" }}
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+[workspace]
+"#
+    );
+    std::fs::write(outside.join("Cargo.toml"), manifest).unwrap();
+    let (component, stderr) = build(&outside, &["build"]);
+    assert!(near(component.len()), "{} bytes, the test artifact {compact}", component.len());
+    assert!(stderr.contains("`guest` profile"), "{stderr}");
+    let checked = cli(&["check", outside.join("out.wasm").to_str().unwrap(), "--output", "json"]).json();
+    assert_eq!(checked["ok"], true, "{checked}");
+}
