@@ -388,18 +388,7 @@ fn decrement_gas() {
 /// Random formulas, mostly well-formed, over random subjects.
 #[test]
 fn differential_against_reference() {
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, k: u64) -> u64 {
-            self.next() % k
-        }
-    }
+    use executor_testkit::Rng;
     fn subject(rng: &mut Rng, depth: u32) -> Noun {
         if depth == 0 || rng.below(3) == 0 {
             n(rng.below(4))
@@ -436,7 +425,7 @@ fn differential_against_reference() {
             _ => noun!([2 a [1 b]]),
         }
     }
-    let mut rng = Rng(0x243f_6a88_85a3_08d3);
+    let mut rng = Rng::new(0x243f_6a88_85a3_08d3);
     let mut ok = 0;
     for _ in 0..20_000 {
         let s = subject(&mut rng, 3);

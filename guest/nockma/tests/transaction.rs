@@ -172,11 +172,9 @@ fn bad_executables_and_states() {
     assert!(F::halted(&encode_state(1, &Noun::atom(EXIT))));
     assert!(!F::halted(&encode_state(1, &Noun::cord("exit"))));
     // Random bytes never panic anywhere.
-    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let mut rng = executor_testkit::Rng::new(0x1234_5678_9abc_def1);
     for _ in 0..20_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let len = (x % 12) as usize;
         let bytes: Vec<u8> = (0..len).map(|i| (x >> (i * 5)) as u8).collect();
         let _ = F::starting_state(&bytes);

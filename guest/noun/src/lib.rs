@@ -842,29 +842,16 @@ pub fn cue(bytes: &[u8]) -> Result<Noun, String> {
 mod tests {
     use super::*;
 
-    /// Deterministic xorshift generator for random tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    // The project's one seeded, version-stable generator.
+    use executor_testkit::Rng;
 
     fn random_atom(rng: &mut Rng) -> Noun {
         match rng.below(4) {
             0 => Noun::atom(rng.below(4)),
-            1 => Noun::atom(rng.next() >> rng.below(64)),
+            1 => Noun::atom(rng.next_u64() >> rng.below(64)),
             2 => {
                 let len = rng.below(20) as usize;
-                let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                 Noun::from_bytes(&bytes)
             }
             _ => Noun::atom(u64::MAX - rng.below(3)),
@@ -955,7 +942,7 @@ mod tests {
 
     #[test]
     fn round_trip_random() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         for round in 0..2000 {
             let n = random_noun(&mut rng, 1 + round % 60);
             let bytes = jam(&n);
@@ -969,11 +956,11 @@ mod tests {
 
     #[test]
     fn cue_never_panics_on_random_bytes() {
-        let mut rng = Rng(12345);
+        let mut rng = Rng::new(12345);
         let mut ok = 0;
         for _ in 0..20_000 {
             let len = rng.below(24) as usize;
-            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             if let Ok(n) = cue(&bytes) {
                 ok += 1;
                 // Whatever decodes re-encodes to something that decodes equal.

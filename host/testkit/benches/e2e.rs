@@ -15,9 +15,7 @@
 // A benchmark over inputs it builds itself: a panic is a bug in it.
 #![allow(clippy::indexing_slicing, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use executor_host::ExecutorOptions;
@@ -27,39 +25,8 @@ use executor_host::{Sandbox, SandboxConfig};
 use executor_testkit::Rng;
 use executor_testkit::harness::{self, Delivery, TxSpec, Workload};
 
-/// Counts live heap bytes and remembers the peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-}
-
-// SAFETY: forwards to the system allocator unchanged, only counting.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grew(new_size);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: executor_testkit::heap::Counting = executor_testkit::heap::Counting;
 
 fn workload(transactions: usize, accounts: usize, shards: usize) -> Workload {
     let name = |i: usize| format!("acct{i}");
@@ -143,9 +110,9 @@ fn main() -> anyhow::Result<()> {
         let workload = workload(transactions, accounts, 2);
         let mut rates = Vec::new();
         for (program_name, program) in [("native", &native), ("wasm", &wasm)] {
-            let base = LIVE.load(Ordering::Relaxed);
-            PEAK.store(base, Ordering::Relaxed);
-            let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+            let base = executor_testkit::heap::live();
+            executor_testkit::heap::reset_peak();
+            let allocations = executor_testkit::heap::allocations();
             let cpu = cpu_time();
             let start = Instant::now();
             let outcome = harness::execute(
@@ -156,7 +123,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             let elapsed = start.elapsed();
             let cpu = cpu_time().saturating_sub(cpu);
-            let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+            let allocations = executor_testkit::heap::allocations() - allocations;
             assert_eq!(outcome.transactions.len(), transactions);
             assert_eq!(outcome.pending_markers, 0);
             let mut latencies = outcome.latencies.clone();
@@ -175,7 +142,7 @@ fn main() -> anyhow::Result<()> {
                 percentile(&latencies, 0.99).as_secs_f64() * 1e3,
                 cpu.as_secs_f64() * 1e6 / transactions as f64,
                 allocations as f64 / transactions as f64,
-                (PEAK.load(Ordering::Relaxed).saturating_sub(base)) as f64 / 1e6,
+                (executor_testkit::heap::peak().saturating_sub(base)) as f64 / 1e6,
                 ratio
             );
         }

@@ -29,43 +29,12 @@
 #[allow(dead_code)]
 mod fuzz;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fuzz::{Budget, Target};
 
-/// Counts live heap bytes and remembers the peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-}
-
-// SAFETY: forwards to the system allocator unchanged, only counting.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grew(new_size);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: executor_testkit::heap::Counting = executor_testkit::heap::Counting;
 
 fn usage() -> ! {
     eprintln!(
@@ -121,7 +90,7 @@ fn main() {
     }
     let mut failed = false;
     for target in targets {
-        PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+        executor_testkit::heap::reset_peak();
         if let Some(seed) = replay {
             let mut fuzzer = fuzz::fuzzer(target).unwrap_or_else(|e| panic!("{e}"));
             let mut stats = fuzz::Stats::default();
@@ -159,7 +128,7 @@ fn main() {
         });
         match result {
             Ok(stats) => {
-                let peak = PEAK.load(Ordering::Relaxed) as f64 / (1 << 20) as f64;
+                let peak = executor_testkit::heap::peak() as f64 / (1 << 20) as f64;
                 println!("fuzz {name}: {stats}  peak heap {peak:.1} MiB");
                 println!("  first seed of each outcome:");
                 for (outcome, seed) in &stats.first_seed {

@@ -8,6 +8,7 @@
 //!   host), deterministic (seeded, virtual time) or concurrent (tokio);
 //! - [`scenario`]: the JSON scenario format of `executor-host run`, and
 //!   the report it prints;
+//! - [`heap`]: a counting allocator for benchmarks (allocations, peak);
 //! - [`rng`]: the one seeded, version-stable generator tests, oracle and
 //!   benchmarks share.
 //!
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod harness;
+pub mod heap;
 pub mod rng;
 pub mod scenario;
 pub mod shard;
