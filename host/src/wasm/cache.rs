@@ -106,9 +106,11 @@ impl ArtifactCache {
         let component = match remembered {
             Some(component) => {
                 // Compiled before in this process, maybe without a
-                // directory: make sure the directory keeps it too.
+                // directory: make sure the directory keeps it too. (Whether
+                // the file there verifies is checked when a process loads
+                // it; deserializing it here only to look would cost a load.)
                 if let Some(dir) = dir
-                    && load_artifact(engine, dir, &file, &key).is_none()
+                    && !dir.exists(&file)
                 {
                     store_artifact(dir, &file, &key, &component)?;
                 }

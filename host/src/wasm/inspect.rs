@@ -200,3 +200,19 @@ pub(super) fn check_world(engine: &Engine, component: &Component) -> Result<(), 
     }
     Ok(())
 }
+
+impl LoadError {
+    /// The refusal's kind (`"not_wasm"`, `"core_module"`, `"invalid"`,
+    /// `"forbidden_import"`, `"wrong_world"`, `"cache"`): a stable name for
+    /// counting and reporting, as [`crate::Failure::kind`] is for failures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotWasm => "not_wasm",
+            Self::CoreModule => "core_module",
+            Self::Invalid(_) => "invalid",
+            Self::ForbiddenImport(_) => "forbidden_import",
+            Self::WrongWorld(_) => "wrong_world",
+            Self::Cache { .. } => "cache",
+        }
+    }
+}

@@ -11,7 +11,7 @@
 //! cranelift, so this target is slow; the sandbox is rebuilt now and then,
 //! since its in-memory artifact cache keeps every component it compiled.
 
-use executor_host::{Input, LoadError, Program, Sandbox, SandboxConfig, StepCall};
+use executor_host::{Input, Program, Sandbox, SandboxConfig, StepCall};
 
 use super::{Fuzzer, Rng, Stats};
 
@@ -93,7 +93,7 @@ impl LoadFuzzer {
         let program = match self.sandbox.load(bytes) {
             Ok(program) => program,
             Err(error) => {
-                stats.outcome(format!("load:err:{}", variant(&error)));
+                stats.outcome(format!("load:err:{}", error.kind()));
                 return Ok(());
             }
         };
@@ -129,18 +129,6 @@ impl LoadFuzzer {
         }
         stats.outcome(format!("load:loaded:{outcome}"));
         Ok(())
-    }
-}
-
-fn variant(error: &LoadError) -> &'static str {
-    match error {
-        LoadError::NotWasm => "not_wasm",
-        LoadError::CoreModule => "core_module",
-        LoadError::Invalid(_) => "invalid",
-        LoadError::ForbiddenImport(_) => "forbidden_import",
-        LoadError::WrongWorld(_) => "wrong_world",
-        LoadError::Cache { .. } => "cache",
-        _ => "other",
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use executor_host::{AccessMode, ExecutorOptions, KeySets, Limits, WriteMode};
-use executor_host::{LoadError, Program, Sandbox, SandboxConfig, StepCall, StepReport, WasmProgram};
+use executor_host::{Program, Sandbox, SandboxConfig, StepCall, StepReport, WasmProgram};
 use executor_testkit::harness::{self, Delivery, TxOutcome, TxSpec, Workload};
 
 use super::wat_guest::Wat;
@@ -196,18 +196,6 @@ impl Program for Mixed {
     }
 }
 
-fn load_kind(error: &LoadError) -> &'static str {
-    match error {
-        LoadError::NotWasm => "not_wasm",
-        LoadError::CoreModule => "core_module",
-        LoadError::Invalid(_) => "invalid",
-        LoadError::ForbiddenImport(_) => "forbidden_import",
-        LoadError::WrongWorld(_) => "wrong_world",
-        LoadError::Cache { .. } => "cache",
-        _ => "unknown",
-    }
-}
-
 /// An error and its causes, on one line.
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let causes: Vec<String> = std::iter::successors(Some(error), |e| e.source()).map(ToString::to_string).collect();
@@ -238,7 +226,7 @@ fn run(case: &Case, seed: u64) -> String {
     let (hostile, refusal) = match loaded {
         Ok(program) => (Some(program), None),
         Err(error) => {
-            assert_eq!(Refused(load_kind(&error)), case.expect, "{name}: refused: {error:#}");
+            assert_eq!(Refused(error.kind()), case.expect, "{name}: refused: {error:#}");
             (None, Some(error))
         }
     };
