@@ -27,6 +27,37 @@ pub struct Config {
     pub executor: ExecutorOptions,
     /// How this command runs.
     pub host: HostSettings,
+    /// How `serve` and `submit` reach the deployment.
+    pub nats: NatsSettings,
+}
+
+/// How `serve` and `submit` reach a deployment over NATS. The password is
+/// never in this file: it is read from the environment variable
+/// `EXECUTOR_HOST_NATS_PASSWORD`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// The server.
+    pub url: String,
+    /// The user of this process's role (`shard`, `worker`, `executor`,
+    /// `submit` in the example server configuration). Omitted: none.
+    pub user: Option<String>,
+    /// Every subject and stream of the deployment starts with this.
+    pub namespace: String,
+    /// How long an executor host may hold a spawn request without news
+    /// before another host gets it.
+    pub ack_wait: std::time::Duration,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            user: None,
+            namespace: "exec".into(),
+            ack_wait: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// The CLI's own settings: how `run` delivers messages and where deployed
@@ -129,6 +160,9 @@ fn comment(path: &str) -> Option<&'static str> {
              access_mode = \"strict\" | \"lenient\"."
         }
         "host" => "# [host]: how `run` delivers messages, and the module store (relative to the current directory).",
+        "nats" => {
+            "# [nats]: how `serve` and `submit` reach the deployment; the password comes from EXECUTOR_HOST_NATS_PASSWORD."
+        }
         _ => return None,
     })
 }
@@ -140,6 +174,9 @@ fn unset_hints(path: &str) -> &'static [(&'static str, &'static str)] {
             ("threads", "# threads = 2    # threads of a concurrent run (omitted: one per core)"),
             ("seed", "# seed = 1       # deterministic delivery drawn from this seed (omitted: concurrent)"),
         ],
+        "nats" => {
+            &[("user", "# user = \"worker\"    # this process's role in the server's authorization (omitted: none)")]
+        }
         _ => &[],
     }
 }

@@ -7,6 +7,7 @@
 //! - `output`: what `run`, `list` and `check` print (`--output`), and
 //!   `run`'s progress bar.
 
+mod cluster;
 mod config;
 mod logging;
 mod output;
@@ -108,6 +109,15 @@ enum Cmd {
     /// timestamp, outcome, gas, values read and written, the final state
     /// and the totals.
     Run(RunArgs),
+    /// Run one process of a deployment over NATS: a shard, the worker or
+    /// an executor host (see the README's "Running across processes").
+    Serve {
+        #[command(subcommand)]
+        role: cluster::Role,
+    },
+    /// Submit a scenario's transactions to a deployment over NATS, wait
+    /// for every one to finish, and print the report `run` prints.
+    Submit(cluster::SubmitArgs),
     /// Remove a deployed name from a module store.
     Remove {
         /// The deployed name.
@@ -136,14 +146,25 @@ enum Cmd {
     },
 }
 
+/// The guest to run: `--guest` or `--native`, and the store it may be in.
 #[derive(clap::Args)]
-struct RunArgs {
-    /// The guest: a component file (`.wasm`) or a deployed name.
-    #[arg(long, required_unless_present = "native", conflicts_with = "native")]
+#[group(id = "guest_or_native", multiple = false)]
+struct GuestArgs {
+    /// The guest: a component file (`.wasm`), a deployed name, or
+    /// `sha256:<hash>` of a deployed module (as `list` shows it).
+    #[arg(long)]
     guest: Option<String>,
     /// Run the native build of an example function instead of wasm.
     #[arg(long, value_enum)]
     native: Option<NativeExample>,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    guest: GuestArgs,
     /// The scenario file (JSON; see the README).
     #[arg(long)]
     scenario: PathBuf,
@@ -166,8 +187,16 @@ struct RunArgs {
     /// Exit with status 1 when any transaction failed (for CI).
     #[arg(long)]
     fail_on_failure: bool,
-    #[command(flatten)]
-    store: StoreArg,
+    /// Recording mode: run each transaction with access unrestricted, one
+    /// after another, and print the key sets it needs (declared eager
+    /// keys, other reads as lazy, writes as will) instead of running the
+    /// scenario.
+    #[arg(long)]
+    record: bool,
+    /// With `--record`: write the scenario here with each transaction's
+    /// recorded key sets, so that the next `run` passes in strict mode.
+    #[arg(long, value_name = "FILE", requires = "record")]
+    write_scenario: Option<PathBuf>,
     #[command(flatten)]
     output: OutputArg,
 }
@@ -296,6 +325,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::List { store, output } => list(&store.resolve(&config), output.resolve())?,
         Cmd::Remove { name, store } => remove(&name, &store.resolve(&config))?,
         Cmd::Run(args) => return run_scenario(args, &config),
+        Cmd::Serve { role } => return cluster::serve(role, &config),
+        Cmd::Submit(args) => return cluster::submit(args, &config),
         Cmd::Config { default } => {
             let shown = if default { Config::default() } else { config };
             emit(&shown.to_toml()?)?;
@@ -370,8 +401,9 @@ fn remove(name: &str, store: &Path) -> Result<()> {
 }
 
 /// Loads the guest named by `guest`: a component file if `guest` ends in
-/// `.wasm` (which no deployed name can), otherwise the module deployed under
-/// that name in the store at `store`.
+/// `.wasm` (which no deployed name can), the module with that hash if it is
+/// `sha256:<hash>`, otherwise the module deployed under that name in the
+/// store at `store`.
 fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path) -> Result<WasmProgram> {
     let path = Path::new(guest);
     if path.extension().is_some_and(|e| e == "wasm") {
@@ -381,9 +413,67 @@ fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path) -> Result<WasmProgra
     if !store.is_dir() {
         bail!("{guest:?} is not a .wasm file, and there is no module store at {}", store.display());
     }
-    open_store(store, false)?
-        .load(sandbox, guest)
-        .with_context(|| format!("loading from the module store {}", store.display()))
+    let store_dir = store;
+    let store = open_store(store_dir, false)?;
+    match guest.strip_prefix("sha256:") {
+        Some(hash) => store.load_hash(sandbox, hash),
+        None => store.load(sandbox, guest),
+    }
+    .with_context(|| format!("loading from the module store {}", store_dir.display()))
+}
+
+/// `run --record`: prints the recorded key sets, and writes the scenario
+/// with them if asked.
+fn record(
+    scenario: &Scenario,
+    text: &str,
+    program: &dyn Program,
+    options: &executor_host::ExecutorOptions,
+    args: &RunArgs,
+) -> Result<ExitCode> {
+    let recorded = executor_testkit::record::record(&scenario.workload(), program, options);
+    let format = Output::resolve(args.output.output);
+    emit(&output::recorded(&recorded, format)?)?;
+    if let Some(path) = &args.write_scenario {
+        let mut document: serde_json::Value = serde_json::from_str(text).context("re-reading the scenario")?;
+        let transactions = document
+            .get_mut("transactions")
+            .and_then(serde_json::Value::as_array_mut)
+            .context("the scenario has no transactions array")?;
+        for (tx, recorded) in transactions.iter_mut().zip(&recorded) {
+            let Some(tx) = tx.as_object_mut() else { continue };
+            let keys = &recorded.keys;
+            for (field, set) in [
+                ("eager_read_keys", &keys.eager_read_keys),
+                ("lazy_read_keys", &keys.lazy_read_keys),
+                ("will_write_keys", &keys.will_write_keys),
+                ("may_write_keys", &keys.may_write_keys),
+            ] {
+                let set: Vec<executor_testkit::scenario::Bytes> =
+                    set.iter().map(|k| executor_testkit::scenario::Bytes(k.clone())).collect();
+                tx.insert(field.to_owned(), serde_json::to_value(set)?);
+            }
+        }
+        let text = serde_json::to_string_pretty(&document)? + "\n";
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {} with the recorded key sets", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The program `--guest` or `--native` names.
+fn program(args: &GuestArgs, config: &Config) -> Result<Arc<dyn Program>> {
+    let limits = config.sandbox.limits.clone();
+    Ok(match (args.native, args.guest.as_deref()) {
+        (Some(NativeExample::Transfer), _) => Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(limits)),
+        (Some(NativeExample::Counter), _) => Arc::new(NativeProgram::<counter_guest::CounterFunction>::new(limits)),
+        (Some(NativeExample::Nockma), _) => Arc::new(NativeProgram::<nockma_guest::NockmaFunction>::new(limits)),
+        (None, Some(guest)) => {
+            let store = args.store.store.clone().unwrap_or_else(|| config.host.store.clone());
+            Arc::new(load_guest(&sandbox(config)?, guest, &store)?)
+        }
+        (None, None) => bail!("name a --guest or a --native example"),
+    })
 }
 
 fn check(file: &Path, config: &Config, format: Output) -> Result<()> {
@@ -440,19 +530,18 @@ fn build(
 }
 
 fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
+    if args.guest.guest.is_none() && args.guest.native.is_none() {
+        bail!("name the function to run: --guest <file.wasm|name|sha256:hash> or --native <example>");
+    }
     let path = &args.scenario;
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let scenario = Scenario::from_json(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
     let options = config::executor_options(&config.executor, &text, args.gas_limit)
         .with_context(|| format!("{} is not a valid scenario", path.display()))?;
-    let limits = config.sandbox.limits.clone();
-    let program: Arc<dyn Program> = match (args.native, args.guest.as_deref()) {
-        (Some(NativeExample::Transfer), _) => Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(limits)),
-        (Some(NativeExample::Counter), _) => Arc::new(NativeProgram::<counter_guest::CounterFunction>::new(limits)),
-        (Some(NativeExample::Nockma), _) => Arc::new(NativeProgram::<nockma_guest::NockmaFunction>::new(limits)),
-        (None, Some(guest)) => Arc::new(load_guest(&sandbox(config)?, guest, &args.store.resolve(config))?),
-        (None, None) => bail!("name a --guest or a --native example"),
-    };
+    let program = program(&args.guest, config)?;
+    if args.record {
+        return record(&scenario, &text, program.as_ref(), &options, &args);
+    }
     let seed = if args.concurrent { None } else { args.seed.or(config.host.seed) };
     let delivery = match seed {
         Some(seed) => Delivery::Deterministic { seed },

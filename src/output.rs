@@ -209,3 +209,46 @@ impl Program for Counted {
         report
     }
 }
+
+/// What `run --record` prints: each transaction's recorded key sets.
+pub fn recorded(recorded: &[executor_testkit::record::Recorded], format: Output) -> serde_json::Result<String> {
+    use executor_testkit::scenario::KeyText;
+    let text = |set: &[Vec<u8>]| set.iter().map(|k| KeyText(k.clone()).to_string()).collect::<Vec<_>>();
+    let outcome = |r: &executor_testkit::record::Recorded| match &r.outcome {
+        Some(Ok(())) => "halted".to_owned(),
+        Some(Err(failure)) => format!("failed: {failure}"),
+        None => "waits for a value it never asked for".to_owned(),
+    };
+    match format {
+        Output::Json => {
+            let rows: Vec<serde_json::Value> = recorded
+                .iter()
+                .zip(1u64..)
+                .map(|(r, timestamp)| {
+                    serde_json::json!({
+                        "timestamp": timestamp,
+                        "outcome": outcome(r),
+                        "eager_read_keys": text(&r.keys.eager_read_keys),
+                        "lazy_read_keys": text(&r.keys.lazy_read_keys),
+                        "will_write_keys": text(&r.keys.will_write_keys),
+                    })
+                })
+                .collect();
+            Ok(serde_json::to_string_pretty(&rows)? + "\n")
+        }
+        Output::Human => {
+            let mut out = String::from("timestamp  eager | lazy | will  (outcome)\n");
+            for (r, timestamp) in recorded.iter().zip(1u64..) {
+                let _ = writeln!(
+                    out,
+                    "{timestamp:>9}  {} | {} | {}  ({})",
+                    text(&r.keys.eager_read_keys).join(" "),
+                    text(&r.keys.lazy_read_keys).join(" "),
+                    text(&r.keys.will_write_keys).join(" "),
+                    outcome(r)
+                );
+            }
+            Ok(out)
+        }
+    }
+}

@@ -28,7 +28,13 @@
 //! - a panicking program fails its transaction instead of its host;
 //! - exhausting gas fails; a deadline timer bounds the whole transaction;
 //! - the executor's id names its worker and timestamp, and is the sender of
-//!   everything it sends.
+//!   everything it sends;
+//! - with [`ExecutorOptions::resend`], it re-asks the shards for every value
+//!   due and not received, at spawn and then periodically, so a lost
+//!   `KvsRead` or a re-run of the executor elsewhere (same id, same
+//!   timestamp, a deterministic program) does not stall the transaction;
+//!   the shards answer a re-ask with the same version, and the canonical
+//!   feeding order keeps steps and gas unchanged.
 //!
 //! This module decides; it does no I/O and never blocks except inside the
 //! guest call. Hosting (mailboxes, timers, threads) is [`crate::runtime`]'s.
@@ -99,6 +105,11 @@ pub struct ExecutorOptions {
     /// What an undeclared read or write does. By default
     /// [`AccessMode::Strict`].
     pub access_mode: AccessMode,
+    /// Re-ask shards for values not yet received: once at spawn and then
+    /// every this long. For networks that may lose a message to an
+    /// executor or re-run one elsewhere (NATS); `None` in process. By
+    /// default `None`. A zero period re-asks every millisecond.
+    pub resend: Option<Duration>,
 }
 
 impl Default for ExecutorOptions {
@@ -109,6 +120,7 @@ impl Default for ExecutorOptions {
             linger: Duration::from_secs(1),
             write_mode: WriteMode::Streaming,
             access_mode: AccessMode::Strict,
+            resend: None,
         }
     }
 }
@@ -294,6 +306,9 @@ pub enum ExecutorTimer {
     Start,
     /// The transaction's deadline.
     Deadline,
+    /// Re-ask the shards for the values not yet received (set only with
+    /// [`ExecutorOptions::resend`]).
+    Resend,
     /// Remove the finished executor.
     Reap,
 }
@@ -316,6 +331,9 @@ pub enum ExecutorAction {
     },
     /// Fail the transaction: its deadline passed.
     Expire,
+    /// Re-ask the shards for every eager or requested key neither fed nor
+    /// held, and set the next `Resend` (the `Resend` timer elapsed).
+    Resend,
     /// Remove the finished executor (it has lingered long enough).
     Reap,
     /// Count the trigger as dropped and do nothing else.
@@ -334,19 +352,32 @@ pub fn executor_id(worker: &EngineId, timestamp: Timestamp) -> EngineId {
 
 impl Executor {
     /// A new executor and the timers its host must schedule: the deadline,
-    /// and for a transaction without eager reads the first step at once.
+    /// for a transaction without eager reads the first step at once, and
+    /// with [`ExecutorOptions::resend`] the first re-ask (at once when
+    /// there are eager reads to ask for, else one period on).
     pub fn spawn(config: ExecutorConfig, now: Duration) -> (Instance<Self>, Vec<TimerOp<ExecutorTimer>>) {
         let id = executor_id(&config.tx.worker, config.tx.timestamp);
         let deadline = now.saturating_add(config.shared.options.deadline);
-        let mut timers = Vec::with_capacity(2);
-        if config.tx.keys.eager_read_keys.is_empty() {
+        let eager = !config.tx.keys.eager_read_keys.is_empty();
+        let mut timers = Vec::with_capacity(3);
+        if !eager {
             timers.push(Timer { handle: ExecutorTimer::Start, at: now });
         }
         timers.push(Timer { handle: ExecutorTimer::Deadline, at: deadline });
+        if let Some(period) = resend_period(&config.shared.options) {
+            let at = if eager { now } else { now.saturating_add(period) };
+            timers.push(Timer { handle: ExecutorTimer::Resend, at });
+        }
         let mut env = Environment::new(ExecutorState::default());
         env.timers.clone_from(&timers);
         (Instance { id, config: Arc::new(config), env }, timers.into_iter().map(TimerOp::Set).collect())
     }
+}
+
+/// The period of the `Resend` timer, if set: never zero, so a re-armed
+/// timer is never due at once (a host would fire it forever).
+fn resend_period(options: &ExecutorOptions) -> Option<Duration> {
+    options.resend.map(|period| period.max(Duration::from_millis(1)))
 }
 
 type Trig = Trigger<Message, ExecutorTimer>;
@@ -369,6 +400,8 @@ fn guard_timers(trigger: &Trig, config: &ExecutorConfig, _: &Env) -> Option<Exec
     } else if timers.contains(&ExecutorTimer::Start) && config.tx.keys.eager_read_keys.is_empty() {
         // A transaction with eager reads starts on the first of them.
         Some(ExecutorAction::Start)
+    } else if timers.contains(&ExecutorTimer::Resend) {
+        Some(ExecutorAction::Resend)
     } else {
         None
     }
@@ -469,11 +502,16 @@ impl Behaviour for Executor {
                     turn.step(None);
                 }
                 turn.feed_due();
+                // A `Resend` due with `Start` (a zero period) is not lost.
+                if matches!(trigger, Trigger::Elapsed { timers, .. } if timers.contains(&ExecutorTimer::Resend)) {
+                    turn.resend();
+                }
             }
             ExecutorAction::Read { key, data, .. } => {
                 turn.state.held.insert(key, data);
                 turn.feed_due();
             }
+            ExecutorAction::Resend => turn.resend(),
             ExecutorAction::Expire => {
                 let bound_ms = u64::try_from(config.shared.options.deadline.as_millis()).unwrap_or(u64::MAX);
                 turn.finish(Some(Failure::Deadline { bound_ms }));
@@ -505,6 +543,31 @@ impl Turn<'_> {
     fn send_to_shard(&mut self, key: &[u8], payload: Message) {
         let shard = self.config.shared.shards.shard_for(key).clone();
         self.send(shard, payload);
+    }
+
+    /// Re-asks the owning shard for every eager key and every requested
+    /// lazy key neither fed nor held (eager keys in key order, then lazy
+    /// keys in request order), and sets the next `Resend`. Runs no step:
+    /// steps and gas are those of a run without loss.
+    fn resend(&mut self) {
+        let Some(period) = resend_period(&self.config.shared.options) else { return };
+        if self.state.finished {
+            return;
+        }
+        let timestamp = self.config.tx.timestamp;
+        let state = &*self.state;
+        // Keys are fed in the canonical order, so the ones not fed yet are
+        // the tails past the counts fed.
+        let eager = self.config.tx.keys.eager_read_keys.get(state.eager_fed..).unwrap_or_default();
+        let lazy = state.requested.get(state.lazy_fed..).unwrap_or_default();
+        let missing: Vec<Key> =
+            eager.iter().chain(lazy).filter(|key| !state.held.contains_key(*key)).cloned().collect();
+        for key in missing {
+            self.send_to_shard(&key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: true });
+        }
+        self.effect
+            .timers
+            .push(TimerOp::Set(Timer { handle: ExecutorTimer::Resend, at: self.now.saturating_add(period) }));
     }
 
     /// Feeds the program every held value whose turn has come, in the
@@ -671,6 +734,9 @@ impl Turn<'_> {
         self.send(config.tx.worker.clone(), Message::ExecutorFinished(finished));
         self.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
         self.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Deadline));
+        if options.resend.is_some() {
+            self.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Resend));
+        }
         self.effect
             .timers
             .push(TimerOp::Set(Timer { handle: ExecutorTimer::Reap, at: self.now.saturating_add(options.linger) }));

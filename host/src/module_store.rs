@@ -219,11 +219,28 @@ impl ModuleStore {
     pub fn load(&self, sandbox: &Sandbox, name: &str) -> Result<WasmProgram, StoreError> {
         validate_name(name)?;
         let hash = self.hash_of(name)?;
-        let module = module_file(&hash);
-        let bytes = self.modules.read(&module).map_err(|error| match error.kind() {
-            io::ErrorKind::NotFound => {
-                StoreError::Corrupt(format!("`{name}` points at a missing module {MODULES}/{module}"))
+        self.load_module(sandbox, &hash, &format!("`{name}` points at a missing module"))
+    }
+
+    /// Loads the module whose SHA-256 is `hash` (64 lowercase hex digits,
+    /// as [`ModuleStore::list`] shows it), whatever name it is deployed
+    /// under: what a deployment pins so that every host runs the same code.
+    pub fn load_hash(&self, sandbox: &Sandbox, hash: &str) -> Result<WasmProgram, StoreError> {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(StoreError::NotFound { name: hash.to_owned() });
+        }
+        match self.modules.metadata(module_file(hash)) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound { name: hash.to_owned() })
             }
+            _ => self.load_module(sandbox, hash, "a missing module"),
+        }
+    }
+
+    fn load_module(&self, sandbox: &Sandbox, hash: &str, missing: &str) -> Result<WasmProgram, StoreError> {
+        let module = module_file(hash);
+        let bytes = self.modules.read(&module).map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => StoreError::Corrupt(format!("{missing} {MODULES}/{module}")),
             _ => io_error(format!("reading {MODULES}/{module}"))(error),
         })?;
         if hex(&Sha256::digest(&bytes)) != hash {

@@ -397,3 +397,42 @@ serde_json = "1"
     let checked = cli(&["check", outside.join("out.wasm").to_str().unwrap(), "--output", "json"]).json();
     assert_eq!(checked["ok"], true, "{checked}");
 }
+
+/// Recording mode: a scenario that declares no keys fails in strict mode;
+/// `run --record --write-scenario` learns the key sets (the same every
+/// time), and the scenario it writes runs with no access violation, and
+/// as the recording said.
+#[test]
+fn recording_learns_the_key_sets_that_strict_mode_then_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "undeclared.json",
+        r#"{"shards": 2, "initial_state": {"alice": "10", "bob": "5"}, "transactions": [
+            {"executable": {"from": "alice", "to": "bob", "amount": 3}},
+            {"executable": {"from": "bob", "to": "carol", "amount": 8}, "lazy_read_keys": ["bob"]},
+            {"executable": {"from": "carol", "to": "alice", "amount": 100}}]}"#,
+    );
+    let strict = cli(&["run", "--native", "transfer", "--scenario", &scenario, "--output", "json"]);
+    assert_eq!(strict.json()["failed_by_reason"]["access_violation"], 3, "{}", strict.stdout);
+
+    let out = dir.path().join("recorded.json");
+    let out = out.to_str().unwrap();
+    let record = ["run", "--native", "transfer", "--scenario", &scenario, "--record", "--output", "json"];
+    let first = cli(&[&record[..], &["--write-scenario", out]].concat());
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(cli(&record).stdout, first.stdout, "a recording is deterministic");
+    let recorded = first.json();
+    assert_eq!(recorded[0]["lazy_read_keys"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(recorded[0]["will_write_keys"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(recorded[1]["lazy_read_keys"], serde_json::json!(["bob", "carol"]));
+    assert_eq!(recorded[2]["will_write_keys"], serde_json::json!([]), "a failure writes nothing");
+
+    let rerun = cli(&["run", "--native", "transfer", "--scenario", out, "--output", "json"]).json();
+    assert_eq!(rerun["succeeded"], 2, "{rerun}");
+    assert_eq!(rerun["failed_by_reason"], serde_json::json!({"guest": 1}), "{rerun}");
+    assert_eq!(rerun["final_state"], serde_json::json!({"alice": "7", "bob": "0", "carol": "8"}));
+
+    let refused = cli(&["run", "--native", "transfer", "--scenario", &scenario, "--write-scenario", out]);
+    assert_eq!(refused.code, Some(2), "--write-scenario without --record is a usage error");
+}

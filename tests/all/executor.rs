@@ -360,3 +360,85 @@ fn a_second_streamed_write_fails_even_in_lenient_mode() {
     assert_eq!(failure, Failure::AccessViolation { key: b"a".to_vec(), access: Access::Rewrite });
     assert!(failure.to_string().starts_with("second write of key a in streaming mode"), "{failure}");
 }
+
+/// Before, a `KvsRead` the network lost (or an executor re-run elsewhere,
+/// whose shards had already answered its first incarnation) stalled the
+/// transaction until its deadline: nothing ever asked again. With
+/// `resend`, the executor asks at spawn and then every period for the
+/// values it has neither been fed nor holds, and ends exactly as it would
+/// have without the loss: same messages, steps and gas.
+#[test]
+fn with_resend_lost_eager_reads_are_asked_for_again_and_the_outcome_is_unchanged() {
+    let period = Duration::from_secs(1);
+    let run = |resend: Option<Duration>| {
+        let options = ExecutorOptions { resend, ..ExecutorOptions::default() };
+        let exe = support::transfer_exe("bob", "oscar", 80);
+        let ks = keys(&[], &["bob", "oscar"], &["bob", "oscar"], &[]);
+        Driver::start(Arc::new(support::transfer()), exe, ks, options)
+    };
+    let is_request = |(_, m): &(EngineId, Message)| matches!(m, Message::KvsReadRequest { actual: true, .. });
+
+    // Without loss, without resend.
+    let (mut d, out) = run(None);
+    assert!(out.is_empty());
+    let mut lossless = sent(&d.id(), d.read("bob", Some("100")));
+    lossless.extend(sent(&d.id(), d.read("oscar", Some("5"))));
+    let (lossless, expected) = split_finished(lossless);
+    assert!(expected.success, "{:?}", expected.failure);
+    assert!(expected.gas_used > 0);
+
+    // Both reads lost: asked for at spawn, and again a period later.
+    let (mut d, out) = run(Some(period));
+    let both = vec![request("bob", true), request("oscar", true)];
+    assert_eq!(sent(&d.id(), out), both, "asked at spawn");
+    d.now += period;
+    assert_eq!(sent(&d.id(), d.fire(ExecutorTimer::Resend)), both, "asked again");
+    // bob arrives (oscar is lost again): only oscar is asked for.
+    let mut lossy = sent(&d.id(), d.read("bob", Some("100")));
+    d.now += period;
+    assert_eq!(sent(&d.id(), d.fire(ExecutorTimer::Resend)), vec![request("oscar", true)]);
+    lossy.extend(sent(&d.id(), d.read("oscar", Some("5"))));
+    // A late answer to a re-ask, after the finish, is dropped.
+    assert!(d.read("oscar", Some("5")).is_empty());
+    let (lossy, report) = split_finished(lossy);
+    assert_eq!(report, expected, "same reads, writes, steps and gas");
+    assert_eq!(lossy, lossless);
+    assert!(!lossy.iter().any(is_request));
+    assert!(
+        !d.instance.env.timers.iter().any(|t| t.handle == ExecutorTimer::Resend),
+        "the finish cancels the re-asking"
+    );
+}
+
+/// A requested lazy key is asked for again too, once requested and until
+/// fed; a key fed or held is not. Without eager reads the first re-ask is
+/// a period after spawn.
+#[test]
+fn with_resend_requested_lazy_keys_are_asked_for_again_until_fed() {
+    let period = Duration::from_millis(250);
+    let options = ExecutorOptions { resend: Some(period), ..ExecutorOptions::default() };
+    let exe = script(&[&[Read(w("l1")), Read(w("l2"))], &[], &[Write(w("w"), w("1")), Halt]]);
+    let (mut d, out) = start_with(exe.clone(), keys(&["l1", "l2", "l3"], &[], &["w"], &[]), options.clone());
+    assert_eq!(out, vec![request("l1", true), request("l2", true)], "the start step's requests");
+    assert!(
+        d.instance.env.timers.iter().any(|t| t.handle == ExecutorTimer::Resend && t.at == period),
+        "{:?}",
+        d.instance.env.timers
+    );
+    // l2 arrives before l1: held, not asked for again.
+    assert!(d.read("l2", Some("2")).is_empty());
+    d.now += period;
+    assert_eq!(sent(&d.id(), d.fire(ExecutorTimer::Resend)), vec![request("l1", true)]);
+    let (out, report) = split_finished(sent(&d.id(), d.read("l1", Some("1"))));
+    assert_eq!(out, vec![write("w", Some("1")), request("l3", false)]);
+    assert_eq!(report.values_read, vec![kv_opt("l1", "1"), kv_opt("l2", "2")]);
+    assert_eq!(d.metrics.dropped_total(), 0);
+
+    // With an eager key: asked for at spawn, and not once fed.
+    let exe = script(&[&[Read(w("l1"))], &[], &[Halt]]);
+    let (mut d, out) = start_with(exe, keys(&["l1"], &["e"], &[], &[]), options);
+    assert_eq!(out, vec![request("e", true)]);
+    assert_eq!(sent(&d.id(), d.read("e", Some("0"))), vec![request("l1", true)]);
+    d.now += period;
+    assert_eq!(sent(&d.id(), d.fire(ExecutorTimer::Resend)), vec![request("l1", true)]);
+}

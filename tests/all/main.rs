@@ -18,6 +18,9 @@
 //! - `oracle`: serializability of whole runs through shards and worker.
 //! - `shard`: the reference shard, message by message.
 //! - `worker`: the mempool worker, message by message.
+//! - `nats`: shards, worker and executor hosts as processes over a real
+//!   NATS server: serializable, surviving a killed host and a server
+//!   restart, and the example permissions.
 //! - `module_store`: deploying, listing, loading and removing guests by
 //!   name, safely and atomically, and the `deploy`/`list`/`remove` CLI.
 
@@ -33,6 +36,7 @@ mod guests;
 mod harness;
 mod host;
 mod module_store;
+mod nats;
 mod nockma;
 mod oracle;
 mod sandbox;

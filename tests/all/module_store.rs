@@ -588,3 +588,30 @@ mod crash {
         deploys_killed_at_random_leave_a_valid_store(600);
     }
 }
+
+/// A deployment pins a module by its hash: `load_hash` (and the CLI's
+/// `--guest sha256:<hash>`) finds it under any name, and nothing that is
+/// not the hash of a stored module, or is not a hash at all, loads.
+#[test]
+fn a_module_loads_by_its_hash() {
+    let (dir, store) = store();
+    let transfer = bytes(guest_artifacts::TRANSFER);
+    let deployed = store.deploy(sandbox(), "transfer", &transfer).unwrap();
+    transfer_works(&store.load_hash(sandbox(), &deployed.hash).unwrap());
+    let counter = hash(&bytes(guest_artifacts::COUNTER));
+    for wrong in [counter.as_str(), "", "../names/transfer", &deployed.hash.to_uppercase(), &deployed.hash[..63]] {
+        assert!(matches!(store.load_hash(sandbox(), wrong), Err(StoreError::NotFound { .. })), "{wrong:?}");
+    }
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_executor-host"))
+        .args(["run", "--output", "json", "--scenario"])
+        .arg(format!("{}/examples/transfers.json", env!("CARGO_MANIFEST_DIR")))
+        .arg("--store")
+        .arg(dir.path())
+        .arg("--guest")
+        .arg(format!("sha256:{}", deployed.hash))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["succeeded"].as_u64().unwrap() + report["failed"].as_u64().unwrap(), 300);
+}

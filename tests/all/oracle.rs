@@ -95,6 +95,11 @@ fn workload(seed: u64, transactions: usize, accounts: u64, counters: bool) -> Wo
     Workload { shards: 1 + (seed % 4) as usize, initial, transactions }
 }
 
+/// A random workload of transfers only (what the `transfer` guest runs).
+pub fn transfer_workload(seed: u64, transactions: usize, accounts: u64) -> Workload {
+    workload(seed, transactions, accounts, false)
+}
+
 /// Runs one transaction alone against `store`: eager keys first in key
 /// order, then each requested key as asked. Returns success, and applies
 /// its writes on success.
@@ -144,7 +149,7 @@ fn serial_step(
 
 /// Checks `outcome` against the serial execution; returns the first
 /// difference.
-fn check(workload: &Workload, outcome: &Outcome) -> Result<(), String> {
+pub fn check(workload: &Workload, outcome: &Outcome) -> Result<(), String> {
     let reference = NativeProgram::<Mixed>::new(Limits::default());
     let mut store = workload.initial.clone();
     if outcome.transactions.len() != workload.transactions.len() {

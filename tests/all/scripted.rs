@@ -127,10 +127,18 @@ impl Driver {
         );
         let (instance, timers) = Executor::spawn(config, Duration::ZERO);
         let mut driver = Self { instance, metrics, now: Duration::ZERO, stopped: false };
-        // As a host does: fire the timers due at once (the first step of a
-        // transaction without eager reads).
-        let starts = timers.iter().any(|op| matches!(op, TimerOp::Set(t) if t.handle == ExecutorTimer::Start));
-        let sent = if starts { driver.fire(ExecutorTimer::Start) } else { Vec::new() };
+        // As a host does: fire the timers due at once, together (the first
+        // step of a transaction without eager reads, the first re-ask of
+        // one with them).
+        let due: Vec<ExecutorTimer> = timers
+            .iter()
+            .filter_map(|op| match op {
+                TimerOp::Set(t) if t.at <= driver.now => Some(t.handle),
+                _ => None,
+            })
+            .collect();
+        let sent =
+            if due.is_empty() { Vec::new() } else { driver.trigger(Trigger::Elapsed { timers: due, at: driver.now }) };
         (driver, sent)
     }
 

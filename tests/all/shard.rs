@@ -52,6 +52,12 @@ impl Fixture {
         out
     }
 
+    /// Only heard-all-writes: the worker holds heard-all-reads below the
+    /// transactions not finished.
+    fn seen_writes(&mut self, ts: u64) -> Vec<(EngineId, Message)> {
+        self.send(worker(), Message::UpdateSeenAll { timestamp: ts, write: true })
+    }
+
     fn write(&mut self, ts: u64, key: &str, datum: Option<&str>) -> Vec<(EngineId, Message)> {
         let payload = Message::KvsWrite {
             timestamp: ts,
@@ -149,11 +155,110 @@ fn stray_messages_are_dropped_and_counted() {
     let mut f = Fixture::new(&[]);
     assert!(f.write(3, "a", Some("x")).is_empty(), "no lock");
     assert!(f.request(3, "a", true).is_empty(), "no lock");
-    f.lock(1, &[], &[], &["a"], &[]);
-    f.write(1, "a", Some("x"));
-    assert!(f.write(1, "a", Some("y")).is_empty(), "written already");
-    assert_eq!(f.shard.env.local.dropped, 3);
-    assert_eq!(f.shard.env.local.latest()[&b"a".to_vec()], b"x");
+    f.lock(1, &["e"], &["l"], &["a"], &[]);
+    assert!(f.request(1, "a", true).is_empty(), "no read declared");
+    assert!(f.write(1, "e", Some("x")).is_empty(), "no write declared");
+    assert!(f.request(1, "e", false).is_empty(), "an eager read cannot be released");
+    f.request(1, "l", false);
+    assert!(f.request(1, "l", true).is_empty(), "cancelled");
+    assert_eq!(f.shard.env.local.dropped, 6);
+    assert!(f.shard.env.local.conflicting_writes.is_empty());
+}
+
+fn stranger() -> EngineId {
+    EngineId::local("executor/impostor/1")
+}
+
+/// An executor re-run from the start elsewhere (or re-asking for a read
+/// the network lost) asks again for a read already served: before, the
+/// shard dropped the request (and an eager one always), and the re-run
+/// executor waited for its deadline. It is served again, with the same
+/// version, even after later transactions wrote the key and the
+/// heard-all-writes watermark moved past it: the worker holds the
+/// heard-all-reads watermark below the unfinished reader, so its version
+/// is still there.
+#[test]
+fn a_served_read_asked_for_again_is_served_again_with_the_same_version() {
+    let mut f = Fixture::new(&[("a", "1")]);
+    f.lock(1, &["a"], &[], &[], &[]);
+    f.lock(2, &[], &["a"], &[], &[]);
+    f.lock(3, &[], &[], &["a"], &[]);
+    assert_eq!(f.seen_writes(3), vec![read(1, "a", Some("1"))]);
+    assert_eq!(f.request(2, "a", true), vec![read(2, "a", Some("1"))]);
+    assert!(f.write(3, "a", Some("3")).is_empty());
+    f.lock(4, &["a"], &[], &[], &[]);
+    assert_eq!(f.seen_writes(4), vec![read(4, "a", Some("3"))]);
+    // 1 and 2 have not finished: the heard-all-reads watermark stays at 0.
+    assert_eq!(f.request(1, "a", true), vec![read(1, "a", Some("1"))], "eager, served again");
+    assert_eq!(f.request(2, "a", true), vec![read(2, "a", Some("1"))], "lazy, served again");
+    assert_eq!(f.request(1, "a", true), vec![read(1, "a", Some("1"))], "as often as asked");
+    assert_eq!(f.request(4, "a", true), vec![read(4, "a", Some("3"))]);
+    assert_eq!(f.shard.env.local.dropped, 0);
+    assert_eq!(f.shard.env.local.pending_markers(), 0);
+    // Asking while the answer is still due is a retry, not an error.
+    f.lock(5, &["a"], &["b"], &[], &[]);
+    assert!(f.request(5, "a", true).is_empty(), "eager, waiting for the watermark");
+    assert!(f.request(5, "b", true).is_empty(), "lazy, waiting for the watermark");
+    assert!(f.request(5, "b", true).is_empty(), "lazy, requested already");
+    assert_eq!(f.shard.env.local.dropped, 0);
+    assert_eq!(f.seen_writes(5), vec![read(5, "a", Some("3")), read(5, "b", None)]);
+    // Once every reader finished the worker moves heard-all-reads past
+    // them, and their versions are collapsed: nothing to serve again.
+    f.send(worker(), Message::UpdateSeenAll { timestamp: 5, write: false });
+    assert!(f.request(1, "a", true).is_empty());
+    assert_eq!(f.shard.env.local.dropped, 1);
+}
+
+/// A re-run executor writes again: the same resolution is a no-op (before,
+/// it was dropped as a protocol violation), a different one is refused and
+/// reported (before, it was only counted among the dropped messages).
+#[test]
+fn a_repeated_write_is_a_no_op_and_a_different_one_is_reported() {
+    let mut f = Fixture::new(&[("a", "0")]);
+    f.lock(1, &[], &[], &["a"], &["b"]);
+    f.lock(2, &["a", "b"], &[], &[], &[]);
+    f.seen_writes(2);
+    assert_eq!(f.write(1, "a", Some("x")), vec![read(2, "a", Some("x"))]);
+    assert!(f.write(1, "a", Some("x")).is_empty());
+    assert_eq!(f.write(1, "b", None), vec![read(2, "b", None)]);
+    assert!(f.write(1, "b", None).is_empty());
+    assert_eq!(f.shard.env.local.dropped, 0, "the same write again is no error");
+    assert!(f.shard.env.local.conflicting_writes.is_empty());
+    // Another value, a release of a written key, a write of a released one.
+    assert!(f.write(1, "a", Some("y")).is_empty());
+    assert!(f.write(1, "a", None).is_empty());
+    assert!(f.write(1, "b", Some("z")).is_empty());
+    let state = &f.shard.env.local;
+    assert_eq!(state.conflicting_writes, vec![(1, b"a".to_vec()), (1, b"a".to_vec()), (1, b"b".to_vec())]);
+    assert_eq!(state.dropped, 0);
+    assert_eq!(state.latest(), [(b"a".to_vec(), b"x".to_vec())].into(), "the first write stands");
+    // Later readers see the first write.
+    f.lock(3, &["a"], &[], &[], &[]);
+    assert_eq!(f.seen_writes(3), vec![read(3, "a", Some("x"))]);
+}
+
+/// Only the executor a lock registered may read or write under it: before,
+/// anyone could ask for a lazy read (served to the executor) or write.
+#[test]
+fn a_read_request_or_write_from_a_stranger_is_dropped_and_changes_nothing() {
+    let mut f = Fixture::new(&[("a", "1")]);
+    f.lock(1, &["e"], &["a"], &["b"], &[]);
+    assert_eq!(f.seen(1), vec![read(1, "e", None)]);
+    let request = Message::KvsReadRequest { timestamp: 1, key: b"a".to_vec(), actual: true };
+    let release = Message::KvsReadRequest { timestamp: 1, key: b"a".to_vec(), actual: false };
+    let again = Message::KvsReadRequest { timestamp: 1, key: b"e".to_vec(), actual: true };
+    let write = Message::KvsWrite { timestamp: 1, key: b"b".to_vec(), datum: Some(b"evil".to_vec()) };
+    for message in [request, release, again, write] {
+        assert!(f.send(stranger(), message.clone()).is_empty(), "{message:?}");
+        assert!(f.send(worker(), message.clone()).is_empty(), "{message:?}");
+    }
+    assert_eq!(f.shard.env.local.dropped, 8);
+    assert_eq!(f.shard.env.local.pending_markers(), 2, "the lazy read and the write");
+    assert_eq!(f.request(1, "a", true), vec![read(1, "a", Some("1"))]);
+    assert!(f.write(1, "b", Some("2")).is_empty());
+    assert_eq!(f.shard.env.local.pending_markers(), 0);
+    assert_eq!(f.shard.env.local.latest()[&b"b".to_vec()], b"2");
+    assert!(f.shard.env.local.conflicting_writes.is_empty());
 }
 
 /// A retried `KvsAcquireLock` must not reset the markers: before the fix

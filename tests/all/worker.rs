@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use executor_host::engine::{Instance, Trigger};
-use executor_host::{EngineId, Envelope, KeySets, Message};
+use executor_host::{EngineId, Envelope, ExecutorFinished, KeySets, Message, ShardMap, executor_id};
 use executor_testkit::harness::HashShards;
 use executor_testkit::worker::{Worker, WorkerConfig};
 
@@ -39,4 +39,67 @@ fn executor_is_spawned_only_when_every_shard_acknowledged_once() {
     assert_eq!(send(&mut w, shard0, acquired.clone()).0, 0, "a duplicate acknowledgement must not count");
     assert_eq!(send(&mut w, EngineId::local("impostor"), acquired.clone()).0, 0, "nor one from a stranger");
     assert_eq!(send(&mut w, shard1, acquired).0, 1);
+}
+
+fn finished(timestamp: u64) -> Message {
+    Message::ExecutorFinished(ExecutorFinished {
+        timestamp,
+        success: true,
+        values_read: Vec::new(),
+        values_written: Vec::new(),
+        failure: None,
+        gas_used: 0,
+    })
+}
+
+/// The watermarks sent, as `(timestamp, write)`, checked to go to every
+/// shard alike.
+fn watermarks(sent: &[Envelope<Message>], shards: &[EngineId]) -> Vec<(u64, bool)> {
+    let per_shard: Vec<Vec<(u64, bool)>> = shards
+        .iter()
+        .map(|shard| {
+            sent.iter()
+                .filter(|e| &e.target == shard)
+                .filter_map(|e| match e.payload {
+                    Message::UpdateSeenAll { timestamp, write } => Some((timestamp, write)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    assert!(per_shard.windows(2).all(|w| w[0] == w[1]), "{per_shard:?}");
+    per_shard.into_iter().next().unwrap_or_default()
+}
+
+/// A shard collapses the versions below heard-all-reads: before, the worker
+/// moved it with the locks, so a re-run executor (or one re-asking for a
+/// lost read) could find its version gone. Heard-all-reads now waits for
+/// every transaction up to it to finish; heard-all-writes still follows
+/// the locks.
+#[test]
+fn the_read_watermark_does_not_pass_an_unfinished_transaction() {
+    let (mut w, map) = worker(2);
+    let shards = map.all().to_vec();
+    let client = EngineId::local("client");
+    let keys = KeySets { eager_read_keys: vec![b"k".to_vec()], ..KeySets::default() };
+    let owner = map.shard_for(b"k").clone();
+    for _ in 0..3 {
+        let request = Message::TransactionRequest { executable: vec![], keys: keys.clone(), resubmission: None };
+        send(&mut w, client.clone(), request);
+    }
+    let exec = |ts| executor_id(&EngineId::local("worker"), ts);
+    let (_, sent) = send(&mut w, owner.clone(), Message::KvsLockAcquired { timestamp: 2 });
+    assert_eq!(watermarks(&sent, &shards), vec![]);
+    let (_, sent) = send(&mut w, owner.clone(), Message::KvsLockAcquired { timestamp: 1 });
+    assert_eq!(watermarks(&sent, &shards), vec![(2, true)], "nothing finished: no read watermark");
+    let (_, sent) = send(&mut w, exec(2), finished(2));
+    assert_eq!(watermarks(&sent, &shards), vec![], "1 is not finished");
+    let (_, sent) = send(&mut w, exec(1), finished(1));
+    assert_eq!(watermarks(&sent, &shards), vec![(2, false)], "1 and 2 finished");
+    let (_, sent) = send(&mut w, exec(3), finished(3));
+    assert_eq!(watermarks(&sent, &shards), vec![], "3 finished, but its locks are not all heard");
+    let (_, sent) = send(&mut w, owner, Message::KvsLockAcquired { timestamp: 3 });
+    assert_eq!(watermarks(&sent, &shards), vec![(3, true), (3, false)]);
+    assert_eq!(w.env.local.watermark, 3);
+    assert_eq!(w.env.local.read_watermark, 3);
 }

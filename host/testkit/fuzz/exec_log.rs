@@ -5,11 +5,14 @@
 //! key of the right kind; releases (`actual: false`, `datum: None`) and
 //! atomic writes leave only with the finish; nothing at all (no message, no
 //! timer) leaves after the finish; the host is told to remove the executor
-//! only on the `Reap` timer after the finish, and the finish sets it.
+//! only on the `Reap` timer after the finish, and the finish sets it. Only
+//! with `resend` may a read be asked for again (`actual: true` for an
+//! eager key, or for a lazy key asked for already).
 //!
 //! At the end: exactly one `ExecutorFinished` to the worker and one to the
 //! issuer (one in all when they are the same engine), identical; every
-//! declared lazy key got exactly one read request (asked or released) and
+//! declared lazy key got exactly one first read request (asked or
+//! released; re-asks aside) and
 //! every declared write key exactly one write (written or released); the
 //! report is consistent with what was sent; and (with [`ExecLog::reads`])
 //! the values the program was fed are exactly the ones the owning shard
@@ -35,6 +38,10 @@ pub struct ExecLog {
     issuer: EngineId,
     shards: Arc<dyn ShardMap>,
     atomic: bool,
+    /// Whether the executor re-asks for reads (`resend`).
+    resend: bool,
+    /// Reads asked for again.
+    pub asked_again: usize,
     /// Reports sent, with their recipients.
     reports: Vec<(EngineId, ExecutorFinished)>,
     /// `actual` of every read request, per key.
@@ -66,6 +73,8 @@ impl ExecLog {
             issuer: tx.issuer.clone(),
             shards: config.shared.shards.clone(),
             atomic: config.shared.options.write_mode == WriteMode::Atomic,
+            resend: config.shared.options.resend.is_some(),
+            asked_again: 0,
             reports: Vec::new(),
             requests: BTreeMap::new(),
             writes: BTreeMap::new(),
@@ -165,6 +174,14 @@ impl ExecLog {
             Message::KvsReadRequest { timestamp, key, actual } => {
                 ours(*timestamp)?;
                 to_owner(key)?;
+                let again = *actual && (contains(&self.keys.eager_read_keys, key) || self.requested.contains(key));
+                if again {
+                    if !self.resend {
+                        return Err(format!("asked for {} again without resend", show(key)));
+                    }
+                    self.asked_again += 1;
+                    return Ok(Sent::Other);
+                }
                 if !contains(&self.keys.lazy_read_keys, key) {
                     return Err(format!("read request (actual: {actual}) for {}, not a lazy key", show(key)));
                 }

@@ -1,13 +1,16 @@
 //! One executor engine, driven on a virtual clock: the honest side of the
 //! protocol (each eager key and each requested lazy key sent once by the
 //! shard that owns it) interleaved with junk, and the executor's timers
-//! fired when due and at random. [`ExecLog`] checks every trigger's effect
+//! fired when due and at random. With `resend`, the network also loses
+//! some of those reads: a lost one is owed again only once the executor
+//! asks for it again (its `Resend` timer), as a shard serves a read again
+//! only when asked. [`ExecLog`] checks every trigger's effect
 //! and the end state; the screen a host applies on arrival
 //! (`Behaviour::admit`) is checked against the guards: it may only drop
 //! what the guards would drop, and must never drop a read the program will
 //! be fed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +68,11 @@ struct Case {
     screens: bool,
     /// Seeds each key's value at the shards.
     values: u64,
+    /// Whether the network may lose a read (only with `resend`).
+    lossy: bool,
+    /// Reads the network lost and the executor has not asked for again:
+    /// not owed until it does.
+    lost: BTreeSet<Key>,
 }
 
 fn slot(timer: ExecutorTimer) -> u8 {
@@ -72,6 +80,7 @@ fn slot(timer: ExecutorTimer) -> u8 {
         ExecutorTimer::Start => 0,
         ExecutorTimer::Deadline => 1,
         ExecutorTimer::Reap => 2,
+        ExecutorTimer::Resend => 3,
     }
 }
 
@@ -79,7 +88,11 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The timers fired at random.
 const TIMERS: [ExecutorTimer; 3] = [ExecutorTimer::Start, ExecutorTimer::Deadline, ExecutorTimer::Reap];
+/// Every timer, in the order a due set fires.
+const ALL_TIMERS: [ExecutorTimer; 4] =
+    [ExecutorTimer::Start, ExecutorTimer::Deadline, ExecutorTimer::Resend, ExecutorTimer::Reap];
 
 impl Case {
     /// The case of `seed`; `variant` draws another delivery order, other
@@ -95,7 +108,13 @@ impl Case {
             gas_limit: if rng.chance(10) { rng.below(3) } else { 100_000_000 },
             deadline: Duration::from_millis(if rng.chance(5) { rng.below(3) } else { 30_000 }),
             linger: Duration::from_millis(rng.below(2_000)),
+            resend: None,
         };
+        // Drawn apart, so that the cases of earlier seeds stay as they were.
+        let mut apart = Rng::new(seed ^ 0x7265_7365_6e64_0000);
+        let resend = apart.chance(40).then(|| Duration::from_millis(apart.below(1_000)));
+        let lossy = resend.is_some() && apart.chance(70);
+        let options = ExecutorOptions { resend, ..options };
         let timestamp = match rng.below(10) {
             0 => 0,
             1 => u64::MAX,
@@ -152,6 +171,8 @@ impl Case {
             sent: BTreeMap::new(),
             screens,
             values,
+            lossy,
+            lost: BTreeSet::new(),
         };
         case.apply_timers(&ops);
         case
@@ -182,7 +203,7 @@ impl Case {
                 owed.push(key.clone());
             }
         }
-        owed.retain(|k| !self.sent.contains_key(k));
+        owed.retain(|k| !self.sent.contains_key(k) && !self.lost.contains(k));
         owed
     }
 
@@ -203,6 +224,10 @@ impl Case {
                 0..=44 if !owed.is_empty() => {
                     let key = self.rng.pick(&owed).cloned().unwrap_or_default();
                     let data = datum(&mut Rng::new(self.values ^ fnv(&key)));
+                    if self.lossy && self.rng.chance(30) {
+                        self.lost.insert(key);
+                        continue;
+                    }
                     self.sent.insert(key.clone(), data.clone());
                     let sender = self.owner(&key);
                     self.message(stats, sender, Message::KvsRead { timestamp, key, data })?;
@@ -261,7 +286,7 @@ impl Case {
 
     fn fire_due(&mut self, stats: &mut Stats) -> Result<(), String> {
         let due: Vec<ExecutorTimer> =
-            TIMERS.into_iter().filter(|t| self.timers.get(&slot(*t)).is_some_and(|at| *at <= self.now)).collect();
+            ALL_TIMERS.into_iter().filter(|t| self.timers.get(&slot(*t)).is_some_and(|at| *at <= self.now)).collect();
         if due.is_empty() { Ok(()) } else { self.elapse(stats, due) }
     }
 
@@ -275,7 +300,17 @@ impl Case {
         let effect = self.instance.handle(&trigger);
         self.log.effect(&effect, reap)?;
         self.apply_timers(&effect.timers);
+        self.asked_again(&effect.send);
         Ok(())
+    }
+
+    /// A read the network lost is owed again once the executor asks again.
+    fn asked_again(&mut self, sent: &[Envelope<Message>]) {
+        for envelope in sent {
+            if let Message::KvsReadRequest { key, actual: true, .. } = &envelope.payload {
+                self.lost.remove(key);
+            }
+        }
     }
 
     fn message(&mut self, stats: &mut Stats, sender: EngineId, payload: Message) -> Result<(), String> {
@@ -309,6 +344,7 @@ impl Case {
         let effect = self.instance.perform(actions, &trigger);
         self.log.effect(&effect, false)?;
         self.apply_timers(&effect.timers);
+        self.asked_again(&effect.send);
         Ok(())
     }
 

@@ -3,18 +3,27 @@
 //!
 //! The model: a lock is accepted when its timestamp is above both
 //! watermarks and no lock holds that timestamp yet (the same keys again
-//! are acknowledged again; other keys are dropped); a lazy read request
-//! applies to a waiting lazy marker, a write to a pending write marker;
-//! watermarks max-merge; everything else is dropped and counted. After
-//! every message the shard must have sent exactly the acknowledgements due
-//! and exactly the reads that just became servable: a read at `t` is
-//! served once, to the executor of the lock that declared it, when it is
-//! eager or requested, `t` is within the heard-all-writes watermark and no
-//! write to the key before `t` is pending, with the latest value written
-//! before `t` (or the initial value, or absent). Then the run is completed
-//! honestly (watermarks past every lock, every write and lazy read
-//! resolved): no marker may stay pending, and the latest values must be
-//! the model's.
+//! are acknowledged again; other keys are dropped); a read request or
+//! write counts only from the executor the lock registered, for a key it
+//! declared (and not yet collected). A read request wants a waiting lazy
+//! read (`actual`) or releases it; asked again for a served read (eager or
+//! lazy) it serves it again; asked again for a read still due, or released
+//! again, it is a no-op; anything else is dropped. A write resolves a
+//! pending write; the same resolution again is a no-op; another one is
+//! refused and listed as a conflict. Watermarks max-merge; everything else
+//! is dropped and counted. Each key's resolved accesses below the
+//! heard-all-reads watermark are collapsed into its base value whenever
+//! the shard touches the key (a new lock on it, a read request or write
+//! that changed it, a watermark passing a lock on it). After every message
+//! the shard must have sent exactly the acknowledgements due and exactly
+//! the reads that just became servable: a read at `t` is served to the
+//! executor of the lock that declared it, when it is eager or requested,
+//! `t` is within the heard-all-writes watermark and no write to the key
+//! before `t` is pending, with the latest value written before `t` (or the
+//! base value, or absent); its dropped messages and conflicts must be the
+//! model's. Then the run is completed honestly (watermarks past every lock,
+//! every write and lazy read resolved): no marker may stay pending, and
+//! the latest values must be the model's.
 
 use std::collections::BTreeMap;
 
@@ -39,7 +48,7 @@ impl Fuzzer for ShardFuzzer {
         let id = EngineId::local("shard-0");
         let mut case = Case {
             shard: Shard::instance(id, initial.clone()),
-            model: Model { initial, ..Model::default() },
+            model: Model { base: initial, ..Model::default() },
             rng,
             universe,
             next: 1,
@@ -62,6 +71,8 @@ impl Fuzzer for ShardFuzzer {
         }
         stats.outcome(format!("shard:locks {}", bucket(case.model.locks.len())));
         stats.outcome(format!("shard:dropped {}", bucket(case.model.dropped as usize)));
+        stats.outcome(format!("shard:served again {}", bucket(case.model.served_again)));
+        stats.outcome(format!("shard:conflicts {}", bucket(case.model.conflicts.len())));
         Ok(())
     }
 }
@@ -96,10 +107,17 @@ struct Access {
     write: Option<Write>,
 }
 
+impl Access {
+    fn resolved(&self) -> bool {
+        !matches!(self.read, Some((_, Read::Waiting | Read::Requested))) && self.write != Some(Write::Pending)
+    }
+}
+
 #[derive(Debug)]
 struct Lock {
     executor: EngineId,
     declared: Vec<Key>,
+    /// The accesses not collected yet.
     access: BTreeMap<Key, Access>,
 }
 
@@ -108,8 +126,13 @@ struct Model {
     hw: Timestamp,
     hr: Timestamp,
     locks: BTreeMap<Timestamp, Lock>,
-    initial: BTreeMap<Key, Datum>,
+    /// Each key's value before its accesses still listed: the initial
+    /// value, then what collection folded in.
+    base: BTreeMap<Key, Datum>,
     dropped: u64,
+    conflicts: Vec<(Timestamp, Key)>,
+    /// Reads asked for again after they were served.
+    served_again: usize,
 }
 
 /// What the shard sends, comparable.
@@ -120,22 +143,23 @@ enum Out {
 }
 
 impl Model {
-    /// Applies one message; returns the acknowledgements it owes.
-    fn message(&mut self, payload: &Message) -> Vec<Out> {
+    /// Applies one message from `sender`; returns the acknowledgements it
+    /// owes and the keys the shard touches (and so collects).
+    fn message(&mut self, sender: &EngineId, payload: &Message) -> (Vec<Out>, Vec<Key>) {
         match payload {
             Message::KvsAcquireLock { timestamp, keys, worker, executor } => {
                 let keys = keys.clone().normalized();
                 let declared: Vec<Key> = keys.all_keys().into_iter().cloned().collect();
                 if *timestamp <= self.hw || *timestamp <= self.hr {
                     self.dropped += 1;
-                    return Vec::new();
+                    return (Vec::new(), Vec::new());
                 }
                 if let Some(lock) = self.locks.get(timestamp) {
                     if lock.declared == declared {
-                        return vec![Out::Ack { to: worker.clone(), timestamp: *timestamp }];
+                        return (vec![Out::Ack { to: worker.clone(), timestamp: *timestamp }], Vec::new());
                     }
                     self.dropped += 1;
-                    return Vec::new();
+                    return (Vec::new(), Vec::new());
                 }
                 let mut access: BTreeMap<Key, Access> = BTreeMap::new();
                 for key in &keys.eager_read_keys {
@@ -147,42 +171,99 @@ impl Model {
                 for key in keys.will_write_keys.iter().chain(&keys.may_write_keys) {
                     access.entry(key.clone()).or_default().write = Some(Write::Pending);
                 }
+                let touched = declared.clone();
                 self.locks.insert(*timestamp, Lock { executor: executor.clone(), declared, access });
-                vec![Out::Ack { to: worker.clone(), timestamp: *timestamp }]
+                (vec![Out::Ack { to: worker.clone(), timestamp: *timestamp }], touched)
             }
             Message::KvsReadRequest { timestamp, key, actual } => {
-                let marker = self
-                    .locks
-                    .get_mut(timestamp)
-                    .and_then(|l| l.access.get_mut(key))
-                    .and_then(|a| a.read.as_mut())
-                    .filter(|(eager, status)| !*eager && *status == Read::Waiting);
-                match marker {
-                    Some((_, status)) => *status = if *actual { Read::Requested } else { Read::Cancelled },
-                    None => self.dropped += 1,
+                let Some(access) = self.own_access(sender, *timestamp, key) else { return (Vec::new(), Vec::new()) };
+                let Some((eager, status)) = access.read.as_mut() else {
+                    self.dropped += 1;
+                    return (Vec::new(), Vec::new());
+                };
+                match (*actual, *eager, *status) {
+                    (true, false, Read::Waiting) => *status = Read::Requested,
+                    (false, false, Read::Waiting) => *status = Read::Cancelled,
+                    (true, eager, Read::Served) => {
+                        *status = if eager { Read::Waiting } else { Read::Requested };
+                        self.served_again += 1;
+                    }
+                    (true, true, Read::Waiting) | (true, false, Read::Requested) | (false, false, Read::Cancelled) => {
+                        return (Vec::new(), Vec::new());
+                    }
+                    _ => {
+                        self.dropped += 1;
+                        return (Vec::new(), Vec::new());
+                    }
                 }
-                Vec::new()
+                (Vec::new(), vec![key.clone()])
             }
             Message::KvsWrite { timestamp, key, datum } => {
-                let write =
-                    self.locks.get_mut(timestamp).and_then(|l| l.access.get_mut(key)).and_then(|a| a.write.as_mut());
-                match write {
-                    Some(status @ Write::Pending) => {
+                let Some(access) = self.own_access(sender, *timestamp, key) else { return (Vec::new(), Vec::new()) };
+                let Some(status) = access.write.as_mut() else {
+                    self.dropped += 1;
+                    return (Vec::new(), Vec::new());
+                };
+                match (&*status, datum) {
+                    (Write::Pending, datum) => {
                         *status = datum.clone().map_or(Write::Released, Write::Written);
+                        (Vec::new(), vec![key.clone()])
                     }
-                    _ => self.dropped += 1,
+                    (Write::Written(written), Some(datum)) if written == datum => (Vec::new(), Vec::new()),
+                    (Write::Released, None) => (Vec::new(), Vec::new()),
+                    _ => {
+                        self.conflicts.push((*timestamp, key.clone()));
+                        (Vec::new(), Vec::new())
+                    }
                 }
-                Vec::new()
             }
             Message::UpdateSeenAll { timestamp, write } => {
                 let mark = if *write { &mut self.hw } else { &mut self.hr };
-                *mark = (*mark).max(*timestamp);
-                Vec::new()
+                let before = *mark;
+                *mark = before.max(*timestamp);
+                let after = *mark;
+                if after == before {
+                    return (Vec::new(), Vec::new());
+                }
+                let passed = self.locks.range(before + 1..=after);
+                (Vec::new(), passed.flat_map(|(_, lock)| lock.declared.iter().cloned()).collect())
             }
             _ => {
                 self.dropped += 1;
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
+        }
+    }
+
+    /// The access of `timestamp` to `key` if `sender` is the executor of
+    /// its lock and it is still listed; else the message is dropped.
+    fn own_access(&mut self, sender: &EngineId, timestamp: Timestamp, key: &Key) -> Option<&mut Access> {
+        let access = self
+            .locks
+            .get_mut(&timestamp)
+            .filter(|lock| &lock.executor == sender)
+            .and_then(|lock| lock.access.get_mut(key));
+        if access.is_none() {
+            self.dropped += 1;
+        }
+        access
+    }
+
+    /// Collapses `key`'s resolved accesses below the heard-all-reads
+    /// watermark, oldest first, into its base value.
+    fn collect(&mut self, key: &Key) {
+        for (timestamp, lock) in &mut self.locks {
+            if *timestamp >= self.hr {
+                break;
+            }
+            let Some(access) = lock.access.get(key) else { continue };
+            if !access.resolved() {
+                break;
+            }
+            if let Some(Write::Written(datum)) = &access.write {
+                self.base.insert(key.clone(), datum.clone());
+            }
+            lock.access.remove(key);
         }
     }
 
@@ -193,7 +274,7 @@ impl Model {
         let mut keys: BTreeMap<&Key, (Option<&Datum>, bool)> = BTreeMap::new();
         for (timestamp, lock) in &mut self.locks {
             for (key, access) in &mut lock.access {
-                let (value, blocked) = keys.entry(key).or_insert_with(|| (self.initial.get(key), false));
+                let (value, blocked) = keys.entry(key).or_insert_with(|| (self.base.get(key), false));
                 if *timestamp <= self.hw
                     && !*blocked
                     && let Some((eager, status)) = &mut access.read
@@ -218,7 +299,7 @@ impl Model {
     }
 
     fn latest(&self) -> BTreeMap<Key, Datum> {
-        let mut latest = self.initial.clone();
+        let mut latest = self.base.clone();
         for lock in self.locks.values() {
             for (key, access) in &lock.access {
                 if let Some(Write::Written(datum)) = &access.write {
@@ -244,7 +325,15 @@ impl Case {
     fn deliver(&mut self, stats: &mut Stats, sender: EngineId, trigger: Trigger<Message, ()>) -> Result<(), String> {
         stats.messages += 1;
         let mut expected = match &trigger {
-            Trigger::Message { envelope, .. } => self.model.message(&envelope.payload),
+            Trigger::Message { envelope, .. } => {
+                let (acks, mut touched) = self.model.message(&envelope.sender, &envelope.payload);
+                touched.sort();
+                touched.dedup();
+                for key in &touched {
+                    self.model.collect(key);
+                }
+                acks
+            }
             Trigger::Elapsed { .. } => {
                 self.model.dropped += 1;
                 Vec::new()
@@ -276,6 +365,13 @@ impl Case {
         if state.dropped != self.model.dropped {
             return Err(format!("dropped {} messages, model {}", state.dropped, self.model.dropped));
         }
+        if state.conflicting_writes != self.model.conflicts {
+            return Err(format!("conflicting writes {:?}, model {:?}", state.conflicting_writes, self.model.conflicts));
+        }
+        let listed = self.model.locks.values().map(|l| l.access.len()).sum::<usize>();
+        if state.listed_accesses() != listed {
+            return Err(format!("{} accesses listed, model {listed}", state.listed_accesses()));
+        }
         if state.watermarks() != (self.model.hw, self.model.hr) {
             return Err(format!("watermarks {:?}, model {:?}", state.watermarks(), (self.model.hw, self.model.hr)));
         }
@@ -292,6 +388,17 @@ impl Case {
         match self.rng.pick(&held) {
             Some(ts) if self.rng.chance(85) => *ts,
             _ => common::timestamp_near(&mut self.rng, self.next),
+        }
+    }
+
+    /// Who sends a read request or write for `timestamp`: mostly the
+    /// executor its lock registered, else the worker's executor of that
+    /// timestamp or a stranger.
+    fn sender_for(&mut self, timestamp: Timestamp) -> EngineId {
+        match self.model.locks.get(&timestamp) {
+            Some(lock) if self.rng.chance(85) => lock.executor.clone(),
+            _ if self.rng.chance(50) => executor_id(&EngineId::local("worker"), timestamp),
+            _ => stranger(&mut self.rng),
         }
     }
 
@@ -346,15 +453,31 @@ impl Case {
             }
             30..=44 => {
                 let timestamp = self.locked_ts();
-                let key = self.key_of(timestamp, |a| matches!(a.read, Some((false, _))));
+                // Mostly lazy reads; eager ones asked for again too.
+                let key = if self.rng.chance(60) {
+                    self.key_of(timestamp, |a| matches!(a.read, Some((false, _))))
+                } else {
+                    self.key_of(timestamp, |a| a.read.is_some())
+                };
                 let actual = self.rng.chance(75);
-                (executor_id(&worker, timestamp), Message::KvsReadRequest { timestamp, key, actual })
+                (self.sender_for(timestamp), Message::KvsReadRequest { timestamp, key, actual })
             }
             45..=64 => {
                 let timestamp = self.locked_ts();
                 let key = self.key_of(timestamp, |a| a.write.is_some());
-                let datum = datum(&mut self.rng);
-                (executor_id(&worker, timestamp), Message::KvsWrite { timestamp, key, datum })
+                // Half the time the resolution recorded again (a re-run
+                // executor), else any.
+                let recorded =
+                    self.model.locks.get(&timestamp).and_then(|l| l.access.get(&key)).and_then(|a| match &a.write {
+                        Some(Write::Written(datum)) => Some(Some(datum.clone())),
+                        Some(Write::Released) => Some(None),
+                        _ => None,
+                    });
+                let datum = match recorded {
+                    Some(recorded) if self.rng.chance(50) => recorded,
+                    _ => datum(&mut self.rng),
+                };
+                (self.sender_for(timestamp), Message::KvsWrite { timestamp, key, datum })
             }
             65..=79 => {
                 let current = self.model.hw.max(self.model.hr);
@@ -398,24 +521,26 @@ impl Case {
             let trigger = self.envelope(worker.clone(), Message::UpdateSeenAll { timestamp: last, write });
             self.deliver(stats, worker.clone(), trigger)?;
         }
-        let mut todo: Vec<Message> = Vec::new();
+        let mut todo: Vec<(EngineId, Message)> = Vec::new();
         for (timestamp, lock) in &self.model.locks {
+            let from = &lock.executor;
             for (key, access) in &lock.access {
                 if access.write == Some(Write::Pending) {
                     let datum = if self.rng.chance(50) { Some(format!("{timestamp}").into_bytes()) } else { None };
-                    todo.push(Message::KvsWrite { timestamp: *timestamp, key: key.clone(), datum });
+                    todo.push((from.clone(), Message::KvsWrite { timestamp: *timestamp, key: key.clone(), datum }));
                 }
                 if access.read == Some((false, Read::Waiting)) {
                     let actual = self.rng.chance(50);
-                    todo.push(Message::KvsReadRequest { timestamp: *timestamp, key: key.clone(), actual });
+                    let request = Message::KvsReadRequest { timestamp: *timestamp, key: key.clone(), actual };
+                    todo.push((from.clone(), request));
                 }
             }
         }
-        // In any order.
+        // In any order, from the executor of each lock.
         while !todo.is_empty() {
-            let payload = todo.swap_remove(self.rng.index(todo.len()));
-            let trigger = self.envelope(worker.clone(), payload);
-            self.deliver(stats, worker.clone(), trigger)?;
+            let (from, payload) = todo.swap_remove(self.rng.index(todo.len()));
+            let trigger = self.envelope(from.clone(), payload);
+            self.deliver(stats, from, trigger)?;
         }
         Ok(())
     }

@@ -4,13 +4,17 @@
 //! network (any message, any number of times, late), junk from strangers
 //! to every engine, messages of the wrong kind, reads from the wrong shard
 //! or for another transaction, stale watermarks, new submissions mid-run,
-//! and executor timers fired at random.
+//! and executor timers fired at random. With `resend`, the network also
+//! loses reads on their way to executors, and (in orderly runs) an
+//! unfinished executor is now and then re-run from the start (a new
+//! incarnation: same id, same transaction, its predecessor's messages
+//! still in flight), as a host on another machine would.
 //!
 //! Junk here is what the protocol must survive: the reference shard trusts
-//! the sender of a lock, a write, a read request or a watermark (it cannot
-//! tell the worker or an executor from an impostor), so a stranger's
-//! message to a shard is one that names no lock it holds, a watermark the
-//! worker has already passed, or a message of a kind a shard drops.
+//! the sender of a lock or a watermark (it cannot tell the worker from an
+//! impostor), so a stranger's message to a shard is one that names no
+//! lock it holds, a watermark the worker has already passed, or a message
+//! of a kind a shard drops.
 //!
 //! At quiescence: every transaction finished, each executor's log passes
 //! [`ExecLog`] (one report to the worker and one to the client, every
@@ -18,8 +22,10 @@
 //! its shards sent), every executor was reaped, no shard holds a pending
 //! marker, every value read and the final state equal running the
 //! transactions one after another in timestamp order (with what each
-//! reported), and, in runs without early deadlines or undeclared access,
-//! no transaction failed on its deadline (nothing stalled).
+//! reported), no shard refused a conflicting write, and, in runs without
+//! early deadlines or undeclared access, no transaction failed on its
+//! deadline (nothing stalled: not even with reads lost or executors
+//! re-run).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -79,6 +85,11 @@ struct Sim {
     orderly: bool,
     /// Percent of steps that inject junk.
     junk_pct: u64,
+    /// Percent of reads to executors the network loses (with `resend`).
+    loss_pct: u64,
+    /// Whether unfinished executors are re-run now and then (orderly runs
+    /// with `resend`).
+    reruns: bool,
 }
 
 fn client() -> EngineId {
@@ -87,6 +98,13 @@ fn client() -> EngineId {
 
 impl Sim {
     fn new(seed: u64) -> Self {
+        // Drawn apart, so that the cases of earlier seeds stay as they were.
+        let mut apart = Rng::new(seed ^ 0x7265_7365_6e64_0000);
+        // A period short beside the deadline: a lost read costs its reader
+        // (and everyone after it on the key) up to a period, and a chain
+        // of thirty transactions on one key must still end in time.
+        let resend = apart.chance(40).then(|| Duration::from_millis(100 + apart.below(500)));
+        let loss_pct = if resend.is_some() { [0, 10, 25][apart.index(3)] } else { 0 };
         let mut rng = Rng::new(seed);
         let shard_map = Arc::new(HashShards::new(1 + rng.index(4)));
         let mut universe: Vec<Key> = (0..1 + rng.below(12)).map(|i| format!("k{i}").into_bytes()).collect();
@@ -107,8 +125,10 @@ impl Sim {
         let options = ExecutorOptions {
             write_mode: if rng.chance(50) { WriteMode::Streaming } else { WriteMode::Atomic },
             access_mode: if orderly || rng.chance(50) { AccessMode::Strict } else { AccessMode::Lenient },
+            resend,
             ..ExecutorOptions::default()
         };
+        let reruns = resend.is_some() && orderly && apart.chance(60);
         let shards = shard_map
             .all()
             .iter()
@@ -147,6 +167,8 @@ impl Sim {
             initial,
             orderly,
             junk_pct,
+            loss_pct,
+            reruns,
         }
     }
 
@@ -203,7 +225,13 @@ impl Sim {
             self.submit();
         }
         let mut later = transactions - up_front;
-        let limit = 2_000 + 400 * transactions;
+        // Re-asking adds a few messages per waiting executor and period,
+        // up to its deadline.
+        let rounds = self.shared.options.resend.map_or(0, |period| {
+            let deadline = self.shared.options.deadline.as_millis();
+            u64::try_from(deadline / period.as_millis().max(1)).unwrap_or(u64::MAX)
+        });
+        let limit = 2_000 + 400 * transactions + rounds.saturating_mul(40 * transactions);
         let mut steps = 0;
         loop {
             steps += 1;
@@ -214,10 +242,21 @@ impl Sim {
                 later -= 1;
                 self.submit();
             }
+            if self.reruns && self.rng.chance(2) {
+                self.rerun(stats)?;
+            }
             if self.rng.chance(self.junk_pct) {
                 self.junk(stats)?;
             } else if !self.in_flight.is_empty() {
                 let envelope = self.in_flight.swap_remove(self.rng.index(self.in_flight.len()));
+                if self.loss_pct > 0
+                    && matches!(envelope.payload, Message::KvsRead { .. })
+                    && self.executors.contains_key(&envelope.target)
+                    && self.rng.chance(self.loss_pct)
+                {
+                    stats.outcome("system:read lost");
+                    continue;
+                }
                 if self.history.len() < 256 {
                     self.history.push(envelope.clone());
                 } else {
@@ -333,6 +372,24 @@ impl Sim {
             self.elapse(stats, &id, timers)?;
         }
         Ok(())
+    }
+
+    /// Re-runs an unfinished executor from the start, as a host elsewhere
+    /// would after losing it: same id and transaction, a new instance, its
+    /// predecessor's timers gone and its messages still in flight.
+    fn rerun(&mut self, stats: &mut Stats) -> Result<(), String> {
+        let mut ids: Vec<EngineId> =
+            self.executors.keys().filter(|id| !self.logs.get(*id).is_some_and(ExecLog::finished)).cloned().collect();
+        ids.sort();
+        let Some(id) = self.rng.pick(&ids).cloned() else { return Ok(()) };
+        let Some(hosted) = self.executors.remove(&id) else { return Ok(()) };
+        self.timers.remove(hosted.timers);
+        let config = ExecutorConfig::new(hosted.instance.config.tx.clone(), self.shared.clone());
+        self.logs.insert(id.clone(), ExecLog::new(&config));
+        let (instance, ops) = Executor::spawn(config, self.now);
+        self.executors.insert(id.clone(), Hosted { instance, timers: EngineTimers::default() });
+        stats.outcome("system:executor re-run");
+        self.schedule(stats, &id, ops)
     }
 
     /// One piece of junk the protocol must survive.
@@ -496,6 +553,9 @@ impl Sim {
             let state = &shard.env.local;
             if state.pending_markers() != 0 {
                 return Err(format!("{} holds {} pending markers at quiescence", shard.id, state.pending_markers()));
+            }
+            if !state.conflicting_writes.is_empty() {
+                return Err(format!("{} refused conflicting writes {:?}", shard.id, state.conflicting_writes));
             }
             latest.extend(state.latest());
         }

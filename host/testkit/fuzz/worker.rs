@@ -4,13 +4,15 @@
 //! sends `KvsAcquireLock` to each shard owning a declared key (with that
 //! shard's keys, normalized); a `KvsLockAcquired` counts once, only from a
 //! shard that was asked and has not answered; when the last answers (or at
-//! once, for a transaction without keys) the executor is spawned, and if
-//! the locked prefix grew every shard is told the new watermark (writes,
-//! then reads); an `ExecutorFinished` counts once, only from the
-//! executor's real id, for a known transaction; everything else is dropped
-//! and counted. After the traffic, every missing acknowledgement is sent:
-//! every transaction must then have been spawned exactly once and the
-//! watermark must cover them all.
+//! once, for a transaction without keys) the executor is spawned; an
+//! `ExecutorFinished` counts once, only from the executor's real id, for a
+//! known transaction; everything else is dropped and counted. Each shard
+//! is told, each only when it moved (and for each shard in this order),
+//! heard-all-writes when the locked prefix grew, and heard-all-reads when
+//! the smaller of the locked prefix and the finished prefix grew. After
+//! the traffic, every missing acknowledgement is sent: every transaction
+//! must then have been spawned exactly once and the watermark must cover
+//! them all; then every missing report: the read watermark must too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -61,6 +63,22 @@ impl Fuzzer for WorkerFuzzer {
                 case.worker.env.local.watermark
             ));
         }
+        // Every missing report, in random order.
+        let mut unfinished: Vec<Timestamp> =
+            case.model.txs.keys().filter(|ts| !case.model.finished.contains_key(ts)).copied().collect();
+        while !unfinished.is_empty() {
+            let timestamp = unfinished.swap_remove(case.rng.index(unfinished.len()));
+            let report = common::report(&mut case.rng, timestamp);
+            let sender = executor_id(&case.id, timestamp);
+            let trigger = case.message(sender.clone(), Message::ExecutorFinished(report));
+            case.deliver(stats, &sender, &trigger)?;
+        }
+        if case.worker.env.local.read_watermark != count {
+            return Err(format!(
+                "after every report: read watermark {} of {count} transactions",
+                case.worker.env.local.read_watermark
+            ));
+        }
         stats.outcome(format!("worker:transactions {}", if count < 10 { "<10" } else { "10+" }));
         Ok(())
     }
@@ -80,7 +98,20 @@ struct Model {
     txs: BTreeMap<Timestamp, Tx>,
     watermark: Timestamp,
     finished: BTreeMap<Timestamp, ExecutorFinished>,
+    /// The read watermark last sent.
+    read_watermark: Timestamp,
     dropped: u64,
+}
+
+impl Model {
+    /// The largest `N` such that every transaction up to `N` finished.
+    fn finished_prefix(&self) -> Timestamp {
+        let mut n = 0;
+        while self.finished.contains_key(&(n + 1)) {
+            n += 1;
+        }
+        n
+    }
 }
 
 struct Case {
@@ -164,21 +195,26 @@ impl Case {
             }
         };
         let mut spawn = Vec::new();
+        let before = model.watermark;
         if let Some(tx) = locked.and_then(|ts| model.txs.get_mut(&ts).map(|tx| (ts, tx))) {
             let (timestamp, tx) = tx;
             tx.spawned = true;
             spawn.push(SpawnExecutor { timestamp, worker: self.id.clone(), tx: tx.tx.clone() });
-            let before = model.watermark;
             while model.txs.get(&(model.watermark + 1)).is_some_and(|tx| tx.spawned) {
                 model.watermark += 1;
             }
+        }
+        let read = model.watermark.min(model.finished_prefix());
+        let read_moved = read > model.read_watermark;
+        model.read_watermark = model.read_watermark.max(read);
+        for shard in self.shards.all() {
             if model.watermark != before {
-                for shard in self.shards.all() {
-                    for write in [true, false] {
-                        let payload = Message::UpdateSeenAll { timestamp: model.watermark, write };
-                        send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
-                    }
-                }
+                let payload = Message::UpdateSeenAll { timestamp: model.watermark, write: true };
+                send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
+            }
+            if read_moved {
+                let payload = Message::UpdateSeenAll { timestamp: read, write: false };
+                send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
             }
         }
         (send, spawn)
@@ -201,6 +237,9 @@ impl Case {
         let state = &self.worker.env.local;
         if state.watermark != self.model.watermark {
             return Err(format!("watermark {}, model {}", state.watermark, self.model.watermark));
+        }
+        if state.read_watermark != self.model.read_watermark {
+            return Err(format!("read watermark {}, model {}", state.read_watermark, self.model.read_watermark));
         }
         if state.dropped != self.model.dropped {
             return Err(format!("dropped {}, model {}", state.dropped, self.model.dropped));

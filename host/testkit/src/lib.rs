@@ -8,6 +8,8 @@
 //!   host), deterministic (seeded, virtual time) or concurrent (tokio);
 //! - [`scenario`]: the JSON scenario format of `executor-host run`, and
 //!   the report it prints;
+//! - [`record`]: recording mode: run with access unrestricted and learn
+//!   each transaction's key sets;
 //! - [`heap`]: a counting allocator for benchmarks (allocations, peak);
 //! - [`rng`]: the one seeded, version-stable generator tests, oracle and
 //!   benchmarks share.
@@ -21,6 +23,7 @@
 
 pub mod harness;
 pub mod heap;
+pub mod record;
 pub mod rng;
 pub mod scenario;
 pub mod shard;

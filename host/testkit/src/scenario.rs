@@ -279,6 +279,28 @@ pub struct Report {
     pub failed: usize,
     /// The gas all transactions used.
     pub gas_used: u64,
+    /// Writes a shard refused because they contradicted the write
+    /// recorded for the same transaction and key: a transaction run twice
+    /// (a re-run executor) wrote differently, so its executor function is
+    /// not deterministic. Omitted when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nondeterministic_writes: Vec<NondeterministicWrite>,
+}
+
+/// One write a shard refused as contradicting the recorded one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NondeterministicWrite {
+    /// The writing transaction.
+    pub timestamp: Timestamp,
+    /// The key written.
+    pub key: KeyText,
+}
+
+/// `<timestamp> <key>`, the key as in the report's maps.
+impl fmt::Display for NondeterministicWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.timestamp, self.key)
+    }
 }
 
 impl From<&Outcome> for Report {
@@ -315,6 +337,11 @@ impl From<&Outcome> for Report {
             gas_used: transactions.iter().map(|t| t.gas_used).sum(),
             transactions,
             final_state: outcome.final_state.iter().map(|(k, v)| (KeyText(k.clone()), Bytes(v.clone()))).collect(),
+            nondeterministic_writes: outcome
+                .conflicting_writes
+                .iter()
+                .map(|(timestamp, key)| NondeterministicWrite { timestamp: *timestamp, key: KeyText(key.clone()) })
+                .collect(),
         }
     }
 }
@@ -326,4 +353,27 @@ impl fmt::Display for Report {
             Err(_) => Err(fmt::Error),
         }
     }
+}
+
+/// `workload` as a scenario document (what [`Scenario::from_json`] reads
+/// back to the same workload), e.g. for the shards of a deployment to load
+/// its initial state from.
+pub fn scenario_json(workload: &Workload) -> serde_json::Value {
+    let keys = |set: &[Vec<u8>]| set.iter().map(|k| Bytes(k.clone())).collect::<Vec<_>>();
+    let transactions: Vec<serde_json::Value> = workload
+        .transactions
+        .iter()
+        .map(|tx| {
+            serde_json::json!({
+                "executable": Bytes(tx.executable.clone()),
+                "lazy_read_keys": keys(&tx.keys.lazy_read_keys),
+                "eager_read_keys": keys(&tx.keys.eager_read_keys),
+                "will_write_keys": keys(&tx.keys.will_write_keys),
+                "may_write_keys": keys(&tx.keys.may_write_keys),
+            })
+        })
+        .collect();
+    let initial: BTreeMap<KeyText, Bytes> =
+        workload.initial.iter().map(|(k, v)| (KeyText(k.clone()), Bytes(v.clone()))).collect();
+    serde_json::json!({ "shards": workload.shards, "initial_state": initial, "transactions": transactions })
 }

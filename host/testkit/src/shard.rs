@@ -4,13 +4,30 @@
 //! Per key, a timeline of transactions (by timestamp) with their declared
 //! accesses: a read marker (eager or lazy; waiting, requested, served,
 //! cancelled) and a write marker (will or may; pending, written, released).
-//! A read at `t` is answered once, with the latest value written before
-//! `t`, only when no earlier write to the key is still pending and every
+//! A read at `t` is answered once (and again only when its executor asks
+//! again), with the latest value written before `t`, only when no earlier write to the key is still pending and every
 //! lock up to `t` has been heard (the heard-all-writes watermark; nspec's
 //! `t - 1` is not enough to know the reader's executor exists).
 //! A key with no earlier version reads as absent, or as the initial value
 //! the shard was loaded with. Watermarks are max-merged; versions below the
 //! heard-all-reads watermark are collapsed once nothing older is pending.
+//!
+//! Only the executor a lock registered may read or write under it: a read
+//! request or write from anyone else is dropped and counted. Asking again
+//! is safe, so that an executor may re-ask for a `KvsRead` the network
+//! lost, or be re-run from the start elsewhere (a new incarnation: same
+//! id, same timestamp, a deterministic program; see
+//! [`executor_host::ExecutorOptions::resend`]): a read request (eager or
+//! lazy) for a read already served
+//! serves it again with the same version (the versions before a timestamp
+//! never change once it was served, so the value is the same), and one
+//! for a read still due is a no-op. A write that repeats the resolution
+//! recorded (the same value, or a release again) is a no-op; a different
+//! one is refused and listed in [`ShardState::conflicting_writes`]: two
+//! runs of one deterministic transaction disagreed, which must be
+//! reported. Versions stay until the heard-all-reads watermark passes
+//! them, and the worker holds that watermark below every transaction not
+//! yet finished, so a re-run executor still finds the version it reads.
 //!
 //! nspec's shard serves reads only in a one-instant window, never answers a
 //! key without a value, loses lazy requests whose value is not known yet,
@@ -90,9 +107,14 @@ pub struct ShardState {
     /// The keys each transaction locked here, for the transactions the
     /// watermarks have not both passed: what to look at when they move.
     locks_by_ts: BTreeMap<Timestamp, Vec<Key>>,
-    /// Messages dropped as protocol violations (unknown lock, duplicate
-    /// write, late lock).
+    /// Messages dropped as protocol violations (unknown lock, a read
+    /// request or write from another than the lock's executor, a read of
+    /// a cancelled read, late lock).
     pub dropped: u64,
+    /// Writes refused because they contradict the write already recorded
+    /// for the same timestamp and key (another value, or a write against
+    /// a release): nondeterminism, by timestamp and key, in arrival order.
+    pub conflicting_writes: Vec<(Timestamp, Key)>,
 }
 
 impl ShardState {
@@ -147,10 +169,12 @@ impl ShardState {
 pub enum ShardAction {
     /// `KvsAcquireLock`: register the accesses and acknowledge them.
     Lock { timestamp: Timestamp, keys: KeySets, worker: EngineId, executor: EngineId },
-    /// `KvsReadRequest`: a lazy read is wanted, or not.
-    ReadRequest { timestamp: Timestamp, key: Key, actual: bool },
-    /// `KvsWrite`: a pending write is written or released.
-    Write { timestamp: Timestamp, key: Key, datum: Option<Datum> },
+    /// `KvsReadRequest`: a lazy read is wanted, or not, or a read is asked
+    /// for again; `sender` is the envelope's.
+    ReadRequest { timestamp: Timestamp, key: Key, actual: bool, sender: EngineId },
+    /// `KvsWrite`: a pending write is written or released; `sender` is the
+    /// envelope's.
+    Write { timestamp: Timestamp, key: Key, datum: Option<Datum>, sender: EngineId },
     /// `UpdateSeenAll`: a watermark moves.
     SeenAll { timestamp: Timestamp, write: bool },
     /// Anything else: dropped and counted.
@@ -170,12 +194,18 @@ fn guard(trigger: &Trigger<Message, ()>, _: &(), _: &Environment<Shard>) -> Opti
             worker: worker.clone(),
             executor: executor.clone(),
         },
-        Message::KvsReadRequest { timestamp, key, actual } => {
-            ShardAction::ReadRequest { timestamp: *timestamp, key: key.clone(), actual: *actual }
-        }
-        Message::KvsWrite { timestamp, key, datum } => {
-            ShardAction::Write { timestamp: *timestamp, key: key.clone(), datum: datum.clone() }
-        }
+        Message::KvsReadRequest { timestamp, key, actual } => ShardAction::ReadRequest {
+            timestamp: *timestamp,
+            key: key.clone(),
+            actual: *actual,
+            sender: envelope.sender.clone(),
+        },
+        Message::KvsWrite { timestamp, key, datum } => ShardAction::Write {
+            timestamp: *timestamp,
+            key: key.clone(),
+            datum: datum.clone(),
+            sender: envelope.sender.clone(),
+        },
         Message::UpdateSeenAll { timestamp, write } => ShardAction::SeenAll { timestamp: *timestamp, write: *write },
         _ => ShardAction::Drop,
     })
@@ -215,8 +245,10 @@ impl Behaviour for Shard {
             ShardAction::Lock { timestamp, keys, worker, executor } => {
                 lock(state, timestamp, &keys, executor, worker, me, &mut effect)
             }
-            ShardAction::ReadRequest { timestamp, key, actual } => read_request(state, timestamp, key, actual),
-            ShardAction::Write { timestamp, key, datum } => write(state, timestamp, key, datum),
+            ShardAction::ReadRequest { timestamp, key, actual, sender } => {
+                read_request(state, timestamp, key, actual, &sender)
+            }
+            ShardAction::Write { timestamp, key, datum, sender } => write(state, timestamp, key, datum, &sender),
             ShardAction::SeenAll { timestamp, write } => seen_all(state, timestamp, write),
             ShardAction::Drop => {
                 if let Trigger::Message { envelope, .. } = trigger {
@@ -295,40 +327,84 @@ fn lock(
     touched
 }
 
-/// `KvsReadRequest`: a lazy read is wanted (`actual`) or not. Returns the
-/// keys touched.
-fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: bool) -> Vec<Key> {
-    let marker = state
-        .keys
-        .get_mut(&key)
-        .and_then(|t| t.accesses.get_mut(&timestamp))
-        .and_then(|a| a.read.as_mut())
-        .filter(|m| !m.eager && m.status == ReadStatus::Waiting);
-    match marker {
-        Some(marker) => {
-            marker.status = if actual { ReadStatus::Requested } else { ReadStatus::Cancelled };
-            vec![key]
+/// The access of `timestamp` to `key`, if `sender` is the executor its
+/// lock registered; otherwise the message is dropped and counted.
+fn own_access<'a>(
+    state: &'a mut ShardState,
+    timestamp: Timestamp,
+    key: &Key,
+    sender: &EngineId,
+) -> Option<&'a mut Access> {
+    match state.keys.get_mut(key).and_then(|t| t.accesses.get_mut(&timestamp)) {
+        Some(access) if &access.executor == sender => Some(access),
+        Some(_) => {
+            tracing::debug!(timestamp, %sender, "shard dropped a read request or write from a stranger");
+            state.dropped += 1;
+            None
         }
-        // A request for an eager key is redundant; anything else names no
-        // waiting lazy read.
         None => {
             state.dropped += 1;
-            Vec::new()
+            None
         }
     }
 }
 
+/// `KvsReadRequest`: a lazy read is wanted (`actual`) or not, or a read
+/// is asked for again (a retry, or a re-run of the executor). Returns the
+/// keys touched.
+fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: bool, sender: &EngineId) -> Vec<Key> {
+    let Some(access) = own_access(state, timestamp, &key, sender) else { return Vec::new() };
+    let Some(marker) = access.read.as_mut() else {
+        state.dropped += 1;
+        return Vec::new();
+    };
+    match (actual, marker.eager, marker.status) {
+        (true, false, ReadStatus::Waiting) => marker.status = ReadStatus::Requested,
+        (false, false, ReadStatus::Waiting) => marker.status = ReadStatus::Cancelled,
+        // Asked again for a read already served: serve it again. The same
+        // timestamp reads the same version.
+        (true, eager, ReadStatus::Served) => {
+            marker.status = if eager { ReadStatus::Waiting } else { ReadStatus::Requested };
+        }
+        // Asked again while the answer is still due, or released again:
+        // nothing to do, and nothing wrong.
+        (true, true, ReadStatus::Waiting) | (true, false, ReadStatus::Requested) => return Vec::new(),
+        (false, false, ReadStatus::Cancelled) => return Vec::new(),
+        // A read of a cancelled read, or a release of an eager, requested
+        // or served one: the executor contradicts itself.
+        _ => {
+            state.dropped += 1;
+            return Vec::new();
+        }
+    }
+    vec![key]
+}
+
 /// `KvsWrite`: a pending write is written (`Some`) or released (`None`).
-/// Returns the keys touched.
-fn write(state: &mut ShardState, timestamp: Timestamp, key: Key, datum: Option<Datum>) -> Vec<Key> {
-    let write = state.keys.get_mut(&key).and_then(|t| t.accesses.get_mut(&timestamp)).and_then(|a| a.write.as_mut());
-    match write {
-        Some(status @ WriteStatus::Pending) => {
+/// The same resolution again is a no-op; another one is refused and
+/// listed as a conflict. Returns the keys touched.
+fn write(state: &mut ShardState, timestamp: Timestamp, key: Key, datum: Option<Datum>, sender: &EngineId) -> Vec<Key> {
+    let Some(access) = own_access(state, timestamp, &key, sender) else { return Vec::new() };
+    let Some(status) = access.write.as_mut() else {
+        state.dropped += 1;
+        return Vec::new();
+    };
+    match (&*status, datum) {
+        (WriteStatus::Pending, datum) => {
             *status = datum.map_or(WriteStatus::Released, WriteStatus::Written);
             vec![key]
         }
-        _ => {
-            state.dropped += 1;
+        (WriteStatus::Written(written), Some(datum)) if *written == datum => Vec::new(),
+        (WriteStatus::Released, None) => Vec::new(),
+        (recorded, datum) => {
+            tracing::warn!(
+                timestamp,
+                key = %String::from_utf8_lossy(&key),
+                recorded = ?recorded,
+                now = ?datum,
+                "a second, different write for one timestamp and key refused: the transaction is nondeterministic"
+            );
+            state.conflicting_writes.push((timestamp, key));
             Vec::new()
         }
     }

@@ -4,9 +4,21 @@
 //! `KvsAcquireLock` with the keys each shard owns to every shard that owns
 //! a declared key, and, once all of them answered `KvsLockAcquired`, asks its
 //! host to spawn the transaction's executor (with a unique id:
-//! [`executor_id`]). When every transaction up to `N` holds its locks it
-//! tells every shard `UpdateSeenAll { N }` (writes and reads), only when `N`
-//! changes. It collects `ExecutorFinished` from the executor's real id.
+//! [`executor_id`]). It collects `ExecutorFinished` from the executor's
+//! real id.
+//!
+//! It tells every shard two watermarks, each only when it changes (for
+//! each shard the write watermark first):
+//!
+//! - heard-all-writes, `UpdateSeenAll { N, write: true }`: every
+//!   transaction up to `N` holds its locks;
+//! - heard-all-reads, `UpdateSeenAll { M, write: false }`: the smaller of
+//!   that `N` and the largest `M` such that every transaction up to `M`
+//!   has finished (its `ExecutorFinished` recorded). A shard collapses the
+//!   versions below heard-all-reads; an executor re-run from the start (a
+//!   new incarnation on another host, or one re-asking for a lost read)
+//!   must still find the version it reads until its transaction finished,
+//!   so this watermark waits for the finish, and also moves on one.
 //!
 //! Fixed from nspec: the last transaction's locks are counted (nspec's
 //! off-by-one never lets it run), watermarks only grow, and the executor
@@ -15,6 +27,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
 use executor_host::{ExecutorFinished, KeySets, Message, Timestamp};
@@ -30,7 +44,7 @@ pub struct WorkerConfig {
 }
 
 /// A transaction as the worker records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ordered {
     /// The transaction's code.
     pub executable: Vec<u8>,
@@ -42,7 +56,7 @@ pub struct Ordered {
 
 /// What the worker asks its host to spawn: an executor for this
 /// transaction (the host supplies the program).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpawnExecutor {
     /// The transaction's timestamp.
     pub timestamp: Timestamp,
@@ -63,8 +77,14 @@ pub struct WorkerState {
     waiting: BTreeMap<Timestamp, BTreeSet<EngineId>>,
     /// Locked transactions above the watermark.
     locked: BTreeSet<Timestamp>,
-    /// Every transaction up to here holds its locks (and shards know).
+    /// Every transaction up to here holds its locks (and shards know: the
+    /// heard-all-writes watermark).
     pub watermark: Timestamp,
+    /// Every transaction up to here has finished.
+    pub finished_watermark: Timestamp,
+    /// The heard-all-reads watermark last sent: the smaller of
+    /// `watermark` and `finished_watermark`.
+    pub read_watermark: Timestamp,
     /// Each finished transaction's report, by timestamp; the first from
     /// its executor's real id counts.
     pub finished: BTreeMap<Timestamp, ExecutorFinished>,
@@ -190,6 +210,10 @@ impl Behaviour for Worker {
             }
             WorkerAction::Finished(report) => {
                 state.finished.insert(report.timestamp, report);
+                while state.finished.contains_key(&(state.finished_watermark + 1)) {
+                    state.finished_watermark += 1;
+                }
+                announce(state, false, me, config, &mut effect);
             }
             WorkerAction::Drop => {
                 tracing::debug!(?envelope.payload, "worker dropped a message");
@@ -201,7 +225,7 @@ impl Behaviour for Worker {
 }
 
 /// Every lock of `timestamp` is held: spawn its executor and advance the
-/// watermark as far as the locked prefix reaches.
+/// watermark as far as the locked prefix reaches, telling the shards.
 fn locked(
     state: &mut WorkerState,
     timestamp: Timestamp,
@@ -218,10 +242,28 @@ fn locked(
     while state.locked.remove(&(state.watermark + 1)) {
         state.watermark += 1;
     }
-    if state.watermark != before {
-        for shard in &config.all_shards {
-            for write in [true, false] {
-                let seen = Message::UpdateSeenAll { timestamp: state.watermark, write };
+    announce(state, state.watermark != before, me, config, effect);
+}
+
+/// Tells every shard the watermarks that moved: heard-all-writes if
+/// `write_moved`, heard-all-reads if the smaller of the lock and finished
+/// watermarks grew past the one last sent.
+fn announce(
+    state: &mut WorkerState,
+    write_moved: bool,
+    me: &EngineId,
+    config: &WorkerConfig,
+    effect: &mut Effect<Worker>,
+) {
+    let read = state.watermark.min(state.finished_watermark);
+    let read_moved = read > state.read_watermark;
+    if read_moved {
+        state.read_watermark = read;
+    }
+    for shard in &config.all_shards {
+        for (write, moved, timestamp) in [(true, write_moved, state.watermark), (false, read_moved, read)] {
+            if moved {
+                let seen = Message::UpdateSeenAll { timestamp, write };
                 effect.send.push(Envelope::new(me.clone(), shard.clone(), seen));
             }
         }

@@ -15,8 +15,8 @@ use executor_host::{
 };
 
 use super::{
-    HarnessError, HashShards, Outcome, ShardSummary, Workload, client_id, finished_transactions, outcome, requests,
-    shard_initial, transaction, worker_id,
+    HarnessError, HashShards, Outcome, ShardSummary, Workload, assemble_outcome, client_id, finished_transactions,
+    requests, shard_initial, transaction, worker_id,
 };
 use crate::shard::Shard;
 use crate::worker::{SpawnExecutor, Worker, WorkerConfig};
@@ -231,5 +231,5 @@ async fn collect(
             submitted.get(index).map(|sent| at.saturating_duration_since(*sent))
         })
         .collect();
-    outcome(expected, transactions, shards, dropped, latencies)
+    assemble_outcome(expected, transactions, shards, dropped, latencies)
 }

@@ -123,6 +123,11 @@ pub struct Outcome {
     /// time from its submission to its `ExecutorFinished` reaching the
     /// client.
     pub latencies: Vec<Duration>,
+    /// Writes a shard refused because they contradicted the one recorded
+    /// for the same timestamp and key: a transaction run twice wrote
+    /// differently (nondeterminism), by timestamp and key, sorted. Empty
+    /// when all went well.
+    pub conflicting_writes: Vec<(Timestamp, Key)>,
 }
 
 /// The run could not complete.
@@ -264,21 +269,61 @@ pub fn execute(
     }
 }
 
-/// What one shard holds at the end of a run.
-struct ShardSummary {
-    latest: BTreeMap<Key, Datum>,
-    pending: usize,
-    dropped: u64,
+/// What one shard holds at the end of a run: what [`assemble_outcome`]
+/// needs of it, serializable so that a shard in another process can send
+/// it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// The latest value of every key that has one (as a list of pairs
+    /// when serialized, so that keys may be any bytes).
+    #[serde(with = "pairs")]
+    pub latest: BTreeMap<Key, Datum>,
+    /// Markers not resolved ([`ShardState::pending_markers`]).
+    pub pending: usize,
+    /// Messages dropped ([`ShardState::dropped`]).
+    pub dropped: u64,
+    /// Writes refused as contradicting the recorded one
+    /// ([`ShardState::conflicting_writes`]).
+    pub conflicting_writes: Vec<(Timestamp, Key)>,
 }
 
 impl ShardSummary {
-    fn of(shard: &ShardState) -> Self {
-        Self { latest: shard.latest(), pending: shard.pending_markers(), dropped: shard.dropped }
+    /// The summary of `shard`'s state.
+    pub fn of(shard: &ShardState) -> Self {
+        Self {
+            latest: shard.latest(),
+            pending: shard.pending_markers(),
+            dropped: shard.dropped,
+            conflicting_writes: shard.conflicting_writes.clone(),
+        }
+    }
+}
+
+/// A map serialized as a sequence of `(key, value)` pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map)
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?.into_iter().collect())
     }
 }
 
 /// Every transaction the worker saw finish, in timestamp order.
-fn finished_transactions(worker: &WorkerState) -> Vec<TxOutcome> {
+pub fn finished_transactions(worker: &WorkerState) -> Vec<TxOutcome> {
     worker
         .transactions
         .iter()
@@ -292,8 +337,12 @@ fn finished_transactions(worker: &WorkerState) -> Vec<TxOutcome> {
         .collect()
 }
 
-/// The one place a run's outcome is assembled, whatever the delivery.
-fn outcome(
+/// The one place a run's outcome is assembled, whatever the delivery and
+/// wherever the shards ran: `expected` transactions must all have
+/// finished (else [`HarnessError::Stuck`]); `transactions` in timestamp
+/// order; `dropped` counts the messages the worker and executors dropped
+/// (the shards' are added); `latencies` by timestamp, or empty.
+pub fn assemble_outcome(
     expected: usize,
     transactions: Vec<TxOutcome>,
     shards: Vec<ShardSummary>,
@@ -306,10 +355,13 @@ fn outcome(
     let mut final_state = BTreeMap::new();
     let mut pending_markers = 0;
     let mut dropped = dropped;
+    let mut conflicting_writes = Vec::new();
     for shard in shards {
         final_state.extend(shard.latest);
         pending_markers += shard.pending;
         dropped += shard.dropped;
+        conflicting_writes.extend(shard.conflicting_writes);
     }
-    Ok(Outcome { transactions, final_state, pending_markers, dropped, latencies })
+    conflicting_writes.sort();
+    Ok(Outcome { transactions, final_state, pending_markers, dropped, latencies, conflicting_writes })
 }

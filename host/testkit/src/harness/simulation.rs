@@ -11,8 +11,8 @@ use executor_host::engine::{Effect, EngineTimers, Instance, Time, TimerOp, Timer
 use executor_host::{EngineId, Envelope, ExecutorMetrics, ExecutorOptions, Message, Program};
 
 use super::{
-    HarnessError, HashShards, Outcome, ShardSummary, Workload, client_id, finished_transactions, outcome, requests,
-    shard_initial, transaction, worker_id,
+    HarnessError, HashShards, Outcome, ShardSummary, Workload, assemble_outcome, client_id, finished_transactions,
+    requests, shard_initial, transaction, worker_id,
 };
 use crate::rng::Rng;
 use crate::shard::Shard;
@@ -83,6 +83,15 @@ impl Simulation {
             .saturating_add(200u64.saturating_mul(workload.transactions.len() as u64))
             .saturating_add(50u64.saturating_mul(declared))
             .saturating_mul(1 + workload.shards as u64);
+        // With `resend`, a waiting executor re-asks every period until its
+        // deadline: a few messages per declared key each time.
+        let options = &self.shared.options;
+        let rounds = options.resend.map_or(0, |period| {
+            u64::try_from(options.deadline.as_millis() / period.as_millis().max(1)).unwrap_or(u64::MAX)
+        });
+        let limit = limit.saturating_add(
+            rounds.saturating_mul(declared.saturating_mul(2).saturating_add(workload.transactions.len() as u64)),
+        );
         let mut steps = 0u64;
         loop {
             steps += 1;
@@ -106,7 +115,7 @@ impl Simulation {
         let worker = &self.worker.env.local;
         let dropped = self.unknown + worker.dropped + self.shared.metrics.dropped_total();
         let shards = self.shards.values().map(|shard| ShardSummary::of(&shard.env.local)).collect();
-        outcome(workload.transactions.len(), finished_transactions(worker), shards, dropped, Vec::new())
+        assemble_outcome(workload.transactions.len(), finished_transactions(worker), shards, dropped, Vec::new())
     }
 
     fn deliver(&mut self, envelope: Envelope<Message>) {

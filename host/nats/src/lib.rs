@@ -1,0 +1,79 @@
+//! Shards, the mempool worker and executor hosts as separate processes
+//! over NATS: the wire format, the subjects, the router, and each kind of
+//! process.
+//!
+//! A deployment is one NATS server (with JetStream) and, under one
+//! namespace, N shard processes, one worker and any number of executor
+//! hosts; clients submit transactions to the worker. What travels where,
+//! and why it survives a lost message, a dead executor host and a server
+//! restart, is in the README's "Running across processes" and in
+//! [`link`]'s docs.
+//!
+//! - [`wire`]: the bytes of a message (version byte, MessagePack, size cap);
+//! - [`subjects`]: engine ids to NATS subjects and streams;
+//! - [`link`]: a process's connection, its router and receivers;
+//! - [`roles`]: the shard, worker and executor-host processes;
+//! - [`submit`]: the client;
+//! - [`metrics`]: Prometheus text and a health check on a local port;
+//! - [`local`]: a deployment on one machine, as child processes (tests,
+//!   benchmarks).
+//!
+//! What this crate must not do: change what an engine does. The engines
+//! are the library's and the test kit's; this crate only carries their
+//! messages.
+
+#![warn(missing_docs)]
+
+pub mod link;
+pub mod local;
+pub mod metrics;
+pub mod roles;
+pub mod subjects;
+pub mod submit;
+pub mod wire;
+
+pub use link::{Link, NatsConfig, NatsRouter};
+pub use metrics::Metrics;
+pub use roles::{ExecutorsConfig, Served, serve_executors, serve_shard, serve_worker};
+pub use submit::{Patience, submit};
+
+/// Why a process could not join or use the deployment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NatsError {
+    /// The server could not be reached, or refused the connection.
+    #[error("NATS: {0}")]
+    Connect(String),
+    /// A JetStream request failed (is JetStream enabled on the server?).
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// A name cannot be a subject.
+    #[error(transparent)]
+    Subject(#[from] subjects::BadName),
+    /// A message could not be encoded or decoded.
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    /// Something did not happen in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The run ended without every transaction reported.
+    #[error("{0}")]
+    Incomplete(String),
+    /// `--id` names no shard.
+    #[error("there is no shard {index} among {shards} (ids run from 0)")]
+    NoSuchShard {
+        /// The id asked for.
+        index: usize,
+        /// The deployment's shard count.
+        shards: usize,
+    },
+    /// A process may host one set of executors.
+    #[error("this process already hosts executors")]
+    ExecutorsTwice,
+    /// An engine runtime stopped.
+    #[error("an engine runtime stopped")]
+    Stopped,
+    /// The metrics endpoint could not start.
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
+}

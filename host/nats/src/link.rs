@@ -1,0 +1,447 @@
+//! One process's connection to NATS: how envelopes leave ([`NatsRouter`])
+//! and arrive ([`Link::receive`], [`Link::receive_direct`]).
+//!
+//! Two classes of message, chosen by what losing one would do:
+//!
+//! - **Persistent** (to shards, the worker and clients, except retried read
+//!   requests): published to the target's JetStream stream with a unique
+//!   `Nats-Msg-Id` (the server drops a duplicate within its window), and
+//!   published again until the server acknowledges it. The target reads its
+//!   stream with an ordered consumer, which delivers every message once and
+//!   in order, across a server restart. Losing one of these would leave a
+//!   shard's marker pending forever or a transaction unreported.
+//! - **Direct** (to executors, and `KvsReadRequest { actual: true }`): plain
+//!   NATS, at most once. An executor asks again for what it has not
+//!   received ([`executor_host::ExecutorOptions::resend`]), and a shard
+//!   answers a repeated request with the same version, so a lost one only
+//!   costs a retry.
+//!
+//! This module must not know the engines' logic: it moves bytes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use executor_host::{EngineId, Envelope, Message, Router, Timestamp};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::NatsError;
+use crate::subjects::Subjects;
+use crate::wire;
+
+/// Where a received envelope goes: an engine runtime's inbox.
+pub type Deliver = Arc<dyn Fn(Envelope<Message>) + Send + Sync>;
+
+/// How a process reaches the NATS server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// The server, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The user name of this process's role, if the server wants one.
+    pub user: Option<String>,
+    /// Its password.
+    pub password: Option<String>,
+    /// Every subject and stream of the deployment starts with this.
+    pub namespace: String,
+    /// How this connection shows in the server's monitoring.
+    pub name: String,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            user: None,
+            password: None,
+            namespace: "exec".into(),
+            name: "executor-host".into(),
+        }
+    }
+}
+
+/// Counters of what crossed this process's connection.
+#[derive(Debug, Default)]
+pub struct LinkCounters {
+    /// Messages received (decoded or not).
+    pub received: AtomicU64,
+    /// Messages sent.
+    pub sent: AtomicU64,
+    /// Received payloads that were not a valid envelope.
+    pub malformed: AtomicU64,
+    /// Received envelopes for an engine this process does not host.
+    pub wrong_target: AtomicU64,
+    /// Envelopes that could not be sent (no subject for the target, too
+    /// large).
+    pub unsendable: AtomicU64,
+    /// Persistent publishes tried again (no acknowledgement yet).
+    pub retries: AtomicU64,
+    /// Spawn requests delivered more than once (their first host died or
+    /// was too slow).
+    pub redeliveries: AtomicU64,
+    /// Consumers re-created after an error (a server restart).
+    pub reconnects: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+enum Outgoing {
+    Direct {
+        subject: String,
+        payload: Bytes,
+    },
+    Persistent {
+        subject: String,
+        payload: Bytes,
+        id: String,
+        /// An executor's report to the worker: once it is acknowledged,
+        /// the process may acknowledge the spawn request.
+        finished: Option<Timestamp>,
+    },
+}
+
+/// Persistent publishes waiting for their acknowledgement, at most.
+const IN_FLIGHT: usize = 8192;
+
+/// A process's connection: the client, its JetStream context, the
+/// namespace's subjects and the publisher task.
+#[derive(Debug)]
+pub struct Link {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    subjects: Subjects,
+    counters: Arc<LinkCounters>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    /// Unique per process: prefixes every message id.
+    process: String,
+    next_id: AtomicU64,
+    finished: Mutex<Option<mpsc::UnboundedReceiver<Timestamp>>>,
+}
+
+impl Link {
+    /// Connects (retrying until the server is up) and starts the publisher.
+    pub async fn connect(config: &NatsConfig) -> Result<Arc<Self>, NatsError> {
+        let subjects = Subjects::new(&config.namespace)?;
+        let mut options = async_nats::ConnectOptions::new()
+            .name(&config.name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    other => tracing::warn!(event = %other, "NATS"),
+                }
+            });
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        let client = options.connect(&config.url).await.map_err(|e| NatsError::Connect(e.to_string()))?;
+        let js = jetstream::new(client.clone());
+        let (outbox, queue) = mpsc::unbounded_channel();
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(LinkCounters::default());
+        tokio::spawn(publish(client.clone(), js.clone(), queue, counters.clone(), finished_tx));
+        Ok(Arc::new(Self {
+            client,
+            js,
+            subjects,
+            counters,
+            outbox,
+            process: nuid::next().to_string(),
+            next_id: AtomicU64::new(0),
+            finished: Mutex::new(Some(finished_rx)),
+        }))
+    }
+
+    /// The NATS client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The namespace's subjects.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// What crossed the connection.
+    pub fn counters(&self) -> &LinkCounters {
+        &self.counters
+    }
+
+    /// Whether the connection is up (for the health endpoint).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The timestamps of executors whose `ExecutorFinished` the server has
+    /// acknowledged (with every message they sent before it). Once.
+    pub(crate) fn take_finished(&self) -> Option<mpsc::UnboundedReceiver<Timestamp>> {
+        self.finished.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// A message id unique to this process.
+    pub fn message_id(&self) -> String {
+        format!("{}-{}", self.process, self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Sends an envelope towards its target, persistent or direct as its
+    /// kind wants (see the module docs). Never blocks.
+    pub fn send(&self, envelope: &Envelope<Message>) {
+        let target = &envelope.target;
+        let direct =
+            Subjects::is_executor(target) || matches!(envelope.payload, Message::KvsReadRequest { actual: true, .. });
+        let subject = if Subjects::is_executor(target) || !direct {
+            self.subjects.engine(target)
+        } else {
+            self.subjects.direct(target)
+        };
+        let (subject, payload) = match (subject, wire::encode(envelope)) {
+            (Ok(subject), Ok(payload)) => (subject, Bytes::from(payload)),
+            (Err(error), _) => {
+                tracing::warn!(%error, "an envelope for an engine no subject reaches");
+                return bump(&self.counters.unsendable);
+            }
+            (_, Err(error)) => {
+                tracing::warn!(%error, "an envelope that cannot be encoded");
+                return bump(&self.counters.unsendable);
+            }
+        };
+        let outgoing = if direct {
+            Outgoing::Direct { subject, payload }
+        } else {
+            let finished = match &envelope.payload {
+                Message::ExecutorFinished(report) if !Subjects::is_client(target) => Some(report.timestamp),
+                _ => None,
+            };
+            Outgoing::Persistent { subject, payload, id: self.message_id(), finished }
+        };
+        if self.outbox.send(outgoing).is_err() {
+            tracing::error!("the publisher has stopped");
+        }
+    }
+
+    /// Publishes `payload` to a stream's subject until the server
+    /// acknowledges it; not in order with [`Link::send`].
+    pub(crate) fn send_persistent(&self, subject: String, payload: Vec<u8>, id: String) {
+        let outgoing = Outgoing::Persistent { subject, payload: Bytes::from(payload), id, finished: None };
+        if self.outbox.send(outgoing).is_err() {
+            tracing::error!("the publisher has stopped");
+        }
+    }
+
+    /// The stream named `name` holding `subjects`, created if missing.
+    pub(crate) async fn stream(
+        &self,
+        name: String,
+        subjects: Vec<String>,
+        retention: stream::RetentionPolicy,
+    ) -> Result<stream::Stream, NatsError> {
+        let config = stream::Config {
+            name,
+            subjects,
+            retention,
+            storage: stream::StorageType::File,
+            // Long enough for any run; a deployment that runs for days
+            // bounds its disk here.
+            max_age: Duration::from_secs(24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+            ..stream::Config::default()
+        };
+        self.js.get_or_create_stream(config).await.map_err(|e| NatsError::JetStream(e.to_string()))
+    }
+
+    /// An engine's own stream, emptied: what a previous process left there
+    /// was for engines that no longer exist.
+    pub(crate) async fn own_stream(&self, id: &EngineId) -> Result<stream::Stream, NatsError> {
+        let stream = self
+            .stream(self.subjects.stream(id)?, vec![self.subjects.engine(id)?], stream::RetentionPolicy::Limits)
+            .await?;
+        stream.purge().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
+        Ok(stream)
+    }
+
+    /// Reads `stream` (only `filter`, if not empty) from its start, every
+    /// message once and in order, re-creating the consumer after a server
+    /// restart where it left off, and hands each envelope for `me` to
+    /// `deliver`.
+    pub fn receive(self: &Arc<Self>, stream: String, filter: String, me: EngineId, deliver: Deliver) -> JoinHandle<()> {
+        let link = self.clone();
+        tokio::spawn(async move {
+            let mut next: Option<u64> = None;
+            loop {
+                let deliver_policy = match next {
+                    None => consumer::DeliverPolicy::All,
+                    Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+                };
+                let config = consumer::pull::OrderedConfig {
+                    filter_subject: filter.clone(),
+                    deliver_policy,
+                    ..consumer::pull::OrderedConfig::default()
+                };
+                let messages = match link.js.get_stream(&stream).await {
+                    Ok(s) => match s.create_consumer(config).await {
+                        Ok(c) => c.messages().await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                match messages {
+                    Ok(mut messages) => {
+                        while let Some(message) = messages.next().await {
+                            match message {
+                                Ok(message) => {
+                                    if let Ok(info) = message.info() {
+                                        next = Some(info.stream_sequence.saturating_add(1));
+                                    }
+                                    link.accept(&message.payload, &me, &deliver);
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, stream, "reading a stream");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, stream, "opening a stream"),
+                }
+                bump(&link.counters.reconnects);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    }
+
+    /// Hands each envelope for `me` arriving on the plain subject
+    /// `subject` to `deliver`. The subscription ends when the task is
+    /// aborted.
+    pub async fn receive_direct(
+        self: &Arc<Self>,
+        subject: String,
+        me: EngineId,
+        deliver: Deliver,
+    ) -> Result<JoinHandle<()>, NatsError> {
+        let mut subscriber = self.client.subscribe(subject).await.map_err(|e| NatsError::Connect(e.to_string()))?;
+        let link = self.clone();
+        Ok(tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                link.accept(&message.payload, &me, &deliver);
+            }
+        }))
+    }
+
+    fn accept(&self, payload: &[u8], me: &EngineId, deliver: &Deliver) {
+        bump(&self.counters.received);
+        match wire::decode::<Envelope<Message>>(payload) {
+            Err(error) => {
+                tracing::debug!(%error, "dropped a malformed payload");
+                bump(&self.counters.malformed);
+            }
+            Ok(envelope) if envelope.target != *me => bump(&self.counters.wrong_target),
+            Ok(envelope) => deliver(envelope),
+        }
+    }
+}
+
+/// The publisher: plain messages at once, persistent ones each retried
+/// until acknowledged, their acknowledgements awaited in order (so an
+/// executor's report is acknowledged only after everything it sent
+/// before).
+async fn publish(
+    client: async_nats::Client,
+    js: jetstream::Context,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    counters: Arc<LinkCounters>,
+    finished: mpsc::UnboundedSender<Timestamp>,
+) {
+    let mut pending = FuturesOrdered::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        tokio::select! {
+            biased;
+            Some(done) = pending.next(), if !pending.is_empty() => {
+                if let Some(timestamp) = done {
+                    let _ = finished.send(timestamp);
+                }
+            }
+            outgoing = queue.recv(), if open && pending.len() < IN_FLIGHT => match outgoing {
+                None => open = false,
+                Some(Outgoing::Direct { subject, payload }) => {
+                    bump(&counters.sent);
+                    if let Err(error) = client.publish(subject, payload).await {
+                        tracing::debug!(%error, "a direct message was not sent");
+                    }
+                }
+                Some(Outgoing::Persistent { subject, payload, id, finished }) => {
+                    bump(&counters.sent);
+                    let (js, counters) = (js.clone(), counters.clone());
+                    pending.push_back(async move {
+                        persist(&js, &counters, subject, payload, &id).await;
+                        finished
+                    });
+                }
+            },
+        }
+    }
+}
+
+/// Publishes until the stream acknowledges (the same id each time, so a
+/// publish that did land is not stored twice).
+async fn persist(js: &jetstream::Context, counters: &LinkCounters, subject: String, payload: Bytes, id: &str) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let publish = jetstream::message::PublishMessage::build().message_id(id).payload(payload.clone());
+        let error = match js.send_publish(subject.clone(), publish).await {
+            Ok(ack) => match ack.await {
+                Ok(_) => return,
+                Err(error) => error.to_string(),
+            },
+            Err(error) => error.to_string(),
+        };
+        tracing::debug!(%error, subject, "persistent publish not acknowledged; retrying");
+        bump(&counters.retries);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Routes what a process's engines send: to an engine of the same process
+/// directly, to any other over NATS.
+pub struct NatsRouter {
+    link: Arc<Link>,
+    local: HashMap<EngineId, Deliver>,
+}
+
+impl std::fmt::Debug for NatsRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsRouter").field("local", &self.local.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl NatsRouter {
+    /// A router over `link`, delivering to the engines in `local` without
+    /// leaving the process.
+    pub fn new(link: Arc<Link>, local: HashMap<EngineId, Deliver>) -> Self {
+        Self { link, local }
+    }
+}
+
+impl Router<Message> for NatsRouter {
+    fn route(&self, envelope: Envelope<Message>) {
+        match self.local.get(&envelope.target) {
+            Some(deliver) => deliver(envelope),
+            None => self.link.send(&envelope),
+        }
+    }
+}

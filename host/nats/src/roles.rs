@@ -1,0 +1,381 @@
+//! The three kinds of process a deployment runs, each an engine runtime
+//! wired to a [`Link`]: a shard ([`serve_shard`], optionally with executors
+//! in the same process), the mempool worker ([`serve_worker`]) and an
+//! executor host ([`serve_executors`]).
+//!
+//! Every engine of a deployment must agree on the shard count: it decides
+//! which shard owns a key ([`HashShards`]).
+//!
+//! This module must not change what an engine does: it only connects
+//! engines that the in-process harness connects with channels.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use executor_host::runtime::{self, RuntimeConfig, RuntimeHandle};
+use executor_host::{
+    Datum, EngineId, Execution, ExecutorHost, HostConfig, Inbox, Key, Message, Program, Spawner, Timestamp,
+    Transaction, executor_id,
+};
+use executor_testkit::harness::{HashShards, ShardSummary};
+use executor_testkit::shard::Shard;
+use executor_testkit::worker::{SpawnExecutor, Worker, WorkerConfig};
+use futures_util::StreamExt as _;
+use tokio::task::JoinHandle;
+
+use crate::link::{Deliver, Link, NatsRouter};
+use crate::{NatsError, metrics::Metrics, wire};
+
+/// The worker's engine id: every deployment has one worker.
+pub fn worker_id() -> EngineId {
+    EngineId::local("worker")
+}
+
+/// Runtimes never wait to take an envelope: the router and the receiving
+/// tasks must not block on one another.
+fn runtime_config() -> RuntimeConfig {
+    RuntimeConfig { inbox: Inbox::Unbounded, execution: Execution::Inline, ..RuntimeConfig::default() }
+}
+
+fn into_runtime<B>(handle: RuntimeHandle<B>) -> Deliver
+where
+    B: executor_host::engine::Behaviour<Msg = Message>,
+{
+    Arc::new(move |envelope| {
+        handle.try_deliver(envelope);
+    })
+}
+
+/// A running process: its tasks, and what its metrics endpoint shows.
+#[derive(Debug)]
+pub struct Served {
+    tasks: Vec<JoinHandle<()>>,
+    /// What the process counts.
+    pub metrics: Metrics,
+}
+
+impl Served {
+    /// Waits until a task of the process ends (it should not), or forever.
+    pub async fn wait(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        if !tasks.is_empty() {
+            let _ = futures_util::future::select_all(tasks).await;
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Executors in a process, as [`serve_executors`] and [`serve_shard`] set
+/// them up.
+#[derive(Debug, Clone)]
+pub struct ExecutorsConfig {
+    /// The guest every executor runs.
+    pub program: Arc<dyn Program>,
+    /// How the host runs them; its `executor.resend` is set if missing
+    /// (executors must ask again for what a network may lose).
+    pub host: HostConfig,
+    /// How long a spawn request may go unacknowledged before the server
+    /// hands it to another host: a host acknowledges progress every third
+    /// of it, so only a dead (or frozen) host's transactions move.
+    pub ack_wait: Duration,
+}
+
+/// Serves shard `index` of `shards`, loaded with `initial` (only the keys
+/// it owns are kept), and with `executors` in the same process if given.
+pub async fn serve_shard(
+    link: &Arc<Link>,
+    index: usize,
+    shards: usize,
+    initial: impl IntoIterator<Item = (Key, Datum)>,
+    executors: Option<ExecutorsConfig>,
+) -> Result<Served, NatsError> {
+    let map = Arc::new(HashShards::new(shards));
+    let id = map.all().get(index).cloned().ok_or(NatsError::NoSuchShard { index, shards })?;
+    let mine: Vec<(Key, Datum)> = initial.into_iter().filter(|(k, _)| map.shard_for_index(k) == index).collect();
+    let stream = link.own_stream(&id).await?;
+    // The router needs the shard's handle (for co-located executors) and
+    // the shard's runtime needs the router: the shard delivers through a
+    // slot filled once both exist.
+    let slot: Arc<std::sync::OnceLock<RuntimeHandle<Shard>>> = Arc::new(std::sync::OnceLock::new());
+    let to_shard: Deliver = {
+        let slot = slot.clone();
+        Arc::new(move |envelope| {
+            if let Some(shard) = slot.get() {
+                shard.try_deliver(envelope);
+            }
+        })
+    };
+    let router = Arc::new(NatsRouter::new(link.clone(), HashMap::from([(id.clone(), to_shard.clone())])));
+    let shard = runtime::start::<Shard>(runtime_config(), router.clone(), None);
+    shard.spawn(Shard::instance(id.clone(), mine), Vec::new()).await.map_err(|_| NatsError::Stopped)?;
+    let _ = slot.set(shard.clone());
+    let mut metrics = Metrics::new(link.clone());
+    metrics.runtime("shard", shard.metrics().clone());
+    let mut tasks = vec![
+        link.receive(stream.cached_info().config.name.clone(), String::new(), id.clone(), to_shard.clone()),
+        link.receive_direct(link.subjects().direct(&id)?, id.clone(), to_shard).await?,
+        answer_queries(link, &id, shard).await?,
+    ];
+    if let Some(config) = executors {
+        let mut served = serve_executors_with(link, map, config, router).await?;
+        tasks.append(&mut served.tasks);
+        metrics.merge(std::mem::take(&mut served.metrics));
+    }
+    Ok(Served { tasks, metrics })
+}
+
+/// Answers `<ns>.query.<shard>` with the shard's [`ShardSummary`].
+async fn answer_queries(
+    link: &Arc<Link>,
+    id: &EngineId,
+    shard: RuntimeHandle<Shard>,
+) -> Result<JoinHandle<()>, NatsError> {
+    let client = link.client().clone();
+    let mut queries =
+        client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
+    let id = id.clone();
+    Ok(tokio::spawn(async move {
+        while let Some(query) = queries.next().await {
+            let Some(reply) = query.reply else { continue };
+            let Ok(summary) = shard.inspect(id.clone(), |s| s.map(|s| ShardSummary::of(&s.env.local))).await else {
+                return;
+            };
+            match wire::encode(&summary) {
+                Ok(bytes) => {
+                    let _ = client.publish(reply, bytes.into()).await;
+                }
+                Err(error) => tracing::error!(%error, "the shard's summary does not fit in a message"),
+            }
+        }
+    }))
+}
+
+/// Sends the worker's spawn requests to the executor hosts' work queue.
+struct SpawnOverNats {
+    link: Arc<Link>,
+    process: String,
+}
+
+impl Spawner<SpawnExecutor> for SpawnOverNats {
+    fn spawn(&self, request: SpawnExecutor) {
+        match wire::encode(&request) {
+            // One id per transaction of this worker: a retried publish is
+            // never queued twice.
+            Ok(bytes) => self.link.send_persistent(
+                self.link.subjects().spawn(),
+                bytes,
+                format!("{}-spawn-{}", self.process, request.timestamp),
+            ),
+            Err(error) => tracing::error!(%error, timestamp = request.timestamp, "a spawn request too large to send"),
+        }
+    }
+}
+
+/// Serves the mempool worker of a deployment of `shards` shards. It
+/// creates (and empties) the spawn queue and the clients' stream.
+pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, NatsError> {
+    let map = Arc::new(HashShards::new(shards));
+    let id = worker_id();
+    let subjects = link.subjects();
+    let own = link.own_stream(&id).await?;
+    for (name, subject, retention) in [
+        (subjects.spawn_stream(), subjects.spawn(), stream::RetentionPolicy::WorkQueue),
+        (subjects.clients_stream(), subjects.clients(), stream::RetentionPolicy::Limits),
+    ] {
+        let stream = link.stream(name, vec![subject], retention).await?;
+        stream.purge().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
+    }
+    let router = Arc::new(NatsRouter::new(link.clone(), HashMap::new()));
+    let spawner = Arc::new(SpawnOverNats { link: link.clone(), process: link.message_id() });
+    let worker = runtime::start::<Worker>(runtime_config(), router, Some(spawner));
+    let config = WorkerConfig { shards: map.clone(), all_shards: map.all().to_vec() };
+    worker.spawn(Worker::instance(id.clone(), config), Vec::new()).await.map_err(|_| NatsError::Stopped)?;
+    let mut metrics = Metrics::new(link.clone());
+    metrics.runtime("worker", worker.metrics().clone());
+    let tasks = vec![link.receive(own.cached_info().config.name.clone(), String::new(), id, into_runtime(worker))];
+    Ok(Served { tasks, metrics })
+}
+
+/// Serves an executor host: takes spawn requests from the deployment's
+/// work queue (shared with every other host), runs each transaction, and
+/// acknowledges the request once its `ExecutorFinished` is stored. A
+/// request whose host dies goes to another host after `ack_wait`, which
+/// runs the transaction again from the start.
+pub async fn serve_executors(link: &Arc<Link>, shards: usize, config: ExecutorsConfig) -> Result<Served, NatsError> {
+    let router = Arc::new(NatsRouter::new(link.clone(), HashMap::new()));
+    serve_executors_with(link, Arc::new(HashShards::new(shards)), config, router).await
+}
+
+async fn serve_executors_with(
+    link: &Arc<Link>,
+    map: Arc<HashShards>,
+    mut config: ExecutorsConfig,
+    router: Arc<NatsRouter>,
+) -> Result<Served, NatsError> {
+    let finished = link.take_finished().ok_or(NatsError::ExecutorsTwice)?;
+    if config.host.executor.resend.is_none() {
+        config.host.executor.resend = Some(Duration::from_millis(500));
+    }
+    config.host.inbox = Inbox::Unbounded;
+    let host = ExecutorHost::start(config.host.clone(), map, router);
+    let subjects = link.subjects();
+    let stream =
+        link.stream(subjects.spawn_stream(), vec![subjects.spawn()], stream::RetentionPolicy::WorkQueue).await?;
+    let consumer_config = consumer::pull::Config {
+        durable_name: Some("executors".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        // Every transaction waiting for reads holds its request.
+        max_ack_pending: 1_000_000,
+        ..consumer::pull::Config::default()
+    };
+    stream
+        .get_or_create_consumer("executors", consumer_config.clone())
+        .await
+        .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    let mut metrics = Metrics::new(link.clone());
+    metrics.executors(host.clone());
+    let service =
+        Executors { link: link.clone(), host, program: config.program, held: HashMap::new(), done: BTreeSet::new() };
+    let task = tokio::spawn(service.run(stream, consumer_config, finished, config.ack_wait));
+    Ok(Served { tasks: vec![task], metrics })
+}
+
+/// A spawn request being executed here: acknowledged when its report is
+/// out, its executor's subscription dropped then.
+struct Held {
+    request: jetstream::Message,
+    listener: JoinHandle<()>,
+}
+
+struct Executors {
+    link: Arc<Link>,
+    host: ExecutorHost,
+    program: Arc<dyn Program>,
+    held: HashMap<Timestamp, Held>,
+    /// Transactions whose report is stored: a redelivered request for one
+    /// (its acknowledgement was lost) is acknowledged at once.
+    done: BTreeSet<Timestamp>,
+}
+
+impl Executors {
+    async fn run(
+        mut self,
+        stream: stream::Stream,
+        consumer_config: consumer::pull::Config,
+        mut finished: tokio::sync::mpsc::UnboundedReceiver<Timestamp>,
+        ack_wait: Duration,
+    ) {
+        let mut progress = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(100)));
+        loop {
+            let requests = match stream.get_or_create_consumer("executors", consumer_config.clone()).await {
+                Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut requests = match requests {
+                Ok(requests) => requests,
+                Err(error) => {
+                    tracing::warn!(%error, "opening the spawn queue");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    request = requests.next() => match request {
+                        Some(Ok(request)) => self.take(request).await,
+                        Some(Err(error)) => {
+                            tracing::warn!(%error, "reading the spawn queue");
+                            break;
+                        }
+                        None => break,
+                    },
+                    Some(timestamp) = finished.recv() => self.release(timestamp).await,
+                    _ = progress.tick() => {
+                        for held in self.held.values() {
+                            let _ = held.request.ack_with(AckKind::Progress).await;
+                        }
+                    }
+                }
+            }
+            self.link.counters().reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn take(&mut self, request: jetstream::Message) {
+        if request.info().is_ok_and(|info| info.delivered > 1) {
+            self.link.counters().redeliveries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let spawn: SpawnExecutor = match wire::decode(&request.payload) {
+            Ok(spawn) => spawn,
+            Err(error) => {
+                tracing::warn!(%error, "a malformed spawn request, discarded");
+                self.link.counters().malformed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = request.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let timestamp = spawn.timestamp;
+        if self.done.contains(&timestamp) {
+            let _ = request.ack().await;
+            return;
+        }
+        if let Some(held) = self.held.get_mut(&timestamp) {
+            // Redelivered while it runs here (this host was slow): keep the
+            // newest delivery, the one the server will accept an ack for.
+            held.request = request;
+            return;
+        }
+        let id = executor_id(&spawn.worker, timestamp);
+        let host = self.host.clone();
+        let deliver: Deliver = Arc::new(move |envelope| {
+            host.try_deliver(envelope);
+        });
+        let listener = match self.link.subjects().engine(&id) {
+            Ok(subject) => self.link.receive_direct(subject, id.clone(), deliver).await,
+            Err(error) => Err(error.into()),
+        };
+        let listener = match listener {
+            Ok(listener) => listener,
+            Err(error) => {
+                // Not acknowledged: another host (or this one, later) takes it.
+                tracing::warn!(%error, timestamp, "could not listen for an executor's messages");
+                return;
+            }
+        };
+        let tx = Transaction {
+            timestamp,
+            executable: spawn.tx.executable,
+            keys: spawn.tx.keys,
+            worker: spawn.worker,
+            issuer: spawn.tx.issuer,
+            program: self.program.clone(),
+        };
+        if let Err(error) = self.host.spawn(tx).await {
+            tracing::error!(%error, timestamp, "the executor host stopped");
+            listener.abort();
+            return;
+        }
+        self.held.insert(timestamp, Held { request, listener });
+    }
+
+    async fn release(&mut self, timestamp: Timestamp) {
+        if let Some(held) = self.held.remove(&timestamp) {
+            held.listener.abort();
+            if let Err(error) = held.request.double_ack().await {
+                tracing::warn!(%error, timestamp, "a spawn request's acknowledgement was lost; it may run again");
+            }
+        }
+        self.done.insert(timestamp);
+    }
+}

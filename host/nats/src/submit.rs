@@ -1,0 +1,219 @@
+//! A client: submits a workload's transactions to a deployment's worker,
+//! waits for every `ExecutorFinished`, asks the shards what they hold, and
+//! assembles the same [`Outcome`] as an in-process run.
+//!
+//! This module must not talk to an executor: a client knows only the
+//! worker (where it submits), its own reports, and the shards' read-only
+//! queries.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::PublishMessage as Publish;
+use executor_host::{EngineId, Envelope, ExecutorFinished, Message, Timestamp};
+use executor_testkit::harness::{HashShards, Outcome, ShardSummary, TxOutcome, TxSpec, Workload, assemble_outcome};
+
+use crate::link::{Deliver, Link};
+use crate::roles::worker_id;
+use crate::{NatsError, wire};
+
+/// How long a submission may see no new report before it gives up, and
+/// how long it waits for the shards to settle afterwards.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// No report for this long: the run is stuck.
+    pub stall: Duration,
+    /// Shards still holding markers this long after the last report: give
+    /// the outcome as it is (it lists the pending markers).
+    pub settle: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Self { stall: Duration::from_secs(120), settle: Duration::from_secs(10) }
+    }
+}
+
+/// Submits every transaction of `workload` (in order) to the deployment
+/// `link` reaches, and returns what happened. `workload.shards` must be
+/// the deployment's shard count; its `initial` state is the shards' to
+/// load, not the client's.
+pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -> Result<Outcome, NatsError> {
+    let me = EngineId::local(format!("client/{}", nuid::next()));
+    let subjects = link.subjects();
+    let reports: Arc<Mutex<BTreeMap<Timestamp, (ExecutorFinished, Instant)>>> = Arc::default();
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let deliver: Deliver = {
+        let (reports, notify) = (reports.clone(), notify.clone());
+        Arc::new(move |envelope: Envelope<Message>| {
+            if let Message::ExecutorFinished(report) = envelope.payload {
+                reports
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(report.timestamp)
+                    .or_insert((report, Instant::now()));
+                notify.notify_one();
+            }
+        })
+    };
+    // The worker creates the clients' stream; wait for it.
+    let waited = Instant::now();
+    while link.jetstream().get_stream(subjects.clients_stream()).await.is_err() {
+        if waited.elapsed() > patience.stall {
+            return Err(NatsError::Timeout("no worker: the clients' stream does not exist".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let receiver = link.receive(subjects.clients_stream(), subjects.engine(&me)?, me.clone(), deliver);
+    let result = run(link, workload, &me, &reports, &notify, patience).await;
+    receiver.abort();
+    result
+}
+
+async fn run(
+    link: &Arc<Link>,
+    workload: &Workload,
+    me: &EngineId,
+    reports: &Mutex<BTreeMap<Timestamp, (ExecutorFinished, Instant)>>,
+    notify: &tokio::sync::Notify,
+    patience: Patience,
+) -> Result<Outcome, NatsError> {
+    let worker = link.subjects().engine(&worker_id())?;
+    // Published in order, acknowledgements awaited in order, at most
+    // `WINDOW` outstanding (the JetStream context lends a limited number
+    // of acknowledgement slots: waiting for none while publishing more
+    // would never end). The worker numbers requests in stream order, so
+    // sorting ours by the sequence the server gave each one sorts them by
+    // timestamp, whatever other clients submit meanwhile and whichever
+    // publish had to be retried.
+    const WINDOW: usize = 1024;
+    let mut window = std::collections::VecDeque::with_capacity(WINDOW);
+    let mut order = Vec::with_capacity(workload.transactions.len());
+    for (i, tx) in workload.transactions.iter().enumerate() {
+        let request = Message::TransactionRequest {
+            executable: tx.executable.clone(),
+            keys: tx.keys.clone(),
+            resubmission: None,
+        };
+        let bytes = bytes::Bytes::from(wire::encode(&Envelope::new(me.clone(), worker_id(), request))?);
+        let id = format!("{}-{i}", me.name);
+        let sent = Instant::now();
+        let ack = link
+            .jetstream()
+            .send_publish(worker.clone(), Publish::build().message_id(&id).payload(bytes.clone()))
+            .await;
+        window.push_back(Submission { index: i, id, bytes, sent, ack: ack.map_err(|e| e.to_string()) });
+        if window.len() >= WINDOW
+            && let Some(oldest) = window.pop_front()
+        {
+            order.push(acknowledged(link, &worker, oldest).await);
+        }
+    }
+    for submission in window {
+        order.push(acknowledged(link, &worker, submission).await);
+    }
+    order.sort_unstable();
+    let expected = order.len();
+    wait_for_reports(reports, notify, expected, patience.stall).await?;
+    let reports = std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut transactions = Vec::with_capacity(expected);
+    let mut latencies = Vec::with_capacity(expected);
+    for ((_, i, sent), (timestamp, (finished, arrived))) in order.into_iter().zip(reports) {
+        let Some(tx) = workload.transactions.get(i) else { continue };
+        latencies.push(arrived.saturating_duration_since(sent));
+        // As the worker records it (what an in-process outcome holds).
+        let tx = TxSpec { executable: tx.executable.clone(), keys: tx.keys.clone().normalized() };
+        transactions.push(TxOutcome { timestamp, tx, finished });
+    }
+    let shards = settled_shards(link, workload.shards, patience.settle).await?;
+    assemble_outcome(expected, transactions, shards, 0, latencies).map_err(|e| NatsError::Incomplete(e.to_string()))
+}
+
+/// One submitted transaction, its acknowledgement not yet seen.
+struct Submission {
+    index: usize,
+    id: String,
+    bytes: bytes::Bytes,
+    sent: Instant,
+    ack: Result<async_nats::jetstream::context::PublishAckFuture, String>,
+}
+
+/// Waits for a submission's acknowledgement, publishing it again (same
+/// id: never stored twice) until there is one. Returns its stream
+/// sequence, index and when it was first sent.
+async fn acknowledged(link: &Link, worker: &str, submission: Submission) -> (u64, usize, Instant) {
+    let Submission { index, id, bytes, sent, mut ack } = submission;
+    loop {
+        match ack {
+            Ok(future) => match future.await {
+                Ok(ack) => return (ack.sequence, index, sent),
+                Err(error) => tracing::debug!(%error, "submission not acknowledged; retrying"),
+            },
+            Err(error) => tracing::debug!(%error, "submission not sent; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ack = link
+            .jetstream()
+            .send_publish(worker.to_owned(), Publish::build().message_id(&id).payload(bytes.clone()))
+            .await
+            .map_err(|e| e.to_string());
+    }
+}
+
+async fn wait_for_reports(
+    reports: &Mutex<BTreeMap<Timestamp, (ExecutorFinished, Instant)>>,
+    notify: &tokio::sync::Notify,
+    expected: usize,
+    stall: Duration,
+) -> Result<(), NatsError> {
+    let count = || reports.lock().unwrap_or_else(PoisonError::into_inner).len();
+    let (mut last, mut moved) = (count(), Instant::now());
+    while last < expected {
+        let notified = notify.notified();
+        let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        let now = count();
+        if now != last {
+            (last, moved) = (now, Instant::now());
+        } else if moved.elapsed() > stall {
+            return Err(NatsError::Timeout(format!(
+                "{last} of {expected} transactions reported, and none for {} s",
+                stall.as_secs()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every shard's summary, asked again while any holds a pending marker
+/// (trailing releases may still be in flight), for at most `settle`.
+async fn settled_shards(link: &Arc<Link>, shards: usize, settle: Duration) -> Result<Vec<ShardSummary>, NatsError> {
+    let started = Instant::now();
+    loop {
+        let mut summaries = Vec::new();
+        for id in HashShards::new(shards).all() {
+            summaries.push(shard_summary(link, id).await?);
+        }
+        if summaries.iter().all(|s| s.pending == 0) || started.elapsed() > settle {
+            return Ok(summaries);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What one shard holds, asked over `<ns>.query.<shard>`.
+pub async fn shard_summary(link: &Arc<Link>, id: &EngineId) -> Result<ShardSummary, NatsError> {
+    let subject = link.subjects().query(id)?;
+    let mut tries = 0;
+    loop {
+        match link.client().request(subject.clone(), bytes::Bytes::new()).await {
+            Ok(reply) => return Ok(wire::decode(&reply.payload)?),
+            Err(error) if tries < 20 => {
+                tracing::debug!(%error, shard = %id, "asking a shard; retrying");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => return Err(NatsError::Timeout(format!("shard {id} does not answer: {error}"))),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Across processes over a real `nats-server` on a loopback port: shard,
+//! worker and executor-host processes of the `executor-host` binary, a
+//! client submitting random transfers; the outcome checked against serial
+//! execution (the oracle's checker). Then the same with an executor host
+//! killed and the server restarted mid-run, and the example server
+//! configuration's permissions.
+//!
+//! The tests start `nats-server` themselves (installed by the README's test
+//! command); without it they say so loudly and pass, except under CI
+//! (`CI` set), where a missing server fails them.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use executor_host::Message;
+use executor_nats::local::{LocalError, NatsServer, ServeProcess};
+use executor_nats::{Link, NatsConfig, Patience};
+use executor_testkit::harness::{Outcome, Workload};
+
+use crate::oracle;
+
+/// Starts a server, or `None` (after saying why) if `nats-server` is not
+/// installed and this is not CI.
+fn server(config: Option<&Path>) -> Option<NatsServer> {
+    match NatsServer::start(config) {
+        Err(LocalError::NoServer) if std::env::var_os("CI").is_none() => {
+            eprintln!("\n*** SKIPPED: nats-server is not installed (apt-get install nats-server) ***\n");
+            None
+        }
+        started => Some(started.unwrap()),
+    }
+}
+
+/// A `serve` process of the binary, ready.
+fn serve(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+    ServeProcess::start(Path::new(env!("CARGO_BIN_EXE_executor-host")), args, env).unwrap()
+}
+
+/// The scenario file of `workload`, for the shards' initial state.
+fn scenario_file(workload: &Workload, dir: &Path) -> PathBuf {
+    let path = dir.join("scenario.json");
+    std::fs::write(&path, executor_testkit::scenario::scenario_json(workload).to_string()).unwrap();
+    path
+}
+
+/// A deployment: the server, shard processes, a worker, executor hosts.
+struct Deployment {
+    server: NatsServer,
+    _shards: Vec<ServeProcess>,
+    _worker: ServeProcess,
+    executors: Vec<ServeProcess>,
+    metrics: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// How long a spawn request may stay unacknowledged before another host
+/// gets it: short, so that a killed host's transactions move on quickly.
+const ACK_WAIT: &str = "[nats]\nack_wait = { secs = 2, nanos = 0 }\n";
+
+fn deploy(workload: &Workload, executors: usize) -> Option<Deployment> {
+    let server = server(None)?;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_file(workload, dir.path());
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, ACK_WAIT).unwrap();
+    let (url, shards, config) = (server.url(), workload.shards.to_string(), config.to_str().unwrap().to_owned());
+    let common = ["--nats", &url, "--shards", &shards, "--config", &config];
+    let worker = serve(&[&["worker"][..], &common].concat(), &[]);
+    let shard_processes = (0..workload.shards)
+        .map(|i| {
+            let id = i.to_string();
+            serve(&[&["shard", "--id", &id, "--scenario", scenario.to_str().unwrap()][..], &common].concat(), &[])
+        })
+        .collect();
+    let mut metrics = Vec::new();
+    let executor_processes = (0..executors)
+        .map(|_| {
+            let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
+            let addr = format!("127.0.0.1:{port}");
+            metrics.push(format!("http://{addr}/metrics"));
+            serve(&[&["executor", "--native", "transfer", "--metrics", &addr][..], &common].concat(), &[])
+        })
+        .collect();
+    Some(Deployment {
+        server,
+        _shards: shard_processes,
+        _worker: worker,
+        executors: executor_processes,
+        metrics,
+        _dir: dir,
+    })
+}
+
+/// A metric's value on a process's endpoint (plain HTTP/1.0 over a socket:
+/// no client library needed for one line).
+fn metric(url: &str, name: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://").trim_end_matches("/metrics");
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { return 0 };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0)
+}
+
+async fn client(url: &str) -> Arc<Link> {
+    Link::connect(&NatsConfig { url: url.into(), name: "test client".into(), ..NatsConfig::default() }).await.unwrap()
+}
+
+fn transfers(seed: u64, count: usize, accounts: u64, shards: usize) -> Workload {
+    let mut workload = oracle::transfer_workload(seed, count, accounts);
+    workload.shards = shards;
+    workload
+}
+
+fn assert_serial(workload: &Workload, outcome: &Outcome) {
+    if let Err(difference) = oracle::check(workload, outcome) {
+        panic!("not serializable across processes: {difference}");
+    }
+    assert!(outcome.conflicting_writes.is_empty(), "{:?}", outcome.conflicting_writes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_transfers_across_processes_equal_serial_execution() {
+    let workload = transfers(11, 10_000, 500, 2);
+    let Some(deployment) = deploy(&workload, 2) else { return };
+    let link = client(&deployment.server.url()).await;
+    // Junk on the wire: garbage, a wrong version, a message for no engine.
+    let junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 64],
+        vec![9, 1, 2, 3],
+        executor_nats::wire::encode(&executor_host::Envelope::new(
+            executor_host::EngineId::local("x"),
+            executor_host::EngineId::local("no-such-engine"),
+            Message::KvsLockAcquired { timestamp: 1 },
+        ))
+        .unwrap(),
+    ];
+    for payload in &junk {
+        for subject in ["exec.direct.shard-0", "exec.executor.worker.1", "exec.spawn"] {
+            link.client().publish(subject, payload.clone().into()).await.unwrap();
+        }
+    }
+    let outcome = executor_nats::submit(&link, &workload, Patience::default()).await.unwrap();
+    assert_serial(&workload, &outcome);
+    let finished: u64 = deployment.metrics.iter().map(|m| metric(m, "executor_host_transactions_finished_total")).sum();
+    assert!(finished >= 10_000, "{finished}");
+    for m in &deployment.metrics {
+        // Both hosts took a share of the work.
+        assert!(metric(m, "executor_host_transactions_finished_total") > 100, "{m}");
+    }
+    drop(deployment);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_executor_host_and_a_server_restart_lose_no_transaction() {
+    let workload = transfers(12, 10_000, 500, 2);
+    let Some(mut deployment) = deploy(&workload, 2) else { return };
+    let link = client(&deployment.server.url()).await;
+    let submitted = tokio::spawn({
+        let (link, workload) = (link.clone(), workload.clone());
+        async move { executor_nats::submit(&link, &workload, Patience::default()).await }
+    });
+    let finished = |m: &str| metric(m, "executor_host_transactions_finished_total");
+    let wait_until = |m: String, at_least: u64| async move {
+        let started = Instant::now();
+        while finished(&m) < at_least && started.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // Mid-run: the first host has finished some transactions and holds
+    // others; SIGKILL it.
+    wait_until(deployment.metrics[0].clone(), 500).await;
+    deployment.executors[0].kill();
+    // Later, the server dies and comes back on the same port and store.
+    let survivor = deployment.metrics[1].clone();
+    let before = finished(&survivor);
+    wait_until(survivor.clone(), before + 500).await;
+    deployment.server.restart().unwrap();
+    let outcome = submitted.await.unwrap().unwrap();
+    assert_serial(&workload, &outcome);
+    assert!(metric(&survivor, "executor_host_nats_redeliveries_total") > 0, "the dead host's requests moved");
+    drop(deployment);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_permissions_let_each_role_do_its_job_and_a_client_nothing_else() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nats/server.conf");
+    let Some(server) = server(Some(&conf)) else { return };
+    let url = server.url();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/transfers.json");
+    let scenario = scenario.to_str().unwrap();
+    let role = |user: &str, args: &[&str]| {
+        let password = format!("{user}-secret");
+        let common = ["--nats", &url, "--nats-user", user, "--shards", "3"];
+        serve(&[args, &common].concat(), &[("EXECUTOR_HOST_NATS_PASSWORD", password.as_str())])
+    };
+    let _worker = role("worker", &["worker"]);
+    let _shards: Vec<ServeProcess> =
+        (0..3).map(|i| role("shard", &["shard", "--id", &i.to_string(), "--scenario", scenario])).collect();
+    let _executor = role("executor", &["executor", "--native", "transfer"]);
+
+    // The CLI's `submit`, as the submit user: the same report as `run`.
+    let submit = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+        .args(["submit", "--scenario", scenario, "--nats", &url, "--nats-user", "submit", "--output", "json"])
+        .env("EXECUTOR_HOST_NATS_PASSWORD", "submit-secret")
+        .output()
+        .unwrap();
+    assert!(submit.status.success(), "{}", String::from_utf8_lossy(&submit.stderr));
+    let run = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+        .args(["run", "--native", "transfer", "--scenario", scenario, "--output", "json"])
+        .output()
+        .unwrap();
+    let report = |out: &[u8]| {
+        let mut value: serde_json::Value = serde_json::from_slice(out).unwrap();
+        // Times differ; everything else must not.
+        for field in ["seconds", "tx_per_second"] {
+            value.as_object_mut().unwrap().remove(field);
+        }
+        value
+    };
+    assert_eq!(report(&submit.stdout), report(&run.stdout));
+
+    // The submit user may publish to the worker, and not to a shard, an
+    // executor or the spawn queue: the server refuses and says so.
+    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let submitter = async_nats::ConnectOptions::with_user_and_password("submit".into(), "submit-secret".into())
+        .event_callback(move |event| {
+            let errors_tx = errors_tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = errors_tx.send(error.to_string());
+                }
+            }
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    let observer = async_nats::ConnectOptions::with_user_and_password("shard".into(), "shard-secret".into())
+        .connect(&url)
+        .await
+        .unwrap();
+    use futures_util::StreamExt as _;
+    let mut seen = observer.subscribe("exec.>").await.unwrap();
+    observer.flush().await.unwrap();
+    for subject in ["exec.shard-0", "exec.direct.shard-0", "exec.executor.worker.1", "exec.spawn"] {
+        submitter.publish(subject, "forged".into()).await.unwrap();
+        submitter.flush().await.unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(5), errors.recv()).await.unwrap().unwrap();
+        assert!(refused.to_lowercase().contains("permissions violation"), "{subject}: {refused}");
+    }
+    submitter.publish("exec.worker", "allowed".into()).await.unwrap();
+    submitter.flush().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), seen.next()).await.unwrap().unwrap();
+    assert_eq!(first.subject.as_str(), "exec.worker", "only the allowed publish arrives");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_embedded_in_a_shard_process_run_the_whole_scenario() {
+    let Some(server) = server(None) else { return };
+    let url = server.url();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/transfers.json");
+    let scenario = scenario.to_str().unwrap();
+    let common = ["--nats", url.as_str(), "--shards", "3"];
+    let _worker = serve(&[&["worker"][..], &common].concat(), &[]);
+    // No executor host: shard 1's process hosts every executor.
+    let _shards: Vec<ServeProcess> = (0..3)
+        .map(|i| {
+            let id = i.to_string();
+            let mut args = vec!["shard", "--id", id.as_str(), "--scenario", scenario];
+            if i == 1 {
+                args.extend(["--with-executors", "--native", "transfer"]);
+            }
+            serve(&[&args[..], &common].concat(), &[])
+        })
+        .collect();
+    let link = client(&url).await;
+    let text = std::fs::read_to_string(scenario).unwrap();
+    let workload = executor_testkit::scenario::Scenario::from_json(&text).unwrap().workload();
+    let across = executor_nats::submit(&link, &workload, Patience::default()).await.unwrap();
+    let program: Arc<dyn executor_host::Program> = Arc::new(executor_host::NativeProgram::<
+        transfer_guest::TransferFunction,
+    >::new(executor_host::Limits::default()));
+    let options = executor_host::ExecutorOptions::default();
+    let local = tokio::task::spawn_blocking(move || {
+        executor_testkit::harness::execute(
+            &workload,
+            program,
+            &options,
+            executor_testkit::harness::Delivery::Deterministic { seed: 1 },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(across.final_state, local.final_state);
+    let reports = |o: &Outcome| o.transactions.iter().map(|t| (t.timestamp, t.finished.clone())).collect::<Vec<_>>();
+    assert!(reports(&across) == reports(&local), "a transaction differs across processes");
+    assert!(across.transactions == local.transactions, "a transaction was recorded differently");
+    assert_eq!(across.pending_markers, 0);
+}
