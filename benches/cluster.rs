@@ -17,30 +17,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use executor_host::{ExecutorOptions, KeySets, Limits, NativeProgram, Program};
+use executor_host::{ExecutorOptions, Limits, NativeProgram, Program};
 use executor_nats::local::{NatsServer, ServeProcess};
 use executor_nats::{Link, NatsConfig, Patience};
-use executor_testkit::Rng;
-use executor_testkit::harness::{self, Delivery, Outcome, TxSpec, Workload};
-
-fn workload(transactions: usize, accounts: usize) -> Workload {
-    let name = |i: usize| format!("acct{i}");
-    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
-    Workload {
-        shards: 2,
-        initial: (0..accounts).map(|i| (name(i).into_bytes(), b"1000000".to_vec())).collect(),
-        transactions: (0..transactions)
-            .map(|_| {
-                let (from, to) = (name(rng.index(accounts)), name(rng.index(accounts)));
-                let keys = vec![from.clone().into_bytes(), to.clone().into_bytes()];
-                TxSpec {
-                    executable: format!(r#"{{"from":"{from}","to":"{to}","amount":1}}"#).into_bytes(),
-                    keys: KeySets { eager_read_keys: keys.clone(), will_write_keys: keys, ..KeySets::default() },
-                }
-            })
-            .collect(),
-    }
-}
+use executor_testkit::harness::{self, Delivery, Outcome};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
@@ -73,7 +53,7 @@ fn main() {
         return;
     }
     let count = std::env::var("CLUSTER_TRANSACTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    let workload = workload(count, 10_000);
+    let workload = harness::uniform_transfers(count, 10_000, 2);
     println!("{count} transfers over 10,000 accounts, 2 shards, native transfer function\n");
 
     let program: Arc<dyn Program> = Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default()));

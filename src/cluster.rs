@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use executor_host::{HostConfig, Program};
 use executor_nats::{ExecutorsConfig, Link, NatsConfig, Patience, Served};
-use executor_testkit::scenario::{Report, Scenario};
+use executor_testkit::scenario::Scenario;
 
 use crate::config::Config;
-use crate::output::{Output, RunOutput};
 use crate::{GuestArgs, OutputArg, emit};
 
 /// Where the deployment is: flags over the `[nats]` configuration.
@@ -217,22 +216,11 @@ fn executors_config(guest: &GuestArgs, config: &Config) -> Result<ExecutorsConfi
 pub fn submit(args: SubmitArgs, config: &Config) -> Result<ExitCode> {
     let (scenario, _) = read_scenario(&args.scenario)?;
     let workload = scenario.workload();
-    let transactions = workload.transactions.len();
     let patience = Patience { stall: Duration::from_secs(args.stall), ..Patience::default() };
     let started = Instant::now();
     let outcome = runtime()?.block_on(async {
         let link = connect(args.nats, config, "submit").await?;
         executor_nats::submit(&link, &workload, patience).await.context("submitting the scenario")
     })?;
-    let report = Report::from(&outcome);
-    let summary = RunOutput::new(&report, started.elapsed());
-    match args.output.resolve() {
-        Output::Human => emit(&summary.to_string())?,
-        Output::Json => emit(&(summary.json()? + "\n"))?,
-    }
-    if args.fail_on_failure && report.failed > 0 {
-        eprintln!("error: {} of {transactions} transactions failed (--fail-on-failure)", report.failed);
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::print_outcome(&outcome, started.elapsed(), args.output.resolve(), args.fail_on_failure)
 }

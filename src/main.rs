@@ -567,7 +567,18 @@ fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
         bar.finish_and_clear();
     }
     let outcome = outcome?;
-    let report = Report::from(&outcome);
+    print_outcome(&outcome, elapsed, args.output.resolve(), args.fail_on_failure)
+}
+
+/// Prints what `run` and `submit` print: the report, as a summary or JSON;
+/// with `fail_on_failure`, fails when any transaction did.
+fn print_outcome(
+    outcome: &executor_testkit::harness::Outcome,
+    elapsed: std::time::Duration,
+    format: Output,
+    fail_on_failure: bool,
+) -> Result<ExitCode> {
+    let report = Report::from(outcome);
     let summary = RunOutput::new(&report, elapsed);
     tracing::info!(
         succeeded = report.succeeded,
@@ -577,12 +588,13 @@ fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
         dropped = outcome.dropped,
         "run finished"
     );
-    match args.output.resolve() {
+    match format {
         Output::Human => emit(&summary.to_string())?,
         Output::Json => emit(&(summary.json()? + "\n"))?,
     }
-    if args.fail_on_failure && report.failed > 0 {
-        eprintln!("error: {} of {transactions} transactions failed (--fail-on-failure)", report.failed);
+    if fail_on_failure && report.failed > 0 {
+        let total = outcome.transactions.len();
+        eprintln!("error: {} of {total} transactions failed (--fail-on-failure)", report.failed);
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

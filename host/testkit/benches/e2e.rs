@@ -19,34 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use executor_host::ExecutorOptions;
-use executor_host::KeySets;
 use executor_host::{Limits, NativeProgram, Program};
 use executor_host::{Sandbox, SandboxConfig};
-use executor_testkit::Rng;
-use executor_testkit::harness::{self, Delivery, TxSpec, Workload};
+use executor_testkit::harness::{self, Delivery, Workload};
 
 #[global_allocator]
 static ALLOCATOR: executor_testkit::heap::Counting = executor_testkit::heap::Counting;
-
-fn workload(transactions: usize, accounts: usize, shards: usize) -> Workload {
-    let name = |i: usize| format!("acct{i}");
-    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
-    let mut next = |n: usize| rng.index(n);
-    Workload {
-        shards,
-        initial: (0..accounts).map(|i| (name(i).into_bytes(), b"1000000".to_vec())).collect(),
-        transactions: (0..transactions)
-            .map(|_| {
-                let (from, to) = (name(next(accounts)), name(next(accounts)));
-                let keys = vec![from.clone().into_bytes(), to.clone().into_bytes()];
-                TxSpec {
-                    executable: format!(r#"{{"from":"{from}","to":"{to}","amount":1}}"#).into_bytes(),
-                    keys: KeySets { eager_read_keys: keys.clone(), will_write_keys: keys, ..KeySets::default() },
-                }
-            })
-            .collect(),
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
@@ -107,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut native_rate = 0.0;
     for (label, accounts) in [("low (10,000 accounts)", 10_000), ("high (10 accounts)", 10)] {
-        let workload = workload(transactions, accounts, 2);
+        let workload = harness::uniform_transfers(transactions, accounts, 2);
         let mut rates = Vec::new();
         for (program_name, program) in [("native", &native), ("wasm", &wasm)] {
             let base = executor_testkit::heap::live();
@@ -156,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     // Open loop at half the native rate measured above.
-    let workload = workload(transactions, 10_000, 2);
+    let workload = harness::uniform_transfers(transactions, 10_000, 2);
     let per_second = (native_rate / 2.0).max(1.0) as u32;
     println!("\nopen loop, low contention, {per_second} tx/s offered (half the native rate above)");
     println!("{:<26} {:>9} {:>9} {:>9} {:>9}", "program", "tx/s", "p50", "p99", "p999");

@@ -365,3 +365,26 @@ pub fn assemble_outcome(
     conflicting_writes.sort();
     Ok(Outcome { transactions, final_state, pending_markers, dropped, latencies, conflicting_writes })
 }
+
+/// The benchmarks' workload: `transactions` transfers of 1 between two
+/// accounts drawn uniformly (with a fixed seed) from `accounts`, each
+/// holding 1,000,000, over `shards` shards; both accounts eager reads and
+/// will-writes. Fewer accounts, more contention.
+pub fn uniform_transfers(transactions: usize, accounts: usize, shards: usize) -> Workload {
+    let name = |i: usize| format!("acct{i}");
+    let mut rng = crate::Rng::new(0x2545_f491_4f6c_dd1d);
+    Workload {
+        shards,
+        initial: (0..accounts).map(|i| (name(i).into_bytes(), b"1000000".to_vec())).collect(),
+        transactions: (0..transactions)
+            .map(|_| {
+                let (from, to) = (name(rng.index(accounts)), name(rng.index(accounts)));
+                let keys = vec![from.clone().into_bytes(), to.clone().into_bytes()];
+                TxSpec {
+                    executable: format!(r#"{{"from":"{from}","to":"{to}","amount":1}}"#).into_bytes(),
+                    keys: KeySets { eager_read_keys: keys.clone(), will_write_keys: keys, ..KeySets::default() },
+                }
+            })
+            .collect(),
+    }
+}
