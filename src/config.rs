@@ -174,6 +174,10 @@ fn unset_hints(path: &str) -> &'static [(&'static str, &'static str)] {
             ("threads", "# threads = 2    # threads of a concurrent run (omitted: one per core)"),
             ("seed", "# seed = 1       # deterministic delivery drawn from this seed (omitted: concurrent)"),
         ],
+        "executor" => &[(
+            "resend",
+            "# resend = { secs = 0, nanos = 500000000 }   # re-ask shards for missing values (omitted: never; serve: 500 ms)",
+        )],
         "nats" => {
             &[("user", "# user = \"worker\"    # this process's role in the server's authorization (omitted: none)")]
         }

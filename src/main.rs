@@ -11,6 +11,7 @@ mod cluster;
 mod config;
 mod logging;
 mod output;
+mod scaffold;
 
 use std::io::Write as _;
 use std::num::NonZeroUsize;
@@ -84,6 +85,17 @@ enum Cmd {
         /// Where to write the component (default: `<crate>.wasm` here).
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Create a guest crate in a new directory: an example executor
+    /// function, a host-side test, a scenario and a README with the loop
+    /// (test, build, run, record, deploy).
+    New {
+        /// The directory to create (its name names the crate).
+        dir: PathBuf,
+        /// The executor-host checkout the crate depends on (default: the
+        /// one this binary was built from).
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
     },
     /// Validate a component and deploy it into a module store under a name
     /// (replacing any previous deployment of that name).
@@ -320,6 +332,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Check { file, output } => check(&file, &config, output.resolve())?,
         Cmd::Build { manifest_path, package, profile, output } => {
             build(manifest_path.as_deref(), package.as_deref(), profile.as_deref(), output, &config)?
+        }
+        Cmd::New { dir, repo } => {
+            let name = scaffold::new(&dir, repo)?;
+            let shown = dir.display();
+            emit(&format!(
+                "created {name} in {shown}\nnext: cd {shown} && cargo test && executor-host build -o {name}.wasm && executor-host run --guest {name}.wasm --scenario scenario.json\n"
+            ))?;
         }
         Cmd::Deploy { file, name, store } => deploy(&file, &name, &store.resolve(&config), &config)?,
         Cmd::List { store, output } => list(&store.resolve(&config), output.resolve())?,

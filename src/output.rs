@@ -77,6 +77,13 @@ impl fmt::Display for RunOutput<'_> {
             }
             writeln!(f)?;
         }
+        if !report.nondeterministic_writes.is_empty() {
+            writeln!(f, "nondeterministic writes (timestamp, key): a re-run transaction wrote differently")?;
+            for write in &report.nondeterministic_writes {
+                writeln!(f, "{:>10}", write.to_string())?;
+            }
+            writeln!(f)?;
+        }
         let row = |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| {
             writeln!(f, "{label:<16}{:>14}", value.to_string())
         };
