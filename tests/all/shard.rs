@@ -19,7 +19,7 @@ fn exec(ts: u64) -> EngineId {
 impl Fixture {
     fn new(initial: &[(&str, &str)]) -> Self {
         let initial = initial.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()));
-        Self { shard: Shard::instance(EngineId::local("shard-0"), initial) }
+        Self { shard: Shard::serving(EngineId::local("shard-0"), worker(), initial) }
     }
 
     fn send(&mut self, sender: EngineId, payload: Message) -> Vec<(EngineId, Message)> {
@@ -280,4 +280,35 @@ fn duplicate_lock_keeps_markers_and_is_acknowledged_again() {
     f.lock(2, &["a"], &[], &[], &[]);
     assert_eq!(f.seen(2), vec![read(2, "a", Some("2"))]);
     assert_eq!(f.shard.env.local.pending_markers(), 0);
+}
+
+/// Locks and watermarks count only from the shard's worker: a stranger's
+/// `UpdateSeenAll` would make the shard drop the worker's next locks as
+/// below the watermark, and a stranger's lock would hold keys no
+/// transaction of the worker's declared.
+#[test]
+fn locks_and_watermarks_from_anyone_but_the_worker_are_dropped() {
+    let mut f = Fixture::new(&[("a", "1")]);
+    let stranger = EngineId::local("mallory");
+    assert!(f.send(stranger.clone(), Message::UpdateSeenAll { timestamp: 100, write: true }).is_empty());
+    assert!(f.send(stranger.clone(), Message::UpdateSeenAll { timestamp: 100, write: false }).is_empty());
+    assert_eq!(f.shard.env.local.watermarks(), (0, 0));
+    let keys = KeySets { eager_read_keys: vec![b"a".to_vec()], ..KeySets::default() };
+    let forged =
+        Message::KvsAcquireLock { timestamp: 1, keys: keys.clone(), worker: stranger.clone(), executor: exec(1) };
+    assert!(f.send(stranger.clone(), forged).is_empty());
+    // Sent by a stranger in the worker's name, or by the worker naming a
+    // stranger as the one to acknowledge: both dropped.
+    let spoofed = Message::KvsAcquireLock { timestamp: 1, keys: keys.clone(), worker: worker(), executor: exec(1) };
+    assert!(f.send(stranger.clone(), spoofed).is_empty());
+    let misdirected = Message::KvsAcquireLock { timestamp: 1, keys, worker: stranger, executor: exec(1) };
+    assert!(f.send(worker(), misdirected).is_empty());
+    assert_eq!(f.shard.env.local.dropped, 5);
+    assert_eq!(f.shard.env.local.pending_markers(), 0);
+    // The worker's own lock and watermark work as ever.
+    assert_eq!(f.lock(1, &["a"], &[], &[], &[]), vec![(worker(), Message::KvsLockAcquired { timestamp: 1 })]);
+    let served = f.seen(1);
+    assert!(
+        served.contains(&(exec(1), Message::KvsRead { timestamp: 1, key: b"a".to_vec(), data: Some(b"1".to_vec()) }))
+    );
 }

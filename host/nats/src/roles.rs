@@ -116,7 +116,7 @@ pub async fn serve_shard(
     };
     let router = Arc::new(NatsRouter::new(link.clone(), HashMap::from([(id.clone(), to_shard.clone())])));
     let shard = runtime::start::<Shard>(runtime_config(), router.clone(), None);
-    shard.spawn(Shard::instance(id.clone(), mine), Vec::new()).await.map_err(|_| NatsError::Stopped)?;
+    shard.spawn(Shard::serving(id.clone(), worker_id(), mine), Vec::new()).await.map_err(|_| NatsError::Stopped)?;
     let _ = slot.set(shard.clone());
     let mut metrics = Metrics::new(link.clone());
     metrics.runtime("shard", shard.metrics().clone());

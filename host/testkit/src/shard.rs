@@ -185,9 +185,24 @@ pub enum ShardAction {
 #[derive(Debug)]
 pub struct Shard;
 
-fn guard(trigger: &Trigger<Message, ()>, _: &(), _: &Environment<Shard>) -> Option<ShardAction> {
+/// A shard's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardConfig {
+    /// The worker whose locks and watermarks the shard takes; `None` takes
+    /// them from anyone (for tests that play the worker themselves). A
+    /// stranger's `UpdateSeenAll` would otherwise make the shard drop the
+    /// worker's later locks as below the watermark.
+    pub worker: Option<EngineId>,
+}
+
+fn guard(trigger: &Trigger<Message, ()>, config: &ShardConfig, _: &Environment<Shard>) -> Option<ShardAction> {
     let Trigger::Message { envelope, .. } = trigger else { return Some(ShardAction::Drop) };
+    let from_worker = |named: Option<&EngineId>| {
+        config.worker.as_ref().is_none_or(|w| *w == envelope.sender && named.is_none_or(|n| n == w))
+    };
     Some(match &envelope.payload {
+        Message::KvsAcquireLock { worker, .. } if !from_worker(Some(worker)) => ShardAction::Drop,
+        Message::UpdateSeenAll { .. } if !from_worker(None) => ShardAction::Drop,
         Message::KvsAcquireLock { timestamp, keys, worker, executor } => ShardAction::Lock {
             timestamp: *timestamp,
             keys: keys.clone().normalized(),
@@ -212,14 +227,29 @@ fn guard(trigger: &Trigger<Message, ()>, _: &(), _: &Environment<Shard>) -> Opti
 }
 
 impl Shard {
-    /// A shard engine named `id`, loaded with `initial` values.
+    /// A shard engine named `id`, loaded with `initial` values, that takes
+    /// locks and watermarks from anyone.
     pub fn instance(id: EngineId, initial: impl IntoIterator<Item = (Key, Datum)>) -> Instance<Self> {
-        Instance { id, config: Arc::new(()), env: Environment::new(ShardState::with_initial(initial)) }
+        Self::with_config(id, ShardConfig::default(), initial)
+    }
+
+    /// A shard engine named `id`, loaded with `initial` values, that takes
+    /// locks and watermarks only from `worker` (and locks only naming it).
+    pub fn serving(id: EngineId, worker: EngineId, initial: impl IntoIterator<Item = (Key, Datum)>) -> Instance<Self> {
+        Self::with_config(id, ShardConfig { worker: Some(worker) }, initial)
+    }
+
+    fn with_config(
+        id: EngineId,
+        config: ShardConfig,
+        initial: impl IntoIterator<Item = (Key, Datum)>,
+    ) -> Instance<Self> {
+        Instance { id, config: Arc::new(config), env: Environment::new(ShardState::with_initial(initial)) }
     }
 }
 
 impl Behaviour for Shard {
-    type Config = ();
+    type Config = ShardConfig;
     type Local = ShardState;
     type Msg = Message;
     type Timer = ();
@@ -236,7 +266,7 @@ impl Behaviour for Shard {
         action: ShardAction,
         trigger: &Trigger<Message, ()>,
         me: &EngineId,
-        _: &(),
+        _: &ShardConfig,
         env: &mut Environment<Self>,
     ) -> Effect<Self> {
         let state = &mut env.local;

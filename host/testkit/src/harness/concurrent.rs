@@ -101,7 +101,9 @@ async fn wire(
     let mut shards = HashMap::new();
     for id in shard_map.all() {
         let handle = runtime::start::<Shard>(config.clone(), router.clone(), None);
-        handle.spawn(Shard::instance(id.clone(), initial.remove(id).unwrap_or_default()), Vec::new()).await?;
+        handle
+            .spawn(Shard::serving(id.clone(), worker_id(), initial.remove(id).unwrap_or_default()), Vec::new())
+            .await?;
         shards.insert(id.clone(), handle);
     }
     let spawner = Arc::new(SpawnOnHost { network: network.clone(), program });

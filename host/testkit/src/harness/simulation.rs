@@ -44,7 +44,7 @@ impl Simulation {
         let shards = shard_map
             .all()
             .iter()
-            .map(|id| (id.clone(), Shard::instance(id.clone(), initial.remove(id).unwrap_or_default())))
+            .map(|id| (id.clone(), Shard::serving(id.clone(), worker_id(), initial.remove(id).unwrap_or_default())))
             .collect();
         let worker = Worker::instance(
             worker_id(),
