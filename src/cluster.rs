@@ -216,11 +216,19 @@ fn executors_config(guest: &GuestArgs, config: &Config) -> Result<ExecutorsConfi
 pub fn submit(args: SubmitArgs, config: &Config) -> Result<ExitCode> {
     let (scenario, _) = read_scenario(&args.scenario)?;
     let workload = scenario.workload();
-    let patience = Patience { stall: Duration::from_secs(args.stall), ..Patience::default() };
+    let bar = crate::output::progress_bar(workload.transactions.len());
+    let progress = bar
+        .clone()
+        .map(|bar| Arc::new(move |done: usize| bar.set_position(done as u64)) as Arc<dyn Fn(usize) + Send + Sync>);
+    let patience = Patience { stall: Duration::from_secs(args.stall), progress, ..Patience::default() };
     let started = Instant::now();
     let outcome = runtime()?.block_on(async {
         let link = connect(args.nats, config, "submit").await?;
         executor_nats::submit(&link, &workload, patience).await.context("submitting the scenario")
-    })?;
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let outcome = outcome?;
     crate::print_outcome(&outcome, started.elapsed(), args.output.resolve(), args.fail_on_failure)
 }

@@ -20,18 +20,27 @@ use crate::{NatsError, wire};
 
 /// How long a submission may see no new report before it gives up, and
 /// how long it waits for the shards to settle afterwards.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Patience {
     /// No report for this long: the run is stuck.
     pub stall: Duration,
     /// Shards still holding markers this long after the last report: give
     /// the outcome as it is (it lists the pending markers).
     pub settle: Duration,
+    /// Called with the number of reports received whenever it grows (a
+    /// progress bar).
+    pub progress: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Patience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Patience").field("stall", &self.stall).field("settle", &self.settle).finish_non_exhaustive()
+    }
 }
 
 impl Default for Patience {
     fn default() -> Self {
-        Self { stall: Duration::from_secs(120), settle: Duration::from_secs(10) }
+        Self { stall: Duration::from_secs(120), settle: Duration::from_secs(10), progress: None }
     }
 }
 
@@ -115,7 +124,7 @@ async fn run(
     }
     order.sort_unstable();
     let expected = order.len();
-    wait_for_reports(reports, notify, expected, patience.stall).await?;
+    wait_for_reports(reports, notify, expected, &patience).await?;
     let reports = std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner));
     let mut transactions = Vec::with_capacity(expected);
     let mut latencies = Vec::with_capacity(expected);
@@ -165,16 +174,20 @@ async fn wait_for_reports(
     reports: &Mutex<BTreeMap<Timestamp, (ExecutorFinished, Instant)>>,
     notify: &tokio::sync::Notify,
     expected: usize,
-    stall: Duration,
+    patience: &Patience,
 ) -> Result<(), NatsError> {
     let count = || reports.lock().unwrap_or_else(PoisonError::into_inner).len();
     let (mut last, mut moved) = (count(), Instant::now());
+    let stall = patience.stall;
     while last < expected {
         let notified = notify.notified();
         let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
         let now = count();
         if now != last {
             (last, moved) = (now, Instant::now());
+            if let Some(progress) = &patience.progress {
+                progress(now);
+            }
         } else if moved.elapsed() > stall {
             return Err(NatsError::Timeout(format!(
                 "{last} of {expected} transactions reported, and none for {} s",
