@@ -463,8 +463,13 @@ fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<S
     let Some(timeline) = state.keys.get_mut(key) else { return };
     collect(timeline, state.heard_all_reads);
     let heard = state.heard_all_writes;
-    let mut value = timeline.base.clone();
-    for (&timestamp, access) in timeline.accesses.iter_mut() {
+    // First find the reads due and their values, borrowing: a timeline
+    // holds every version its unfinished readers may still ask for again,
+    // so cloning each version walked past would cost an allocation per
+    // access per serve.
+    let mut due: Vec<(Timestamp, Option<Datum>)> = Vec::new();
+    let mut value = timeline.base.as_ref();
+    for (&timestamp, access) in &timeline.accesses {
         // Reads at `timestamp` need every lock up to it heard (the watermark
         // must cover `timestamp` itself, not just `timestamp - 1`: the
         // worker spawns an executor when its locks are all held, before it
@@ -474,19 +479,23 @@ fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<S
         if timestamp > heard {
             break;
         }
-        if let Some(marker) = access.read.as_mut()
-            && marker.due()
-        {
-            marker.status = ReadStatus::Served;
-            let read = Message::KvsRead { timestamp, key: key.clone(), data: value.clone() };
-            effect.send.push(Envelope::new(me.clone(), access.executor.clone(), read));
+        if access.read.as_ref().is_some_and(ReadMarker::due) {
+            due.push((timestamp, value.cloned()));
         }
         match &access.write {
             // Every later reader waits for this write.
             Some(WriteStatus::Pending) => break,
-            Some(WriteStatus::Written(datum)) => value = Some(datum.clone()),
+            Some(WriteStatus::Written(datum)) => value = Some(datum),
             Some(WriteStatus::Released) | None => {}
         }
+    }
+    for (timestamp, data) in due {
+        let Some(access) = timeline.accesses.get_mut(&timestamp) else { continue };
+        if let Some(marker) = access.read.as_mut() {
+            marker.status = ReadStatus::Served;
+        }
+        let read = Message::KvsRead { timestamp, key: key.clone(), data };
+        effect.send.push(Envelope::new(me.clone(), access.executor.clone(), read));
     }
 }
 
