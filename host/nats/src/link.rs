@@ -233,6 +233,14 @@ impl Link {
         }
     }
 
+    /// Publishes `payload` to a stream's subject with message id `id`
+    /// until the server acknowledges it, and returns the stream sequence it
+    /// got. For a caller that needs the sequence; [`Link::send`] and
+    /// [`Link::send_persistent`] do the same in the background.
+    pub(crate) async fn persist(&self, subject: String, payload: Bytes, id: &str) -> u64 {
+        persist(&self.js, &self.counters, subject, payload, id).await
+    }
+
     /// Publishes `payload` to a stream's subject until the server
     /// acknowledges it; not in order with [`Link::send`].
     pub(crate) fn send_persistent(&self, subject: String, payload: Vec<u8>, id: String) {
@@ -397,14 +405,15 @@ async fn publish(
 }
 
 /// Publishes until the stream acknowledges (the same id each time, so a
-/// publish that did land is not stored twice).
-async fn persist(js: &jetstream::Context, counters: &LinkCounters, subject: String, payload: Bytes, id: &str) {
+/// publish that did land is not stored twice); returns the sequence the
+/// stream gave it (the original one for a repeat).
+async fn persist(js: &jetstream::Context, counters: &LinkCounters, subject: String, payload: Bytes, id: &str) -> u64 {
     let mut backoff = Duration::from_millis(50);
     loop {
         let publish = jetstream::message::PublishMessage::build().message_id(id).payload(payload.clone());
         let error = match js.send_publish(subject.clone(), publish).await {
             Ok(ack) => match ack.await {
-                Ok(_) => return,
+                Ok(ack) => return ack.sequence,
                 Err(error) => error.to_string(),
             },
             Err(error) => error.to_string(),

@@ -148,26 +148,18 @@ struct Submission {
     ack: Result<async_nats::jetstream::context::PublishAckFuture, String>,
 }
 
-/// Waits for a submission's acknowledgement, publishing it again (same
-/// id: never stored twice) until there is one. Returns its stream
-/// sequence, index and when it was first sent.
+/// Waits for a submission's acknowledgement; if the first publish failed,
+/// publishes it again under the same id (never stored twice) until it is
+/// stored. Returns its stream sequence, index and when it was first sent.
 async fn acknowledged(link: &Link, worker: &str, submission: Submission) -> (u64, usize, Instant) {
-    let Submission { index, id, bytes, sent, mut ack } = submission;
-    loop {
-        match ack {
-            Ok(future) => match future.await {
-                Ok(ack) => return (ack.sequence, index, sent),
-                Err(error) => tracing::debug!(%error, "submission not acknowledged; retrying"),
-            },
-            Err(error) => tracing::debug!(%error, "submission not sent; retrying"),
+    let Submission { index, id, bytes, sent, ack } = submission;
+    if let Ok(future) = ack {
+        match future.await {
+            Ok(ack) => return (ack.sequence, index, sent),
+            Err(error) => tracing::debug!(%error, "submission not acknowledged; retrying"),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        ack = link
-            .jetstream()
-            .send_publish(worker.to_owned(), Publish::build().message_id(&id).payload(bytes.clone()))
-            .await
-            .map_err(|e| e.to_string());
     }
+    (link.persist(worker.to_owned(), bytes, &id).await, index, sent)
 }
 
 async fn wait_for_reports(
