@@ -35,7 +35,7 @@
 //! them; none of that is kept. It is for tests, examples and the `run`
 //! command: it keeps everything in memory and persists nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
@@ -56,7 +56,7 @@ enum WriteStatus {
     Released,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ReadMarker {
     eager: bool,
     status: ReadStatus,
@@ -88,12 +88,60 @@ impl Access {
 }
 
 /// One key's versions and accesses.
+///
+/// Besides the accesses, two indexes over them, so that serving a read
+/// costs a lookup, not a walk from the oldest version kept (timelines get
+/// long under contention: the worker keeps versions until their readers
+/// finished): the timestamps whose read is due and those whose write is
+/// pending. Every change of a marker's status goes through
+/// [`Timeline::set_read`] or [`Timeline::set_write`], which keep them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Timeline {
     /// The value before every access still listed (collected history, or
     /// the initial value).
     base: Option<Datum>,
     accesses: BTreeMap<Timestamp, Access>,
+    /// Timestamps whose read marker is due ([`ReadMarker::due`]).
+    due_reads: BTreeSet<Timestamp>,
+    /// Timestamps whose write marker is pending.
+    pending_writes: BTreeSet<Timestamp>,
+}
+
+impl Timeline {
+    fn set_read(&mut self, timestamp: Timestamp, marker: ReadMarker) {
+        if marker.due() {
+            self.due_reads.insert(timestamp);
+        } else {
+            self.due_reads.remove(&timestamp);
+        }
+        if let Some(access) = self.accesses.get_mut(&timestamp) {
+            access.read = Some(marker);
+        }
+    }
+
+    fn set_write(&mut self, timestamp: Timestamp, status: WriteStatus) {
+        if status == WriteStatus::Pending {
+            self.pending_writes.insert(timestamp);
+        } else {
+            self.pending_writes.remove(&timestamp);
+        }
+        if let Some(access) = self.accesses.get_mut(&timestamp) {
+            access.write = Some(status);
+        }
+    }
+
+    /// The value a read at `timestamp` sees: the latest written before it,
+    /// else the base.
+    fn value_before(&self, timestamp: Timestamp) -> Option<&Datum> {
+        self.accesses
+            .range(..timestamp)
+            .rev()
+            .find_map(|(_, access)| match &access.write {
+                Some(WriteStatus::Written(datum)) => Some(datum),
+                _ => None,
+            })
+            .or(self.base.as_ref())
+    }
 }
 
 /// The shard's local state.
@@ -120,8 +168,7 @@ pub struct ShardState {
 impl ShardState {
     /// A shard loaded with initial values.
     pub fn with_initial(initial: impl IntoIterator<Item = (Key, Datum)>) -> Self {
-        let keys =
-            initial.into_iter().map(|(k, v)| (k, Timeline { base: Some(v), accesses: BTreeMap::new() })).collect();
+        let keys = initial.into_iter().map(|(k, v)| (k, Timeline { base: Some(v), ..Timeline::default() })).collect();
         Self { keys, ..Self::default() }
     }
 
@@ -337,17 +384,17 @@ fn lock(
     ];
     for (set, read, write) in marks {
         for key in set {
-            let access =
-                state.keys.entry(key.clone()).or_default().accesses.entry(timestamp).or_insert_with(|| Access {
-                    executor: executor.clone(),
-                    read: None,
-                    write: None,
-                });
+            let timeline = state.keys.entry(key.clone()).or_default();
+            timeline.accesses.entry(timestamp).or_insert_with(|| Access {
+                executor: executor.clone(),
+                read: None,
+                write: None,
+            });
             if let Some(eager) = read {
-                access.read = Some(ReadMarker { eager, status: ReadStatus::Waiting });
+                timeline.set_read(timestamp, ReadMarker { eager, status: ReadStatus::Waiting });
             }
             if write {
-                access.write = Some(WriteStatus::Pending);
+                timeline.set_write(timestamp, WriteStatus::Pending);
             }
             touched.push(key.clone());
         }
@@ -357,16 +404,18 @@ fn lock(
     touched
 }
 
-/// The access of `timestamp` to `key`, if `sender` is the executor its
-/// lock registered; otherwise the message is dropped and counted.
-fn own_access<'a>(
+/// The timeline of `key`, if `timestamp` has an access to it and `sender`
+/// is the executor its lock registered; otherwise the message is dropped
+/// and counted.
+fn own_timeline<'a>(
     state: &'a mut ShardState,
     timestamp: Timestamp,
     key: &Key,
     sender: &EngineId,
-) -> Option<&'a mut Access> {
-    match state.keys.get_mut(key).and_then(|t| t.accesses.get_mut(&timestamp)) {
-        Some(access) if &access.executor == sender => Some(access),
+) -> Option<&'a mut Timeline> {
+    let found = state.keys.get_mut(key).filter(|t| t.accesses.contains_key(&timestamp));
+    match found {
+        Some(timeline) if timeline.accesses.get(&timestamp).is_some_and(|a| &a.executor == sender) => Some(timeline),
         Some(_) => {
             tracing::debug!(timestamp, %sender, "shard dropped a read request or write from a stranger");
             state.dropped += 1;
@@ -383,18 +432,22 @@ fn own_access<'a>(
 /// is asked for again (a retry, or a re-run of the executor). Returns the
 /// keys touched.
 fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: bool, sender: &EngineId) -> Vec<Key> {
-    let Some(access) = own_access(state, timestamp, &key, sender) else { return Vec::new() };
-    let Some(marker) = access.read.as_mut() else {
+    let Some(timeline) = own_timeline(state, timestamp, &key, sender) else { return Vec::new() };
+    let Some(marker) = timeline.accesses.get(&timestamp).and_then(|a| a.read) else {
         state.dropped += 1;
         return Vec::new();
     };
-    match (actual, marker.eager, marker.status) {
-        (true, false, ReadStatus::Waiting) => marker.status = ReadStatus::Requested,
-        (false, false, ReadStatus::Waiting) => marker.status = ReadStatus::Cancelled,
+    let status = match (actual, marker.eager, marker.status) {
+        (true, false, ReadStatus::Waiting) => ReadStatus::Requested,
+        (false, false, ReadStatus::Waiting) => ReadStatus::Cancelled,
         // Asked again for a read already served: serve it again. The same
         // timestamp reads the same version.
         (true, eager, ReadStatus::Served) => {
-            marker.status = if eager { ReadStatus::Waiting } else { ReadStatus::Requested };
+            if eager {
+                ReadStatus::Waiting
+            } else {
+                ReadStatus::Requested
+            }
         }
         // Asked again while the answer is still due, or released again:
         // nothing to do, and nothing wrong.
@@ -406,7 +459,8 @@ fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: 
             state.dropped += 1;
             return Vec::new();
         }
-    }
+    };
+    timeline.set_read(timestamp, ReadMarker { status, ..marker });
     vec![key]
 }
 
@@ -414,14 +468,14 @@ fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: 
 /// The same resolution again is a no-op; another one is refused and
 /// listed as a conflict. Returns the keys touched.
 fn write(state: &mut ShardState, timestamp: Timestamp, key: Key, datum: Option<Datum>, sender: &EngineId) -> Vec<Key> {
-    let Some(access) = own_access(state, timestamp, &key, sender) else { return Vec::new() };
-    let Some(status) = access.write.as_mut() else {
+    let Some(timeline) = own_timeline(state, timestamp, &key, sender) else { return Vec::new() };
+    let Some(status) = timeline.accesses.get(&timestamp).and_then(|a| a.write.as_ref()) else {
         state.dropped += 1;
         return Vec::new();
     };
-    match (&*status, datum) {
+    match (status, datum) {
         (WriteStatus::Pending, datum) => {
-            *status = datum.map_or(WriteStatus::Released, WriteStatus::Written);
+            timeline.set_write(timestamp, datum.map_or(WriteStatus::Released, WriteStatus::Written));
             vec![key]
         }
         (WriteStatus::Written(written), Some(datum)) if *written == datum => Vec::new(),
@@ -452,50 +506,40 @@ fn seen_all(state: &mut ShardState, timestamp: Timestamp, write: bool) -> Vec<Ke
     if after > before {
         touched.extend(state.locks_by_ts.range(before + 1..=after).flat_map(|(_, keys)| keys.iter().cloned()));
     }
+    // Forget what both watermarks passed, from the oldest: what is left is
+    // the window between them, which must not be copied on every move.
     let both = state.heard_all_writes.min(state.heard_all_reads);
-    state.locks_by_ts = state.locks_by_ts.split_off(&both.saturating_add(1));
+    while let Some(entry) = state.locks_by_ts.first_entry() {
+        if *entry.key() > both {
+            break;
+        }
+        entry.remove();
+    }
     touched
 }
 
 /// Collapses the key's old versions, then answers every read of `key` that
-/// is due and whose value is known.
+/// is due and whose value is known: at or before the heard-all-writes
+/// watermark (it must cover the reader's timestamp itself, not just the
+/// one before: the worker spawns an executor when its locks are all held,
+/// before it raises the watermark, so this is also what tells the shard
+/// the reader exists to receive an unasked eager read), and at or before
+/// the first write still pending (a transaction's own pending write does
+/// not hold up its read, which sees the version before it).
 fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<Shard>) {
     let Some(timeline) = state.keys.get_mut(key) else { return };
     collect(timeline, state.heard_all_reads);
-    let heard = state.heard_all_writes;
-    // First find the reads due and their values, borrowing: a timeline
-    // holds every version its unfinished readers may still ask for again,
-    // so cloning each version walked past would cost an allocation per
-    // access per serve.
-    let mut due: Vec<(Timestamp, Option<Datum>)> = Vec::new();
-    let mut value = timeline.base.as_ref();
-    for (&timestamp, access) in &timeline.accesses {
-        // Reads at `timestamp` need every lock up to it heard (the watermark
-        // must cover `timestamp` itself, not just `timestamp - 1`: the
-        // worker spawns an executor when its locks are all held, before it
-        // raises the watermark, so this is also what tells the shard the
-        // reader exists to receive an unasked eager read), and no earlier
-        // write still pending (checked as we go).
-        if timestamp > heard {
-            break;
-        }
-        if access.read.as_ref().is_some_and(ReadMarker::due) {
-            due.push((timestamp, value.cloned()));
-        }
-        match &access.write {
-            // Every later reader waits for this write.
-            Some(WriteStatus::Pending) => break,
-            Some(WriteStatus::Written(datum)) => value = Some(datum),
-            Some(WriteStatus::Released) | None => {}
-        }
-    }
-    for (timestamp, data) in due {
-        let Some(access) = timeline.accesses.get_mut(&timestamp) else { continue };
-        if let Some(marker) = access.read.as_mut() {
-            marker.status = ReadStatus::Served;
+    let limit = timeline.pending_writes.first().map_or(state.heard_all_writes, |p| (*p).min(state.heard_all_writes));
+    let due: Vec<Timestamp> = timeline.due_reads.range(..=limit).copied().collect();
+    for timestamp in due {
+        let data = timeline.value_before(timestamp).cloned();
+        let Some(access) = timeline.accesses.get(&timestamp) else { continue };
+        let (executor, marker) = (access.executor.clone(), access.read);
+        if let Some(marker) = marker {
+            timeline.set_read(timestamp, ReadMarker { status: ReadStatus::Served, ..marker });
         }
         let read = Message::KvsRead { timestamp, key: key.clone(), data };
-        effect.send.push(Envelope::new(me.clone(), access.executor.clone(), read));
+        effect.send.push(Envelope::new(me.clone(), executor, read));
     }
 }
 
