@@ -113,6 +113,22 @@ impl ExecutorHost {
         self.runtime.try_spawn(instance, timers).map(|()| id)
     }
 
+    /// As [`ExecutorHost::try_spawn`] for several transactions at once (one
+    /// entry of the host's inbox), returning their executors' ids. On
+    /// [`Refused`] none was spawned.
+    pub fn try_spawn_all(&self, txs: impl IntoIterator<Item = Transaction>) -> Result<Vec<EngineId>, Refused> {
+        let now = self.runtime.now();
+        let (engines, ids): (Vec<_>, Vec<_>) = txs
+            .into_iter()
+            .map(|tx| {
+                let (instance, timers) = Executor::spawn(ExecutorConfig::new(tx, self.shared.clone()), now);
+                let id = instance.id.clone();
+                ((instance, timers), id)
+            })
+            .unzip();
+        self.runtime.try_spawn_all(engines).map(|()| ids)
+    }
+
     /// Delivers a message to the executor it is addressed to. Messages for
     /// no executor of this host are dropped and counted.
     pub async fn deliver(&self, envelope: Envelope<Message>) -> Result<(), Stopped> {
@@ -123,6 +139,13 @@ impl ExecutorHost {
     /// the message was dropped.
     pub fn try_deliver(&self, envelope: Envelope<Message>) -> bool {
         self.runtime.try_deliver(envelope)
+    }
+
+    /// As [`ExecutorHost::try_deliver`] for several messages at once (one
+    /// entry of the host's inbox, handled in order); `false` if they were
+    /// dropped.
+    pub fn try_deliver_all(&self, envelopes: Vec<Envelope<Message>>) -> bool {
+        self.runtime.try_deliver_all(envelopes)
     }
 
     /// The executors' runtime, for inspection and settling.

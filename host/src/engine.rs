@@ -32,7 +32,10 @@ pub type Time = Duration;
 pub type MailboxId = u64;
 
 /// An engine's identity: an optional node and a name unique on that node.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+// Equality is by content with a pointer shortcut (below), so the derived
+// hash of the content agrees with it.
+#[allow(clippy::derived_hash_with_manual_eq)]
+#[derive(Debug, Clone, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EngineId {
     /// The node (process or machine) the engine lives on; `None` for a
     /// local engine.
@@ -47,6 +50,21 @@ impl EngineId {
     /// A local engine (no node id).
     pub fn local(name: impl Into<Arc<str>>) -> Self {
         Self { node: None, name: name.into() }
+    }
+}
+
+/// Equal when node and name are. Ids are compared for every message
+/// (routing, sender checks), and most comparisons are of clones of one
+/// id: those are equal by pointer, without comparing the text.
+impl PartialEq for EngineId {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        same(&self.name, &other.name)
+            && match (&self.node, &other.node) {
+                (None, None) => true,
+                (Some(a), Some(b)) => same(a, b),
+                _ => false,
+            }
     }
 }
 
@@ -178,11 +196,104 @@ impl<B: Behaviour> Default for Effect<B> {
 }
 
 impl<B: Behaviour> Effect<B> {
+    /// Appends `other`. Usually one action runs per trigger and `self` is
+    /// empty: its vectors are then taken over, not copied.
     fn absorb(&mut self, other: Self) {
-        self.send.extend(other.send);
-        self.timers.extend(other.timers);
-        self.spawn.extend(other.spawn);
+        fn append<T>(into: &mut Vec<T>, from: Vec<T>) {
+            if into.is_empty() {
+                *into = from;
+            } else {
+                into.extend(from);
+            }
+        }
+        append(&mut self.send, other.send);
+        append(&mut self.timers, other.timers);
+        append(&mut self.spawn, other.spawn);
         self.stop |= other.stop;
+    }
+}
+
+/// The actions a trigger's guards named, in guard order. Most triggers
+/// name exactly one, which is kept inline: choosing runs for every
+/// message, and must not allocate.
+#[derive(Debug)]
+pub struct Actions<A>(Chosen<A>);
+
+#[derive(Debug)]
+enum Chosen<A> {
+    None,
+    One(A),
+    Many(Vec<A>),
+}
+
+impl<A> Actions<A> {
+    fn push(&mut self, action: A) {
+        self.0 = match std::mem::replace(&mut self.0, Chosen::None) {
+            Chosen::None => Chosen::One(action),
+            Chosen::One(first) => Chosen::Many(vec![first, action]),
+            Chosen::Many(mut all) => {
+                all.push(action);
+                Chosen::Many(all)
+            }
+        };
+    }
+
+    /// The actions, in order.
+    pub fn as_slice(&self) -> &[A] {
+        match &self.0 {
+            Chosen::None => &[],
+            Chosen::One(action) => std::slice::from_ref(action),
+            Chosen::Many(all) => all,
+        }
+    }
+
+    /// How many actions were named.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether no guard matched.
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// The actions, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, A> {
+        self.as_slice().iter()
+    }
+}
+
+impl<A> IntoIterator for Actions<A> {
+    type Item = A;
+    type IntoIter = ActionsIter<A>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        ActionsIter(match self.0 {
+            Chosen::None => Taken::One(None),
+            Chosen::One(action) => Taken::One(Some(action)),
+            Chosen::Many(all) => Taken::Many(all.into_iter()),
+        })
+    }
+}
+
+/// The actions of an [`Actions`], by value.
+#[derive(Debug)]
+pub struct ActionsIter<A>(Taken<A>);
+
+#[derive(Debug)]
+enum Taken<A> {
+    One(Option<A>),
+    Many(std::vec::IntoIter<A>),
+}
+
+impl<A> Iterator for ActionsIter<A> {
+    type Item = A;
+
+    fn next(&mut self) -> Option<A> {
+        match &mut self.0 {
+            Taken::One(action) => action.take(),
+            Taken::Many(all) => all.next(),
+        }
     }
 }
 
@@ -275,8 +386,8 @@ impl<B: Behaviour> Instance<B> {
 
     /// The guard step alone: which actions `trigger` names. Cheap; a host
     /// may run it inline and the actions elsewhere.
-    pub fn choose(&self, trigger: &Trigger<B::Msg, B::Timer>) -> Vec<B::Action> {
-        let mut chosen = Vec::new();
+    pub fn choose(&self, trigger: &Trigger<B::Msg, B::Timer>) -> Actions<B::Action> {
+        let mut chosen = Actions(Chosen::None);
         for guard in B::guards() {
             if let Some(action) = guard(trigger, &self.config, &self.env) {
                 chosen.push(action);
@@ -290,7 +401,7 @@ impl<B: Behaviour> Instance<B> {
 
     /// The action step: runs `actions` in order and applies their timer
     /// operations to the environment.
-    pub fn perform(&mut self, actions: Vec<B::Action>, trigger: &Trigger<B::Msg, B::Timer>) -> Effect<B> {
+    pub fn perform(&mut self, actions: Actions<B::Action>, trigger: &Trigger<B::Msg, B::Timer>) -> Effect<B> {
         let mut effect = Effect::default();
         for action in actions {
             effect.absorb(B::act(action, trigger, &self.id, &self.config, &mut self.env));

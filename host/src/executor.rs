@@ -728,6 +728,7 @@ impl Turn<'_> {
             failure,
             gas_used: self.state.gas_used,
         };
+        let finished = Arc::new(finished);
         if config.tx.issuer != config.tx.worker {
             self.send(config.tx.issuer.clone(), Message::ExecutorFinished(finished.clone()));
         }

@@ -8,6 +8,8 @@
 //!
 //! Only data lives here: no behaviour, no I/O.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineId;
@@ -84,6 +86,11 @@ pub struct ExecutorFinished {
 }
 
 /// Every message of the protocol.
+///
+/// The large payloads are behind a pointer: an envelope is moved several
+/// times on its way, and the common messages (reads, writes, watermarks)
+/// are small. The report is shared, not copied, between the worker and
+/// the issuer. Pointers do not change the serialized form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Message {
@@ -118,14 +125,14 @@ pub enum Message {
         data: Option<Datum>,
     },
     /// Executor → worker and issuer.
-    ExecutorFinished(ExecutorFinished),
+    ExecutorFinished(Arc<ExecutorFinished>),
     /// Worker → shard: register a transaction's accesses to this shard's
     /// keys.
     KvsAcquireLock {
         /// The transaction's timestamp.
         timestamp: Timestamp,
         /// The transaction's accesses to keys this shard owns.
-        keys: KeySets,
+        keys: Box<KeySets>,
         /// Who gets `KvsLockAcquired`.
         worker: EngineId,
         /// Who gets the transaction's `KvsRead`s.
@@ -149,7 +156,7 @@ pub enum Message {
         /// The transaction's code.
         executable: Vec<u8>,
         /// The keys it declares.
-        keys: KeySets,
+        keys: Box<KeySets>,
         /// The timestamp of an earlier submission this one repeats, if any
         /// (nspec's; the reference worker treats every request as new).
         resubmission: Option<Timestamp>,

@@ -7,7 +7,15 @@
 //! envelopes arrive through a bounded channel ([`RuntimeHandle::deliver`]),
 //! are queued in the target engine's mailbox (bounded: overflow is dropped
 //! and counted), and are handled one trigger at a time per engine. Timers
-//! live in one ordered queue served by `sleep_until`.
+//! live in one ordered queue served by one `sleep_until`.
+//!
+//! It works in turns: each wake-up takes every command waiting (up to a
+//! bound), handles them, and only then hands what the engines sent to the
+//! router in one batch ([`Router::route_all`]) and what they asked to
+//! spawn to the spawner ([`Spawner::spawn_all`]), spawns first. A router
+//! that forwards a batch per destination then wakes each other runtime
+//! once per turn, not once per message: thread wake-ups, not engine logic,
+//! were most of the cost of a message between runtimes.
 //!
 //! Guest calls are CPU-bound and must not stall the reactor: an action the
 //! behaviour marks with [`Behaviour::offload`] runs on a dedicated pool of
@@ -30,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::engine::{
-    Admission, Behaviour, EngineId, EngineTimers, Envelope, Instance, Time, TimerOp, TimerQueue, Trigger,
+    Actions, Admission, Behaviour, EngineId, EngineTimers, Envelope, Instance, Time, TimerOp, TimerQueue, Trigger,
 };
 
 /// Where the envelopes engines send go. The embedder implements it (an
@@ -39,6 +47,17 @@ pub trait Router<M>: Send + Sync {
     /// Sends `envelope` towards `envelope.target`. Called on the runtime's
     /// task, in the order each engine sent.
     fn route(&self, envelope: Envelope<M>);
+
+    /// Sends every envelope of `batch` (in order: each engine's in the
+    /// order it sent them), leaving `batch` empty. A runtime hands over
+    /// all its engines sent in one turn at once; a router between
+    /// runtimes should forward the envelopes for one destination together.
+    /// By default, [`Router::route`] for each.
+    fn route_all(&self, batch: &mut Vec<Envelope<M>>) {
+        for envelope in batch.drain(..) {
+            self.route(envelope);
+        }
+    }
 }
 
 /// Receives what engines ask to spawn.
@@ -48,6 +67,15 @@ pub trait Spawner<S>: Send + Sync {
     /// routed: they may lead to messages for the new engine, which must be
     /// spawned, or queued to be, by the time this returns.
     fn spawn(&self, request: S);
+
+    /// Starts every engine of `requests`, in order, leaving it empty.
+    /// Called before the messages of the same turn are routed. By default,
+    /// [`Spawner::spawn`] for each.
+    fn spawn_all(&self, requests: &mut Vec<S>) {
+        for request in requests.drain(..) {
+            self.spawn(request);
+        }
+    }
 }
 
 /// Where offloaded actions (guest calls) run.
@@ -183,12 +211,16 @@ pub enum Refused {
 #[error("the engine runtime has stopped")]
 pub struct Stopped;
 
+/// An engine to host and the timers to schedule for it.
+pub type Spawned<B> = (Instance<B>, Vec<TimerOp<<B as Behaviour>::Timer>>);
+
 enum Command<B: Behaviour> {
     Deliver(Envelope<B::Msg>),
-    Spawn {
-        instance: Instance<B>,
-        timers: Vec<TimerOp<B::Timer>>,
-    },
+    DeliverAll(Vec<Envelope<B::Msg>>),
+    // Boxed: an engine is much larger than an envelope, and every slot of
+    // the channel is as large as its largest command.
+    Spawn(Box<Spawned<B>>),
+    SpawnAll(Vec<Spawned<B>>),
     /// Answers once every engine is idle with nothing queued.
     Idle(oneshot::Sender<()>),
     /// Runs a function on an engine (or on `None` if there is no such
@@ -238,10 +270,12 @@ enum InboxReceiver<B: Behaviour> {
 }
 
 impl<B: Behaviour> InboxReceiver<B> {
-    async fn recv(&mut self) -> Option<Command<B>> {
+    /// Takes up to `limit` commands into `into`, waiting for at least one;
+    /// 0 once every sender is gone.
+    async fn recv_many(&mut self, into: &mut Vec<Command<B>>, limit: usize) -> usize {
         match self {
-            Self::Bounded(rx) => rx.recv().await,
-            Self::Unbounded(rx) => rx.recv().await,
+            Self::Bounded(rx) => rx.recv_many(into, limit).await,
+            Self::Unbounded(rx) => rx.recv_many(into, limit).await,
         }
     }
 }
@@ -278,15 +312,28 @@ impl<B: Behaviour> RuntimeHandle<B> {
         self.commands.try_send(Command::Deliver(envelope)).is_ok()
     }
 
+    /// Hands a batch of envelopes to the runtime without waiting, as one
+    /// entry of its inbox (they are handled in order); `false` if the
+    /// inbox is full or the runtime stopped (the batch is then dropped).
+    pub fn try_deliver_all(&self, envelopes: Vec<Envelope<B::Msg>>) -> bool {
+        self.commands.try_send(Command::DeliverAll(envelopes)).is_ok()
+    }
+
     /// Starts hosting `instance` and schedules its initial timers.
     pub async fn spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> Result<(), Stopped> {
-        self.commands.send(Command::Spawn { instance, timers }).await
+        self.commands.send(Command::Spawn(Box::new((instance, timers)))).await
     }
 
     /// As [`RuntimeHandle::spawn`] without waiting; `false` if the inbox is
     /// full or the runtime stopped.
     pub fn try_spawn(&self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) -> Result<(), Refused> {
-        self.commands.try_send(Command::Spawn { instance, timers })
+        self.commands.try_send(Command::Spawn(Box::new((instance, timers))))
+    }
+
+    /// As [`RuntimeHandle::try_spawn`] for several engines, as one entry of
+    /// the inbox.
+    pub fn try_spawn_all(&self, engines: Vec<Spawned<B>>) -> Result<(), Refused> {
+        self.commands.try_send(Command::SpawnAll(engines))
     }
 
     /// Runs `f` on the engine `id` on the runtime task, and returns its result
@@ -347,7 +394,7 @@ where
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let pool = config.execution.threads().map(|threads| Pool::start(threads, done_tx));
     let runtime = Runtime::<B> {
-        engines: HashMap::new(),
+        engines: HashMap::default(),
         timers: TimerQueue::default(),
         router,
         spawner,
@@ -357,6 +404,8 @@ where
         pool,
         busy: 0,
         idle_waiters: Vec::new(),
+        outbox: Vec::new(),
+        spawns: Vec::new(),
     };
     tokio::spawn(runtime.serve(inbox, done_rx));
     RuntimeHandle { commands, metrics, epoch }
@@ -373,7 +422,7 @@ struct Slot<B: Behaviour> {
     timers: EngineTimers<B::Timer>,
 }
 
-type Job<B> = (Instance<B>, Vec<<B as Behaviour>::Action>, Trigger<<B as Behaviour>::Msg, <B as Behaviour>::Timer>);
+type Job<B> = (Instance<B>, Actions<<B as Behaviour>::Action>, Trigger<<B as Behaviour>::Msg, <B as Behaviour>::Timer>);
 /// An offloaded action's engine and its effect (`None`: it panicked).
 type Done<B> = (Instance<B>, Option<crate::engine::Effect<B>>);
 
@@ -381,17 +430,27 @@ type Done<B> = (Instance<B>, Option<crate::engine::Effect<B>>);
 /// must not take the runtime or a pool thread down with it.
 fn perform<B: Behaviour>(
     instance: &mut Instance<B>,
-    actions: Vec<B::Action>,
+    actions: Actions<B::Action>,
     trigger: &Trigger<B::Msg, B::Timer>,
 ) -> Option<crate::engine::Effect<B>> {
     let _span = tracing::debug_span!("engine", id = %instance.id).entered();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.perform(actions, trigger))).ok()
 }
 
+/// Commands a runtime takes per wake-up at most, and envelopes its engines
+/// may have sent before they are handed to the router even mid-turn: a
+/// bound on how long a turn holds back what it produced.
+const TURN: usize = 64;
+const OUTBOX: usize = 1024;
+
+/// Engine tables are looked up for every message: a fast hash, seeded per
+/// table, since engine ids can come from the network.
+type Table<B> = HashMap<EngineId, Box<Slot<B>>, foldhash::fast::RandomState>;
+
 struct Runtime<B: Behaviour> {
     /// Boxed: the table then holds only a key and a pointer per engine,
     /// so its spare capacity costs little.
-    engines: HashMap<EngineId, Box<Slot<B>>>,
+    engines: Table<B>,
     timers: TimerQueue<B::Timer>,
     router: Arc<dyn Router<B::Msg>>,
     spawner: Option<Arc<dyn Spawner<B::Spawn>>>,
@@ -401,6 +460,10 @@ struct Runtime<B: Behaviour> {
     pool: Option<Pool<B>>,
     busy: usize,
     idle_waiters: Vec<oneshot::Sender<()>>,
+    /// What the engines sent this turn, in order.
+    outbox: Vec<Envelope<B::Msg>>,
+    /// What the engines asked to spawn this turn, in order.
+    spawns: Vec<B::Spawn>,
 }
 
 impl<B: Behaviour> Runtime<B>
@@ -408,40 +471,109 @@ where
     B::Msg: Clone,
 {
     async fn serve(mut self, mut inbox: InboxReceiver<B>, mut done: mpsc::UnboundedReceiver<Done<B>>) {
+        let mut commands = Vec::with_capacity(TURN);
+        let mut finished = Vec::new();
+        let mut pool_open = self.pool.is_some();
+        // One sleep, moved when the next timer changes: a new one per
+        // turn would register and cancel a timer entry every time.
+        let sleep = tokio::time::sleep_until(self.epoch);
+        tokio::pin!(sleep);
+        let mut armed: Option<Time> = None;
         loop {
-            // A time too far to represent never comes: such a timer never
-            // fires (a deadline of "forever").
-            let next = self.timers.next_due().map(|at| self.epoch.checked_add(at));
-            tokio::select! {
-                command = inbox.recv() => match command {
-                    Some(Command::Deliver(envelope)) => self.deliver(envelope),
-                    Some(Command::Spawn { instance, timers }) => self.spawn(instance, timers),
-                    Some(Command::Idle(reply)) => self.idle_waiters.push(reply),
-                    Some(Command::Inspect(id, inspector)) => {
-                        inspector(self.engines.get(&id).and_then(|slot| slot.instance.as_ref()));
-                    }
-                    None => break,
-                },
-                Some((instance, effect)) = done.recv() => {
-                    self.busy -= 1;
-                    let id = instance.id.clone();
-                    let Some(effect) = effect else {
-                        self.remove_panicked(&id);
-                        continue;
-                    };
-                    if let Some(slot) = self.engines.get_mut(&id) {
-                        slot.instance = Some(instance);
-                    }
-                    self.apply(&id, effect);
-                    self.drain(&id);
+            let next = self.timers.next_due();
+            if next != armed {
+                armed = next;
+                // A time too far to represent never comes: such a timer
+                // never fires (a deadline of "forever").
+                if let Some(deadline) = next.and_then(|at| self.epoch.checked_add(at)) {
+                    sleep.as_mut().reset(deadline);
                 }
-                () = sleep_until(next.flatten()), if next.is_some() => self.fire_timers(),
             }
+            let timer = armed.is_some_and(|at| self.epoch.checked_add(at).is_some());
+            tokio::select! {
+                received = inbox.recv_many(&mut commands, TURN) => {
+                    if received == 0 {
+                        break;
+                    }
+                    for command in commands.drain(..) {
+                        self.command(command);
+                    }
+                }
+                received = done.recv_many(&mut finished, TURN), if pool_open => {
+                    pool_open = received > 0;
+                    for (instance, effect) in finished.drain(..) {
+                        self.offloaded(instance, effect);
+                    }
+                }
+                () = &mut sleep, if timer => {
+                    // Re-armed next turn: a finished sleep stays ready.
+                    armed = None;
+                    self.fire_timers();
+                }
+            }
+            self.flush();
             if self.busy == 0 && !self.idle_waiters.is_empty() {
                 for waiter in self.idle_waiters.drain(..) {
                     let _ = waiter.send(());
                 }
             }
+        }
+    }
+
+    fn command(&mut self, command: Command<B>) {
+        match command {
+            Command::Deliver(envelope) => self.deliver(envelope),
+            Command::DeliverAll(envelopes) => {
+                for envelope in envelopes {
+                    self.deliver(envelope);
+                }
+            }
+            Command::Spawn(spawned) => {
+                let (instance, timers) = *spawned;
+                self.spawn(instance, timers);
+            }
+            Command::SpawnAll(engines) => {
+                for (instance, timers) in engines {
+                    self.spawn(instance, timers);
+                }
+            }
+            Command::Idle(reply) => self.idle_waiters.push(reply),
+            Command::Inspect(id, inspector) => {
+                inspector(self.engines.get(&id).and_then(|slot| slot.instance.as_ref()));
+            }
+        }
+        if self.outbox.len() >= OUTBOX {
+            self.flush();
+        }
+    }
+
+    /// An offloaded action came back from the pool.
+    fn offloaded(&mut self, instance: Instance<B>, effect: Option<crate::engine::Effect<B>>) {
+        self.busy -= 1;
+        let id = instance.id.clone();
+        let Some(effect) = effect else {
+            self.remove_panicked(&id);
+            return;
+        };
+        if let Some(slot) = self.engines.get_mut(&id) {
+            slot.instance = Some(instance);
+        }
+        self.apply(&id, effect);
+        self.drain(&id);
+    }
+
+    /// Hands this turn's spawns to the spawner, then its envelopes to the
+    /// router (spawns first: a message may lead to one for a new engine).
+    fn flush(&mut self) {
+        if !self.spawns.is_empty() {
+            match &self.spawner {
+                Some(spawner) => spawner.spawn_all(&mut self.spawns),
+                None => self.spawns.clear(),
+            }
+        }
+        if !self.outbox.is_empty() {
+            self.router.route_all(&mut self.outbox);
+            self.outbox.clear();
         }
     }
 
@@ -569,15 +701,12 @@ where
     }
 
     fn apply(&mut self, id: &EngineId, effect: crate::engine::Effect<B>) {
-        // Spawn before sending: a message the effect sends may cause one
-        // to the new engine, which must exist by then.
-        if let Some(spawner) = &self.spawner {
-            for request in effect.spawn {
-                spawner.spawn(request);
-            }
-        }
-        for envelope in effect.send {
-            self.router.route(envelope);
+        // Held until the end of the turn, spawns before sends (`flush`).
+        self.spawns.extend(effect.spawn);
+        if self.outbox.is_empty() {
+            self.outbox = effect.send;
+        } else {
+            self.outbox.extend(effect.send);
         }
         self.schedule(id, effect.timers);
         if effect.stop
@@ -597,13 +726,6 @@ where
         if !due_now.is_empty() {
             self.dispatch(id, Trigger::Elapsed { timers: due_now, at: now }, true);
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

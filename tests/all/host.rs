@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use executor_host::DropReason;
-use executor_host::Failure;
 use executor_host::Message;
 use executor_host::Router;
 use executor_host::engine::{EngineId, Envelope};
 use executor_host::{Execution, ExecutorHost, HostConfig, Transaction};
+use executor_host::{ExecutorFinished, Failure};
 
 use crate::scripted::{Op::*, *};
 use crate::support;
@@ -177,7 +177,7 @@ async fn finished_reports(
         .into_iter()
         .filter(|e| e.target == worker())
         .filter_map(|e| match e.payload {
-            Message::ExecutorFinished(f) => Some(f),
+            Message::ExecutorFinished(f) => Some(ExecutorFinished::clone(&f)),
             _ => None,
         })
         .collect()

@@ -205,7 +205,7 @@ pub fn finished(messages: &[(EngineId, Message)]) -> ExecutorFinished {
     let reports: Vec<(&EngineId, &ExecutorFinished)> = messages
         .iter()
         .filter_map(|(to, m)| match m {
-            Message::ExecutorFinished(f) => Some((to, f)),
+            Message::ExecutorFinished(f) => Some((to, &**f)),
             _ => None,
         })
         .collect();

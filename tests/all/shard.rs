@@ -43,7 +43,10 @@ impl Fixture {
             will_write_keys: set(will),
             may_write_keys: set(may),
         };
-        self.send(worker(), Message::KvsAcquireLock { timestamp: ts, keys, worker: worker(), executor: exec(ts) })
+        self.send(
+            worker(),
+            Message::KvsAcquireLock { timestamp: ts, keys: Box::new(keys), worker: worker(), executor: exec(ts) },
+        )
     }
 
     fn seen(&mut self, ts: u64) -> Vec<(EngineId, Message)> {
@@ -294,14 +297,20 @@ fn locks_and_watermarks_from_anyone_but_the_worker_are_dropped() {
     assert!(f.send(stranger.clone(), Message::UpdateSeenAll { timestamp: 100, write: false }).is_empty());
     assert_eq!(f.shard.env.local.watermarks(), (0, 0));
     let keys = KeySets { eager_read_keys: vec![b"a".to_vec()], ..KeySets::default() };
-    let forged =
-        Message::KvsAcquireLock { timestamp: 1, keys: keys.clone(), worker: stranger.clone(), executor: exec(1) };
+    let forged = Message::KvsAcquireLock {
+        timestamp: 1,
+        keys: Box::new(keys.clone()),
+        worker: stranger.clone(),
+        executor: exec(1),
+    };
     assert!(f.send(stranger.clone(), forged).is_empty());
     // Sent by a stranger in the worker's name, or by the worker naming a
     // stranger as the one to acknowledge: both dropped.
-    let spoofed = Message::KvsAcquireLock { timestamp: 1, keys: keys.clone(), worker: worker(), executor: exec(1) };
+    let spoofed =
+        Message::KvsAcquireLock { timestamp: 1, keys: Box::new(keys.clone()), worker: worker(), executor: exec(1) };
     assert!(f.send(stranger.clone(), spoofed).is_empty());
-    let misdirected = Message::KvsAcquireLock { timestamp: 1, keys, worker: stranger, executor: exec(1) };
+    let misdirected =
+        Message::KvsAcquireLock { timestamp: 1, keys: Box::new(keys), worker: stranger, executor: exec(1) };
     assert!(f.send(worker(), misdirected).is_empty());
     assert_eq!(f.shard.env.local.dropped, 5);
     assert_eq!(f.shard.env.local.pending_markers(), 0);

@@ -30,7 +30,7 @@ fn executor_is_spawned_only_when_every_shard_acknowledged_once() {
     let a = keys.iter().find(|k| map.shard_for_index(k) == 0).unwrap().clone();
     let b = keys.iter().find(|k| map.shard_for_index(k) == 1).unwrap().clone();
     let declared = KeySets { eager_read_keys: vec![a, b], ..KeySets::default() };
-    let request = Message::TransactionRequest { executable: vec![], keys: declared, resubmission: None };
+    let request = Message::TransactionRequest { executable: vec![], keys: Box::new(declared), resubmission: None };
     let (spawned, sent) = send(&mut w, EngineId::local("client"), request);
     assert_eq!((spawned, sent.len()), (0, 2));
     let acquired = Message::KvsLockAcquired { timestamp: 1 };
@@ -42,14 +42,17 @@ fn executor_is_spawned_only_when_every_shard_acknowledged_once() {
 }
 
 fn finished(timestamp: u64) -> Message {
-    Message::ExecutorFinished(ExecutorFinished {
-        timestamp,
-        success: true,
-        values_read: Vec::new(),
-        values_written: Vec::new(),
-        failure: None,
-        gas_used: 0,
-    })
+    Message::ExecutorFinished(
+        ExecutorFinished {
+            timestamp,
+            success: true,
+            values_read: Vec::new(),
+            values_written: Vec::new(),
+            failure: None,
+            gas_used: 0,
+        }
+        .into(),
+    )
 }
 
 /// The watermarks sent, as `(timestamp, write)`, checked to go to every
@@ -84,7 +87,8 @@ fn the_read_watermark_does_not_pass_an_unfinished_transaction() {
     let keys = KeySets { eager_read_keys: vec![b"k".to_vec()], ..KeySets::default() };
     let owner = map.shard_for(b"k").clone();
     for _ in 0..3 {
-        let request = Message::TransactionRequest { executable: vec![], keys: keys.clone(), resubmission: None };
+        let request =
+            Message::TransactionRequest { executable: vec![], keys: Box::new(keys.clone()), resubmission: None };
         send(&mut w, client.clone(), request);
     }
     let exec = |ts| executor_id(&EngineId::local("worker"), ts);

@@ -61,7 +61,7 @@ pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .entry(report.timestamp)
-                    .or_insert((report, Instant::now()));
+                    .or_insert((ExecutorFinished::clone(&report), Instant::now()));
                 notify.notify_one();
             }
         })
@@ -102,7 +102,7 @@ async fn run(
     for (i, tx) in workload.transactions.iter().enumerate() {
         let request = Message::TransactionRequest {
             executable: tx.executable.clone(),
-            keys: tx.keys.clone(),
+            keys: Box::new(tx.keys.clone()),
             resubmission: None,
         };
         let bytes = bytes::Bytes::from(wire::encode(&Envelope::new(me.clone(), worker_id(), request))?);

@@ -86,18 +86,26 @@ mod tests {
             Message::KvsRead { timestamp: 7, key: vec![], data: None },
             Message::KvsReadRequest { timestamp: 7, key: b"k".to_vec(), actual: false },
             Message::KvsWrite { timestamp: u64::MAX, key: b"k".to_vec(), datum: None },
-            Message::KvsAcquireLock { timestamp: 1, keys: keys.clone(), worker: a.clone(), executor: b.clone() },
+            Message::KvsAcquireLock {
+                timestamp: 1,
+                keys: Box::new(keys.clone()),
+                worker: a.clone(),
+                executor: b.clone(),
+            },
             Message::KvsLockAcquired { timestamp: 1 },
             Message::UpdateSeenAll { timestamp: 9, write: true },
-            Message::TransactionRequest { executable: b"{}".to_vec(), keys, resubmission: Some(3) },
-            Message::ExecutorFinished(ExecutorFinished {
-                timestamp: 7,
-                success: false,
-                values_read: vec![(b"k".to_vec(), None)],
-                values_written: vec![],
-                failure: Some(Failure::Deadline { bound_ms: 10 }),
-                gas_used: 42,
-            }),
+            Message::TransactionRequest { executable: b"{}".to_vec(), keys: Box::new(keys), resubmission: Some(3) },
+            Message::ExecutorFinished(
+                ExecutorFinished {
+                    timestamp: 7,
+                    success: false,
+                    values_read: vec![(b"k".to_vec(), None)],
+                    values_written: vec![],
+                    failure: Some(Failure::Deadline { bound_ms: 10 }),
+                    gas_used: 42,
+                }
+                .into(),
+            ),
         ]
         .into_iter()
         .map(|m| Envelope::new(a.clone(), b.clone(), m))

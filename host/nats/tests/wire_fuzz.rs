@@ -34,18 +34,21 @@ fn envelope(rng: &mut Rng) -> Envelope<Message> {
         0 => Message::KvsReadRequest { timestamp: ts, key: bytes(rng, 8), actual: rng.chance(50) },
         1 => Message::KvsWrite { timestamp: ts, key: bytes(rng, 8), datum: rng.chance(50).then(|| bytes(rng, 16)) },
         2 => Message::KvsRead { timestamp: ts, key: bytes(rng, 8), data: rng.chance(50).then(|| bytes(rng, 16)) },
-        3 => Message::ExecutorFinished(ExecutorFinished {
-            timestamp: ts,
-            success: rng.chance(50),
-            values_read: vec![(bytes(rng, 4), rng.chance(50).then(|| bytes(rng, 4)))],
-            values_written: vec![(bytes(rng, 4), bytes(rng, 4))],
-            failure: rng.chance(50).then(|| Failure::Deadline { bound_ms: rng.next_u64() }),
-            gas_used: rng.next_u64(),
-        }),
-        4 => Message::KvsAcquireLock { timestamp: ts, keys: keys(rng), worker: id(rng), executor: id(rng) },
+        3 => Message::ExecutorFinished(
+            ExecutorFinished {
+                timestamp: ts,
+                success: rng.chance(50),
+                values_read: vec![(bytes(rng, 4), rng.chance(50).then(|| bytes(rng, 4)))],
+                values_written: vec![(bytes(rng, 4), bytes(rng, 4))],
+                failure: rng.chance(50).then(|| Failure::Deadline { bound_ms: rng.next_u64() }),
+                gas_used: rng.next_u64(),
+            }
+            .into(),
+        ),
+        4 => Message::KvsAcquireLock { timestamp: ts, keys: Box::new(keys(rng)), worker: id(rng), executor: id(rng) },
         5 => Message::KvsLockAcquired { timestamp: ts },
         6 => Message::UpdateSeenAll { timestamp: ts, write: rng.chance(50) },
-        _ => Message::TransactionRequest { executable: bytes(rng, 32), keys: keys(rng), resubmission: None },
+        _ => Message::TransactionRequest { executable: bytes(rng, 32), keys: Box::new(keys(rng)), resubmission: None },
     };
     Envelope::new(id(rng), id(rng), message)
 }

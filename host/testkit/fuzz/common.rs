@@ -139,10 +139,10 @@ pub fn any_message(rng: &mut Rng, universe: &[Key], around: u64) -> Message {
         0 => Message::KvsReadRequest { timestamp, key: key(rng), actual: rng.chance(50) },
         1 => Message::KvsWrite { timestamp, key: key(rng), datum: datum(rng) },
         2 => Message::KvsRead { timestamp, key: key(rng), data: datum(rng) },
-        3 => Message::ExecutorFinished(report(rng, timestamp)),
+        3 => Message::ExecutorFinished(report(rng, timestamp).into()),
         4 => Message::KvsAcquireLock {
             timestamp,
-            keys: key_sets(rng, universe, 50),
+            keys: Box::new(key_sets(rng, universe, 50)),
             worker: EngineId::local("worker"),
             executor: stranger(rng),
         },
@@ -153,7 +153,7 @@ pub fn any_message(rng: &mut Rng, universe: &[Key], around: u64) -> Message {
                 let n = rng.index(20);
                 rng.bytes(n)
             },
-            keys: key_sets(rng, universe, 50),
+            keys: Box::new(key_sets(rng, universe, 50)),
             resubmission: if rng.chance(20) { Some(timestamp) } else { None },
         },
     }

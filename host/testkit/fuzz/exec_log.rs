@@ -207,7 +207,7 @@ impl ExecLog {
                     return Err(format!("ExecutorFinished to {}, neither worker nor issuer", envelope.target));
                 }
                 ours(report.timestamp)?;
-                self.reports.push((envelope.target.clone(), report.clone()));
+                self.reports.push((envelope.target.clone(), ExecutorFinished::clone(report)));
                 Ok(Sent::Other)
             }
             other => Err(format!("sent a {}", kind(other))),

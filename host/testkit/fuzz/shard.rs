@@ -449,7 +449,7 @@ impl Case {
                 };
                 let to = if self.rng.chance(90) { worker.clone() } else { stranger(&mut self.rng) };
                 let executor = if self.rng.chance(90) { executor_id(&to, timestamp) } else { stranger(&mut self.rng) };
-                (to.clone(), Message::KvsAcquireLock { timestamp, keys, worker: to, executor })
+                (to.clone(), Message::KvsAcquireLock { timestamp, keys: Box::new(keys), worker: to, executor })
             }
             30..=44 => {
                 let timestamp = self.locked_ts();

@@ -214,7 +214,7 @@ impl Sim {
 
     fn submit(&mut self) {
         let (executable, keys) = self.transaction();
-        let request = Message::TransactionRequest { executable, keys, resubmission: None };
+        let request = Message::TransactionRequest { executable, keys: Box::new(keys), resubmission: None };
         self.in_flight.push(Envelope::new(client(), self.worker.id.clone(), request));
     }
 
@@ -426,7 +426,7 @@ impl Sim {
                     4 => Message::KvsRead { timestamp: self.rng.below(next + 1), key, data: datum(&mut self.rng) },
                     _ => {
                         let timestamp = self.rng.below(next + 1);
-                        Message::ExecutorFinished(common::report(&mut self.rng, timestamp))
+                        Message::ExecutorFinished(common::report(&mut self.rng, timestamp).into())
                     }
                 };
                 self.in_flight.push(Envelope::new(stranger(&mut self.rng), shard, payload));
@@ -437,7 +437,7 @@ impl Sim {
                 let mut payload = common::any_message(&mut self.rng, &self.universe, next);
                 if let Message::TransactionRequest { .. } = payload {
                     let (executable, keys) = self.transaction();
-                    payload = Message::TransactionRequest { executable, keys, resubmission: Some(1) };
+                    payload = Message::TransactionRequest { executable, keys: Box::new(keys), resubmission: Some(1) };
                 }
                 self.in_flight.push(Envelope::new(stranger(&mut self.rng), self.worker.id.clone(), payload));
             }
@@ -493,7 +493,7 @@ impl Sim {
                 let worker = if self.rng.chance(50) { self.worker.id.clone() } else { stranger(&mut self.rng) };
                 let payload = Message::KvsAcquireLock {
                     timestamp,
-                    keys,
+                    keys: Box::new(keys),
                     worker: worker.clone(),
                     executor: stranger(&mut self.rng),
                 };
@@ -527,7 +527,7 @@ impl Sim {
             let ctx = |e: String| format!("executor {id}: {e}");
             let report = log.check().map_err(ctx)?;
             log.reads(self.served.get(&id).unwrap_or(&no_reads)).map_err(ctx)?;
-            if report != recorded {
+            if *report != **recorded {
                 return Err(ctx("the worker recorded another report than the executor sent".into()));
             }
             for (key, value) in &report.values_read {

@@ -70,7 +70,7 @@ impl Fuzzer for WorkerFuzzer {
             let timestamp = unfinished.swap_remove(case.rng.index(unfinished.len()));
             let report = common::report(&mut case.rng, timestamp);
             let sender = executor_id(&case.id, timestamp);
-            let trigger = case.message(sender.clone(), Message::ExecutorFinished(report));
+            let trigger = case.message(sender.clone(), Message::ExecutorFinished(report.into()));
             case.deliver(stats, &sender, &trigger)?;
         }
         if case.worker.env.local.read_watermark != count {
@@ -97,7 +97,7 @@ struct Model {
     next: Timestamp,
     txs: BTreeMap<Timestamp, Tx>,
     watermark: Timestamp,
-    finished: BTreeMap<Timestamp, ExecutorFinished>,
+    finished: BTreeMap<Timestamp, std::sync::Arc<ExecutorFinished>>,
     /// The read watermark last sent.
     read_watermark: Timestamp,
     dropped: u64,
@@ -158,7 +158,7 @@ impl Case {
                 for shard in &owners {
                     let payload = Message::KvsAcquireLock {
                         timestamp,
-                        keys: part(&keys, &self.shards, shard),
+                        keys: Box::new(part(&keys, &self.shards, shard)),
                         worker: self.id.clone(),
                         executor: executor_id(&self.id, timestamp),
                     };
@@ -265,7 +265,7 @@ impl Case {
                     self.rng.bytes(n)
                 };
                 let resubmission = if self.rng.chance(10) { Some(timestamp) } else { None };
-                (issuer, Message::TransactionRequest { executable, keys, resubmission })
+                (issuer, Message::TransactionRequest { executable, keys: Box::new(keys), resubmission })
             }
             25..=59 => {
                 // From a shard that owes it, another shard, or a stranger.
@@ -287,7 +287,7 @@ impl Case {
                     2 => executor_id(&self.id, timestamp.wrapping_add(1)),
                     _ => stranger(&mut self.rng),
                 };
-                (sender, Message::ExecutorFinished(report))
+                (sender, Message::ExecutorFinished(report.into()))
             }
             80..=94 => {
                 let mut payload = common::any_message(&mut self.rng, &self.universe, timestamp);

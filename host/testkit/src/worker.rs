@@ -87,7 +87,7 @@ pub struct WorkerState {
     pub read_watermark: Timestamp,
     /// Each finished transaction's report, by timestamp; the first from
     /// its executor's real id counts.
-    pub finished: BTreeMap<Timestamp, ExecutorFinished>,
+    pub finished: BTreeMap<Timestamp, Arc<ExecutorFinished>>,
     /// Messages dropped (unknown acknowledgements, reports from impostors).
     pub dropped: u64,
 }
@@ -112,7 +112,7 @@ pub enum WorkerAction {
         shard: EngineId,
     },
     /// An executor's report, from its real id.
-    Finished(ExecutorFinished),
+    Finished(Arc<ExecutorFinished>),
     /// Anything else: dropped and counted.
     Drop,
 }
@@ -192,8 +192,12 @@ impl Behaviour for Worker {
                 state.waiting.insert(timestamp, per_shard.keys().cloned().collect());
                 let executor = executor_id(me, timestamp);
                 for (shard, keys) in per_shard {
-                    let payload =
-                        Message::KvsAcquireLock { timestamp, keys, worker: me.clone(), executor: executor.clone() };
+                    let payload = Message::KvsAcquireLock {
+                        timestamp,
+                        keys: Box::new(keys),
+                        worker: me.clone(),
+                        executor: executor.clone(),
+                    };
                     send(&mut effect, shard, payload);
                 }
                 if state.waiting.get(&timestamp).is_some_and(BTreeSet::is_empty) {

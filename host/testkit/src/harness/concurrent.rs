@@ -4,7 +4,7 @@
 //! [`submit`] the workload, [`settle`] until nothing moves, [`collect`]
 //! what happened.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,30 +25,95 @@ use crate::worker::{SpawnExecutor, Worker, WorkerConfig};
 struct Network {
     runtimes: OnceLock<Runtimes>,
     /// Reports reaching the client, with when they arrived.
-    reports: Mutex<Vec<(ExecutorFinished, Instant)>>,
+    reports: Mutex<Vec<(Arc<ExecutorFinished>, Instant)>>,
     notify: tokio::sync::Notify,
 }
 
 struct Runtimes {
-    shards: HashMap<EngineId, RuntimeHandle<Shard>>,
+    shards: Vec<(EngineId, RuntimeHandle<Shard>)>,
     worker: RuntimeHandle<Worker>,
     executors: ExecutorHost,
+    worker_id: EngineId,
+    client_id: EngineId,
+}
+
+/// Where an envelope goes in a concurrent run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    Shard(usize),
+    Worker,
+    Client,
+    Executors,
+}
+
+impl Network {
+    fn destination(runtimes: &Runtimes, target: &EngineId) -> Destination {
+        if let Some(index) = runtimes.shards.iter().position(|(id, _)| id == target) {
+            Destination::Shard(index)
+        } else if *target == runtimes.worker_id {
+            Destination::Worker
+        } else if *target == runtimes.client_id {
+            Destination::Client
+        } else {
+            Destination::Executors
+        }
+    }
+
+    fn report(&self, envelopes: impl IntoIterator<Item = Envelope<Message>>) {
+        let now = Instant::now();
+        let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        for envelope in envelopes {
+            if let Message::ExecutorFinished(report) = envelope.payload {
+                reports.push((report, now));
+            }
+        }
+        drop(reports);
+        self.notify.notify_one();
+    }
+
+    /// Hands `envelopes`, all for `destination`, to it in one go.
+    fn forward(&self, runtimes: &Runtimes, destination: Destination, envelopes: Vec<Envelope<Message>>) {
+        match destination {
+            Destination::Shard(index) => {
+                if let Some((_, shard)) = runtimes.shards.get(index) {
+                    shard.try_deliver_all(envelopes);
+                }
+            }
+            Destination::Worker => {
+                runtimes.worker.try_deliver_all(envelopes);
+            }
+            Destination::Client => self.report(envelopes),
+            Destination::Executors => {
+                runtimes.executors.try_deliver_all(envelopes);
+            }
+        }
+    }
 }
 
 impl Router<Message> for Network {
     fn route(&self, envelope: Envelope<Message>) {
         let Some(runtimes) = self.runtimes.get() else { return };
-        if let Some(shard) = runtimes.shards.get(&envelope.target) {
-            shard.try_deliver(envelope);
-        } else if envelope.target == worker_id() {
-            runtimes.worker.try_deliver(envelope);
-        } else if envelope.target == client_id() {
-            if let Message::ExecutorFinished(report) = envelope.payload {
-                self.reports.lock().unwrap_or_else(PoisonError::into_inner).push((report, Instant::now()));
-                self.notify.notify_one();
+        let destination = Self::destination(runtimes, &envelope.target);
+        self.forward(runtimes, destination, vec![envelope]);
+    }
+
+    /// One delivery per destination per turn of the sending runtime, each
+    /// destination's envelopes in the order sent.
+    fn route_all(&self, batch: &mut Vec<Envelope<Message>>) {
+        let Some(runtimes) = self.runtimes.get() else {
+            batch.clear();
+            return;
+        };
+        let mut by_destination: Vec<(Destination, Vec<Envelope<Message>>)> = Vec::new();
+        for envelope in batch.drain(..) {
+            let destination = Self::destination(runtimes, &envelope.target);
+            match by_destination.iter_mut().find(|(d, _)| *d == destination) {
+                Some((_, envelopes)) => envelopes.push(envelope),
+                None => by_destination.push((destination, vec![envelope])),
             }
-        } else {
-            runtimes.executors.try_deliver(envelope);
+        }
+        for (destination, envelopes) in by_destination {
+            self.forward(runtimes, destination, envelopes);
         }
     }
 }
@@ -61,8 +126,13 @@ struct SpawnOnHost {
 
 impl Spawner<SpawnExecutor> for SpawnOnHost {
     fn spawn(&self, request: SpawnExecutor) {
+        self.spawn_all(&mut vec![request]);
+    }
+
+    fn spawn_all(&self, requests: &mut Vec<SpawnExecutor>) {
+        let txs = requests.drain(..).map(|request| transaction(request, &self.program));
         if let Some(runtimes) = self.network.runtimes.get()
-            && let Err(error) = runtimes.executors.try_spawn(transaction(request, &self.program))
+            && let Err(error) = runtimes.executors.try_spawn_all(txs)
         {
             tracing::error!(%error, "could not spawn an executor");
         }
@@ -98,13 +168,13 @@ async fn wire(
     // Unbounded inboxes: a router must never wait on another runtime.
     let config = RuntimeConfig { inbox: Inbox::Unbounded, execution: Execution::Inline, ..RuntimeConfig::default() };
     let mut initial = shard_initial(&shard_map, &workload.initial);
-    let mut shards = HashMap::new();
+    let mut shards = Vec::new();
     for id in shard_map.all() {
         let handle = runtime::start::<Shard>(config.clone(), router.clone(), None);
         handle
             .spawn(Shard::serving(id.clone(), worker_id(), initial.remove(id).unwrap_or_default()), Vec::new())
             .await?;
-        shards.insert(id.clone(), handle);
+        shards.push((id.clone(), handle));
     }
     let spawner = Arc::new(SpawnOnHost { network: network.clone(), program });
     let worker = runtime::start::<Worker>(config, router.clone(), Some(spawner));
@@ -121,7 +191,8 @@ async fn wire(
         ..HostConfig::default()
     };
     let executors = ExecutorHost::start(host_config, shard_map, router);
-    if network.runtimes.set(Runtimes { shards, worker, executors }).is_err() {
+    let runtimes = Runtimes { shards, worker, executors, worker_id: worker_id(), client_id: client_id() };
+    if network.runtimes.set(runtimes).is_err() {
         return Err(HarnessError::Stuck("network already wired".into()));
     }
     Ok(network)
@@ -160,7 +231,7 @@ fn stall_limit(options: &ExecutorOptions) -> Duration {
 /// Triggers handled by every runtime, and reports received: what moves
 /// while a run makes progress.
 fn progress(network: &Network, runtimes: &Runtimes) -> (u64, usize) {
-    let handled = runtimes.shards.values().map(|s| s.metrics().handled()).sum::<u64>()
+    let handled = runtimes.shards.iter().map(|(_, s)| s.metrics().handled()).sum::<u64>()
         + runtimes.worker.metrics().handled()
         + runtimes.executors.runtime_metrics().handled();
     (handled, network.reports.lock().unwrap_or_else(PoisonError::into_inner).len())
@@ -192,7 +263,7 @@ async fn settle(network: &Network, runtimes: &Runtimes, expected: usize, stall: 
     }
     loop {
         let before = progress(network, runtimes).0;
-        for shard in runtimes.shards.values() {
+        for (_, shard) in &runtimes.shards {
             shard.idle().await?;
         }
         runtimes.worker.idle().await?;

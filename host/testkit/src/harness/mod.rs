@@ -217,7 +217,7 @@ fn requests(workload: &Workload) -> impl Iterator<Item = Envelope<Message>> + '_
     workload.transactions.iter().map(|tx| {
         let request = Message::TransactionRequest {
             executable: tx.executable.clone(),
-            keys: tx.keys.clone(),
+            keys: Box::new(tx.keys.clone()),
             resubmission: None,
         };
         Envelope::new(client_id(), worker_id(), request)
@@ -331,7 +331,7 @@ pub fn finished_transactions(worker: &WorkerState) -> Vec<TxOutcome> {
             worker.finished.get(ts).map(|finished| TxOutcome {
                 timestamp: *ts,
                 tx: TxSpec { executable: tx.executable.clone(), keys: tx.keys.clone() },
-                finished: finished.clone(),
+                finished: ExecutorFinished::clone(finished),
             })
         })
         .collect()
