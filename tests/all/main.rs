@@ -2,6 +2,9 @@
 //!
 //! - `support`: shared helpers (loading guests, driving a transaction).
 //! - `guests`: the example executor functions, wasm against native.
+//! - `c_guest`: the counter written in C against wit-bindgen's C bindings,
+//!   built with clang at test time: imports nothing, and runs as the Rust
+//!   counter does (skipped without the C toolchain, except under CI).
 //! - `sandbox`: loading and validation, hostile guests, limits, gas.
 //! - `determinism`: same inputs give the same outputs and gas everywhere.
 //! - `cli`: the `executor-host` binary.
@@ -27,6 +30,7 @@
 // Tests and their helpers: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod c_guest;
 mod cli;
 mod cli_options;
 mod determinism;

@@ -1,5 +1,5 @@
-//! Building executor guests: the one home of the two steps that turn a guest
-//! crate into an executor component.
+//! Building executor guests: the one home of the steps that turn a guest
+//! into an executor component.
 //!
 //! 1. [`GuestBuild`] runs cargo for `wasm32-unknown-unknown` on the guest
 //!    crates you select and returns the core modules it built
@@ -8,6 +8,9 @@
 //! 2. [`componentize`] (or [`CoreModule::componentize`]) turns a core module
 //!    into a component with `wit-component`, using the component type that
 //!    `executor_guest::export_executor!` embeds in it.
+//! 3. [`c`]: the same for a guest written in C, against the bindings
+//!    wit-bindgen's C generator writes from the WIT: generating them,
+//!    compiling with clang for wasm32, then the same [`componentize`].
 //!
 //! Both the `executor-host build` command and the build script of
 //! `guest-artifacts` (every guest, for the tests) use this crate, so the
@@ -30,6 +33,8 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+
+pub mod c;
 
 /// The target guests are compiled for.
 pub const TARGET: &str = "wasm32-unknown-unknown";
@@ -86,11 +91,44 @@ pub enum Error {
     #[error("not a valid core wasm module")]
     InvalidModule(#[source] BoxError),
     /// The module has no `component-type` custom section.
-    #[error("the module carries no component type: does it call `executor_guest::export_executor!`?")]
+    #[error(
+        "the module carries no component type: does it call `executor_guest::export_executor!`? \
+         (A C guest links the bindings' `executor_component_type.o`.)"
+    )]
     NoComponentType,
     /// `wit-component` could not turn the module into a valid component.
     #[error("turning the module into a component")]
     Encode(#[source] BoxError),
+    /// A file could not be written.
+    #[error("writing {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The C bindings could not be generated from the WIT.
+    #[error("generating C bindings from {}", wit.display())]
+    Bindings {
+        wit: PathBuf,
+        #[source]
+        source: BoxError,
+    },
+    /// Clang could not be started.
+    #[error("could not run {}", program.to_string_lossy())]
+    SpawnClang {
+        program: OsString,
+        #[source]
+        source: io::Error,
+    },
+    /// Clang ran and failed.
+    #[error("compiling the C guest failed ({status}):\n{diagnostics}")]
+    Compile { status: ExitStatus, diagnostics: String },
+    /// [`c::Clang::probe`]: this clang cannot build a wasm32 guest.
+    #[error(
+        "no C toolchain for wasm32 guests (clang, lld's wasm-ld, wasi-libc, compiler-rt's wasm32 builtins; \
+         `tools/install-test-deps` installs them): {reason}"
+    )]
+    NoCToolchain { reason: String },
 }
 
 /// The cause `wit-component` reports (an `anyhow::Error`, chain kept).
@@ -115,6 +153,12 @@ pub fn componentize(core_module: &[u8]) -> Result<Vec<u8>, Error> {
         .validate(true)
         .encode()
         .map_err(|e| Error::Encode(e.into()))
+}
+
+/// Reads a core module from a file and [`componentize`]s it.
+pub fn componentize_file(path: &Path) -> Result<Vec<u8>, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    componentize(&bytes)
 }
 
 /// A nested `cargo build --target wasm32-unknown-unknown` of guest crates.
@@ -327,8 +371,7 @@ pub struct CoreModule {
 impl CoreModule {
     /// Reads the module and [`componentize`]s it.
     pub fn componentize(&self) -> Result<Vec<u8>, Error> {
-        let bytes = std::fs::read(&self.path).map_err(|source| Error::Read { path: self.path.clone(), source })?;
-        componentize(&bytes)
+        componentize_file(&self.path)
     }
 }
 
