@@ -3,6 +3,10 @@
 //! - `support`: shared helpers (loading guests, driving a transaction).
 //! - `guests`: the example executor functions, wasm against native.
 //! - `sandbox`: loading and validation, hostile guests, limits, gas.
+//! - `debug_world`: debug builds (`executor-debug`, importing `log`):
+//!   refused in production, bounded and paid for in a dev sandbox, their
+//!   lines in `ExecutorFinished`.
+//! - `step_trace`: the per-step trace option.
 //! - `determinism`: same inputs give the same outputs and gas everywhere.
 //! - `cli`: the `executor-host` binary.
 //! - `cli_options`: the binary as operators and CI use it: configuration
@@ -29,6 +33,7 @@
 
 mod cli;
 mod cli_options;
+mod debug_world;
 mod determinism;
 mod executor;
 mod executor_props;
@@ -42,5 +47,6 @@ mod oracle;
 mod sandbox;
 mod scripted;
 mod shard;
+mod step_trace;
 mod support;
 mod worker;
