@@ -555,7 +555,8 @@ fn deploy_and_check_refuse_a_debug_build() {
     // No configuration file turns dev mode on (for `serve` say): it is a
     // flag of one run, not a setting.
     let config = write(dir.path(), "dev.toml", "[sandbox]\ndev = true\n");
-    let deploy = cli_in(dir.path(), &["--config", &config, "deploy", guest_artifacts::HOSTILE_DEBUG, "--name", "d"], &[]);
+    let deploy =
+        cli_in(dir.path(), &["--config", &config, "deploy", guest_artifacts::HOSTILE_DEBUG, "--name", "d"], &[]);
     assert!(deploy.refused("sandbox.dev: unknown field `dev`"), "{}", deploy.stderr);
 }
 

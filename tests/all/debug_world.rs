@@ -59,22 +59,6 @@ fn an_artifact_a_dev_sandbox_kept_does_not_admit_a_debug_build_in_production() {
     assert!(!production.load_cached(&transfer, &artifacts).unwrap().is_debug_build());
 }
 
-/// The production world's components import nothing; the debug build of
-/// the same guest imports `log` and nothing else.
-#[test]
-fn release_builds_import_nothing_and_the_debug_build_only_log() {
-    for (name, path) in guest_artifacts::ALL {
-        let info = sandbox().inspect(&bytes(path)).unwrap();
-        let imports: Vec<&str> = info.imports.iter().map(|(name, _)| name.as_str()).collect();
-        match *name {
-            "HOSTILE_DEBUG" => assert_eq!(imports, ["log"], "{name}"),
-            // Built to import something forbidden.
-            "WASI_IMPORT" => assert_eq!(imports, ["wasi:random/random@0.2.0"], "{name}"),
-            _ => assert!(imports.is_empty(), "{name}: {imports:?}"),
-        }
-    }
-}
-
 #[test]
 fn a_dev_sandbox_returns_what_each_call_logged() {
     let program = debug_hostile();
