@@ -204,7 +204,8 @@ async fn interrupted() {
 }
 
 fn executors_config(guest: &GuestArgs, config: &Config) -> Result<ExecutorsConfig> {
-    let program: Arc<dyn Program> = crate::program(guest, config)?;
+    // A production host: `serve` has no `--dev`, so a debug build is refused.
+    let program: Arc<dyn Program> = crate::program(guest, config, false)?;
     Ok(ExecutorsConfig {
         program,
         host: HostConfig { executor: config.executor.clone(), ..HostConfig::default() },

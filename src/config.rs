@@ -157,7 +157,7 @@ fn comment(path: &str) -> Option<&'static str> {
         }
         "executor" => {
             "# [executor]: every transaction (ExecutorOptions): write_mode = \"streaming\" | \"atomic\", \
-             access_mode = \"strict\" | \"lenient\"."
+             access_mode = \"strict\" | \"lenient\"; step_trace = true records every step (`run` prints it)."
         }
         "host" => "# [host]: how `run` delivers messages, and the module store (relative to the current directory).",
         "nats" => {

@@ -80,8 +80,14 @@ enum Cmd {
         /// defined there. Without it, the profile `guest` is set up for a
         /// compact component (opt-level 3, lto, one codegen unit, panic
         /// abort, stripped; overriding any `[profile.guest]` of the crate).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dev")]
         profile: Option<String>,
+        /// Build the debug variant: the `dev` profile, whose debug
+        /// assertions make the SDK target the `executor-debug` world
+        /// (`debug!` lines and panic messages reach the host through `log`).
+        /// Only `run --dev` runs it; it cannot be deployed.
+        #[arg(long)]
+        dev: bool,
         /// Where to write the component (default: `<crate>.wasm` here).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -199,6 +205,17 @@ struct RunArgs {
     /// Exit with status 1 when any transaction failed (for CI).
     #[arg(long)]
     fail_on_failure: bool,
+    /// Dev mode: also run debug builds (`build --dev`: components that
+    /// import `log`), and show what they log per transaction (at most 64
+    /// lines, each cut at 512 bytes, its bytes charged as gas).
+    #[arg(long)]
+    dev: bool,
+    /// Record every step of every transaction (the key it was fed, its gas,
+    /// its requests, whether it halted) and print them with the
+    /// transaction in the JSON report (the option `step_trace`, over the
+    /// configuration file's and the scenario's).
+    #[arg(long)]
+    step_trace: bool,
     /// Recording mode: run each transaction with access unrestricted, one
     /// after another, and print the key sets it needs (declared eager
     /// keys, other reads as lazy, writes as will) instead of running the
@@ -250,6 +267,10 @@ enum NativeExample {
     Counter,
     Nockma,
 }
+
+/// The profile `build --dev` builds with: cargo's own, with debug
+/// assertions, so the SDK targets the `executor-debug` world.
+const DEV_PROFILE: &str = "dev";
 
 /// What `build` sets up as the profile `guest` when no `--profile` is
 /// given: the workspace's `[profile.guest]`, as cargo `--config` overrides
@@ -330,8 +351,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Cmd::Check { file, output } => check(&file, &config, output.resolve())?,
-        Cmd::Build { manifest_path, package, profile, output } => {
-            build(manifest_path.as_deref(), package.as_deref(), profile.as_deref(), output, &config)?
+        Cmd::Build { manifest_path, package, profile, dev, output } => {
+            let profile = if dev { Some(DEV_PROFILE) } else { profile.as_deref() };
+            build(manifest_path.as_deref(), package.as_deref(), profile, dev, output, &config)?
         }
         Cmd::New { dir, repo } => {
             let name = scaffold::new(&dir, repo)?;
@@ -384,6 +406,13 @@ fn man_page(subcommand: Option<&str>) -> Result<String> {
 
 fn sandbox(config: &Config) -> Result<Sandbox> {
     Sandbox::new(config.sandbox.clone()).context("setting up the sandbox ([sandbox] of the configuration)")
+}
+
+/// The sandbox of `run --dev` and `build --dev`: the configured one, in
+/// dev mode (which no configuration file can set).
+fn dev_sandbox(config: &Config) -> Result<Sandbox> {
+    let dev = executor_host::SandboxConfig { dev: true, ..config.sandbox.clone() };
+    Sandbox::new(dev).context("setting up the sandbox ([sandbox] of the configuration)")
 }
 
 /// Opens the module store at `path`, creating the directory if `create`.
@@ -480,8 +509,9 @@ fn record(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The program `--guest` or `--native` names.
-fn program(args: &GuestArgs, config: &Config) -> Result<Arc<dyn Program>> {
+/// The program `--guest` or `--native` names; with `dev`, a debug build
+/// is accepted (a native program is what it is).
+fn program(args: &GuestArgs, config: &Config, dev: bool) -> Result<Arc<dyn Program>> {
     let limits = config.sandbox.limits.clone();
     Ok(match (args.native, args.guest.as_deref()) {
         (Some(NativeExample::Transfer), _) => Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(limits)),
@@ -489,7 +519,8 @@ fn program(args: &GuestArgs, config: &Config) -> Result<Arc<dyn Program>> {
         (Some(NativeExample::Nockma), _) => Arc::new(NativeProgram::<nockma_guest::NockmaFunction>::new(limits)),
         (None, Some(guest)) => {
             let store = args.store.store.clone().unwrap_or_else(|| config.host.store.clone());
-            Arc::new(load_guest(&sandbox(config)?, guest, &store)?)
+            let sandbox = if dev { dev_sandbox(config)? } else { sandbox(config)? };
+            Arc::new(load_guest(&sandbox, guest, &store)?)
         }
         (None, None) => bail!("name a --guest or a --native example"),
     })
@@ -522,6 +553,7 @@ fn build(
     manifest: Option<&Path>,
     package: Option<&str>,
     profile: Option<&str>,
+    dev: bool,
     output: Option<PathBuf>,
     config: &Config,
 ) -> Result<()> {
@@ -542,10 +574,19 @@ fn build(
     tracing::info!(profile = profile.unwrap_or(COMPACT_PROFILE), "building the guest");
     let module = guest.run()?.single().context("pick the guest crate with --package")?;
     let component = module.componentize()?;
-    sandbox(config)?.load(&component).context("the built component is not a valid executor")?;
+    let checked = if dev { dev_sandbox(config)?.load(&component) } else { sandbox(config)?.load(&component) };
+    match checked {
+        Err(executor_host::LoadError::DebugBuild) => bail!(
+            "the profile `{}` builds a debug component (its debug assertions are on, so the SDK targets the \
+             `executor-debug` world): pass --dev to build one on purpose, or pick a profile without debug assertions",
+            profile.unwrap_or(COMPACT_PROFILE)
+        ),
+        checked => checked.context("the built component is not a valid executor")?,
+    };
     let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.wasm", module.package)));
     std::fs::write(&output, &component).with_context(|| format!("writing {}", output.display()))?;
-    emit(&format!("built {} ({} bytes)\n", output.display(), component.len()))
+    let note = if dev { ", a debug build: run it with `run --dev`" } else { "" };
+    emit(&format!("built {} ({} bytes{note})\n", output.display(), component.len()))
 }
 
 fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
@@ -555,9 +596,10 @@ fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
     let path = &args.scenario;
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let scenario = Scenario::from_json(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
-    let options = config::executor_options(&config.executor, &text, args.gas_limit)
+    let mut options = config::executor_options(&config.executor, &text, args.gas_limit)
         .with_context(|| format!("{} is not a valid scenario", path.display()))?;
-    let program = program(&args.guest, config)?;
+    options.step_trace |= args.step_trace;
+    let program = program(&args.guest, config, args.dev)?;
     if args.record {
         return record(&scenario, &text, program.as_ref(), &options, &args);
     }

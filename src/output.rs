@@ -65,11 +65,13 @@ impl<'a> RunOutput<'a> {
     }
 }
 
-/// One line per failed transaction, then the summary table (last, so
-/// that it stays on screen after a long list).
+/// What debug builds logged (`run --dev`), then one line per failed
+/// transaction, then the summary table (last, so that it stays on screen
+/// after a long list). The step trace is in the JSON report only.
 impl fmt::Display for RunOutput<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let report = self.report;
+        guest_log(f, report)?;
         if report.failed > 0 {
             writeln!(f, "failed transactions (timestamp, reason):")?;
             for tx in report.transactions.iter().filter(|tx| !tx.success) {
@@ -97,6 +99,37 @@ impl fmt::Display for RunOutput<'_> {
         row(f, "wall time", &format!("{:.3} s", self.seconds))?;
         row(f, "throughput", &format!("{:.0} tx/s", self.tx_per_second))
     }
+}
+
+/// Each transaction's log lines, under its timestamp, a line that spans
+/// several (a panic message) indented below it.
+fn guest_log(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
+    let logged: Vec<_> = report.transactions.iter().filter(|tx| !tx.log.is_empty()).collect();
+    if logged.is_empty() {
+        return Ok(());
+    }
+    writeln!(f, "guest log (timestamp, line):")?;
+    for tx in logged {
+        for line in &tx.log.lines {
+            for (part, text) in line.split('\n').enumerate() {
+                if part == 0 {
+                    writeln!(f, "{:>10}  {text}", tx.timestamp)?;
+                } else {
+                    writeln!(f, "{:>10}  {text}", "")?;
+                }
+            }
+        }
+        if tx.log.dropped > 0 {
+            writeln!(
+                f,
+                "{:>10}  ({} more lines dropped: at most {} per transaction)",
+                tx.timestamp,
+                tx.log.dropped,
+                executor_host::LOG_LINES
+            )?;
+        }
+    }
+    writeln!(f)
 }
 
 /// One deployed module in `list`'s JSON.

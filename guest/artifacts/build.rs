@@ -5,25 +5,40 @@
 //! directories to watch come from what cargo reports it compiled.
 
 use anyhow::{Context, Result};
-use executor_guest_build::{GuestBuild, TargetKind};
+use executor_guest_build::{CoreModule, GuestBuild, TargetKind};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::{env, fs};
 
 /// The profile guests are built with (root `Cargo.toml`).
 const PROFILE: &str = "guest";
 
+/// What makes a build a debug build: the SDK picks the `executor-debug`
+/// world when it is compiled with debug assertions (what `executor-host
+/// build --dev` gets from the `dev` profile). Turning them on for the SDK
+/// alone, in the same profile and target directory, gives that world
+/// without compiling every dependency and proc macro a second time for
+/// another profile: only the SDK and the guest are compiled again.
+const DEBUG_SDK: &str = "profile.guest.package.executor-guest.debug-assertions=true";
+
 /// One guest: its name (snake case: the constant is its upper case, and the
 /// test `foreach_guest!` asks for is a function of this name), its package,
-/// and the target it is (for an example, the example named `name`).
+/// the target it is (for an example, the example named `name`), and
+/// whether it is a debug build (which imports `log`).
 struct Guest {
     name: &'static str,
     package: &'static str,
     kind: TargetKind,
+    debug: bool,
 }
 
 const fn guest(name: &'static str, package: &'static str, kind: TargetKind) -> Guest {
-    Guest { name, package, kind }
+    Guest { name, package, kind, debug: false }
+}
+
+/// A debug build of a guest's library.
+const fn debug_guest(name: &'static str, package: &'static str) -> Guest {
+    Guest { name, package, kind: TargetKind::Lib, debug: true }
 }
 
 const GUESTS: &[Guest] = &[
@@ -34,6 +49,8 @@ const GUESTS: &[Guest] = &[
     // Components that are wrong in shape rather than in behaviour.
     guest("wrong_world", "hostile-guests", TargetKind::Example),
     guest("wasi_import", "hostile-guests", TargetKind::Example),
+    // The `executor-debug` world: its logging modes log, its panics say why.
+    debug_guest("hostile_debug", "hostile-guests"),
 ];
 
 impl Guest {
@@ -55,46 +72,31 @@ fn main() -> Result<()> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../..").canonicalize()?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
-    // Its own target directory: the outer build holds the lock on its own.
-    let built = GuestBuild::new(PROFILE)
-        .current_dir(&root)
-        .packages(GUESTS.iter().map(|g| g.package))
-        .examples()
-        .target_dir(out_dir.join("target"))
-        .run()
-        .context("building the guests")?;
-    // Every local package the guests were compiled from, the SDK included,
-    // and what configures the build.
-    for dir in &built.package_dirs {
-        println!("cargo::rerun-if-changed={}", dir.display());
+    let mut generated = String::new();
+    // Release builds first, then debug builds: one cargo run each, since a
+    // profile override applies to every package a run builds. Both share
+    // one target directory of their own (the outer build holds the lock on
+    // its own).
+    for debug in [false, true] {
+        let guests: Vec<&Guest> = GUESTS.iter().filter(|g| g.debug == debug).collect();
+        let mut build = GuestBuild::new(PROFILE)
+            .current_dir(&root)
+            .packages(guests.iter().map(|g| g.package))
+            .target_dir(out_dir.join("target"));
+        build = if debug { build.cargo_config(DEBUG_SDK) } else { build.examples() };
+        let built = build.run().with_context(|| format!("building the guests (debug: {debug})"))?;
+        // Every local package the guests were compiled from, the SDK
+        // included.
+        for dir in &built.package_dirs {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
+        for guest in guests {
+            write_guest(guest, &built.modules, &out_dir, &mut generated)?;
+        }
     }
+    // And what configures the build.
     for file in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo::rerun-if-changed={}", root.join(file).display());
-    }
-
-    let mut generated = String::new();
-    for guest in GUESTS {
-        let (name, constant, target) = (guest.name, guest.constant(), guest.target());
-        let module = built
-            .modules
-            .iter()
-            .find(|m| m.package == guest.package && m.kind == guest.kind && m.target == target)
-            .with_context(|| format!("cargo built no cdylib `{target}` ({:?}) of {}", guest.kind, guest.package))?;
-        let component = module.componentize().with_context(|| format!("componentizing {}", module.path.display()))?;
-        let path = out_dir.join(format!("{name}.component.wasm"));
-        fs::write(&path, component).with_context(|| format!("writing {}", path.display()))?;
-        writeln!(
-            generated,
-            "/// The `{name}` guest (`{}`), as a component.\npub const {constant}: &str = {:?};",
-            guest.package,
-            path.display().to_string()
-        )?;
-        writeln!(
-            generated,
-            "/// The `{name}` guest as a core module (not a component): hosts must reject it.\n\
-             pub const {constant}_CORE: &str = {:?};",
-            module.path.display().to_string()
-        )?;
     }
 
     generated += "/// Every component built here, by constant name.\npub const ALL: &[(&str, &str)] = &[\n";
@@ -118,5 +120,37 @@ macro_rules! foreach_guest {
     generated += "    };\n}\n";
 
     fs::write(out_dir.join("artifacts.rs"), generated)?;
+    Ok(())
+}
+
+/// Componentizes `guest`'s module among `modules`, writes the component and
+/// a copy of the core module to `out_dir`, and their constants to
+/// `generated`. The core module is copied because a later cargo run (the
+/// debug builds) writes over the file cargo reports for a package it
+/// builds again.
+fn write_guest(guest: &Guest, modules: &[CoreModule], out_dir: &Path, generated: &mut String) -> Result<()> {
+    let (name, constant, target) = (guest.name, guest.constant(), guest.target());
+    let module = modules
+        .iter()
+        .find(|m| m.package == guest.package && m.kind == guest.kind && m.target == target)
+        .with_context(|| format!("cargo built no cdylib `{target}` ({:?}) of {}", guest.kind, guest.package))?;
+    let component = module.componentize().with_context(|| format!("componentizing {}", module.path.display()))?;
+    let path = out_dir.join(format!("{name}.component.wasm"));
+    fs::write(&path, component).with_context(|| format!("writing {}", path.display()))?;
+    let core = out_dir.join(format!("{name}.core.wasm"));
+    fs::copy(&module.path, &core).with_context(|| format!("copying {}", module.path.display()))?;
+    let build = if guest.debug { "debug build" } else { "release build" };
+    writeln!(
+        generated,
+        "/// The `{name}` guest (`{}`, {build}), as a component.\npub const {constant}: &str = {:?};",
+        guest.package,
+        path.display().to_string()
+    )?;
+    writeln!(
+        generated,
+        "/// The `{name}` guest as a core module (not a component): hosts must reject it.\n\
+         pub const {constant}_CORE: &str = {:?};",
+        core.display().to_string()
+    )?;
     Ok(())
 }

@@ -11,7 +11,9 @@
 //! - cleanup is computed after the final step, and covers every declared
 //!   key on every path (will-writes and failures too);
 //! - `ExecutorFinished` is complete (final step included, each key once,
-//!   failure reason, gas) and goes to both the worker and the issuer;
+//!   failure reason, gas; a debug build's log lines, and with
+//!   [`ExecutorOptions::step_trace`] every step) and goes to both the
+//!   worker and the issuer;
 //! - messages leave in the order the step emitted them;
 //! - undeclared access fails the transaction ([`AccessMode::Strict`]) or is
 //!   only reported ([`AccessMode::Lenient`]), and is never sent;
@@ -47,6 +49,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::{Diagnostics, GuestLog, StepTrace};
 use crate::engine::{
     Admission, Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Timer, TimerOp, Trigger,
 };
@@ -110,6 +113,11 @@ pub struct ExecutorOptions {
     /// executor or re-run one elsewhere (NATS); `None` in process. By
     /// default `None`. A zero period re-asks every millisecond.
     pub resend: Option<Duration>,
+    /// Record every step (the key it was fed, its gas, its requests,
+    /// whether it halted) in `ExecutorFinished`'s
+    /// [`diagnostics`](ExecutorFinished::diagnostics), for debugging a
+    /// guest. Off, nothing more is allocated per step. By default off.
+    pub step_trace: bool,
 }
 
 impl Default for ExecutorOptions {
@@ -121,6 +129,7 @@ impl Default for ExecutorOptions {
             write_mode: WriteMode::Streaming,
             access_mode: AccessMode::Strict,
             resend: None,
+            step_trace: false,
         }
     }
 }
@@ -296,6 +305,11 @@ pub struct ExecutorState {
     pub gas_used: u64,
     /// Whether `ExecutorFinished` was sent; later triggers are dropped.
     pub finished: bool,
+    /// What a debug build logged so far (bounded; empty outside dev
+    /// sandboxes).
+    pub log: GuestLog,
+    /// Each step so far, with [`ExecutorOptions::step_trace`] only.
+    pub steps: Vec<StepTrace>,
 }
 
 /// The executor's timers.
@@ -602,8 +616,13 @@ impl Turn<'_> {
             .unwrap_or_else(|panic| StepReport {
                 result: Err(Failure::Host { message: format!("the program panicked: {}", panic_message(&*panic)) }),
                 gas_used: 0,
+                log: GuestLog::default(),
             });
         self.state.gas_used = self.state.gas_used.saturating_add(report.gas_used);
+        if config.shared.options.step_trace {
+            self.state.steps.push(StepTrace::of(input.as_ref(), &report));
+        }
+        self.state.log.append(report.log);
         if let Some(Input { key, datum }) = input {
             self.state.reads.push((key, datum));
         }
@@ -727,6 +746,10 @@ impl Turn<'_> {
             values_written: written,
             failure,
             gas_used: self.state.gas_used,
+            diagnostics: Diagnostics {
+                log: std::mem::take(&mut self.state.log),
+                steps: std::mem::take(&mut self.state.steps),
+            },
         };
         let finished = Arc::new(finished);
         if config.tx.issuer != config.tx.worker {

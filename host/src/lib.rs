@@ -19,6 +19,8 @@
 //!   timers, a router, a thread pool for guest calls;
 //! - `messages`: the protocol; `program`: the executor function as the
 //!   host calls it, one metered step ([`Program`], [`Failure`]);
+//! - `diagnostics`: a debug build's log lines ([`GuestLog`]) and the step
+//!   trace ([`StepTrace`]), for people debugging a guest;
 //! - `wasm`: the sandbox ([`Sandbox`], [`WasmProgram`]);
 //! - `executor`: the Executor Engine with nspec's defects fixed;
 //! - `embed`: the embedding API ([`ExecutorHost`]);
@@ -30,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+mod diagnostics;
 mod embed;
 pub mod engine;
 mod executor;
@@ -39,6 +42,9 @@ mod program;
 pub mod runtime;
 mod wasm;
 
+pub use diagnostics::{
+    Diagnostics, GuestLog, LOG_GAS_PER_BYTE, LOG_GAS_PER_LINE, LOG_LINE_BYTES, LOG_LINES, StepTrace, TracedRequest,
+};
 pub use embed::{ExecutorHost, HostConfig};
 pub use engine::{EngineId, Envelope, Time};
 pub use executor::{

@@ -3,7 +3,8 @@
 //! The names and fields are nspec's; the changes are ours and deliberate:
 //! `KvsRead::data` is an `Option` (absent keys exist), and
 //! `ExecutorFinished` carries every value read and written (each key once),
-//! why a failure happened and the gas used. Keys and datums are byte
+//! why a failure happened and the gas used (and, only when there are any,
+//! a debug build's log lines and the step trace). Keys and datums are byte
 //! strings (naturals in nspec).
 //!
 //! Only data lives here: no behaviour, no I/O.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::Diagnostics;
 use crate::engine::EngineId;
 use crate::program::Failure;
 
@@ -83,6 +85,13 @@ pub struct ExecutorFinished {
     pub failure: Option<Failure>,
     /// Gas the transaction's steps used, the failing one included.
     pub gas_used: u64,
+    /// What a debug build of the guest logged, and the step trace, when
+    /// there are any. Omitted when empty, so that a message without them
+    /// reads and writes as before. (One field for both, and the last: the
+    /// NATS wire encodes a struct as a positional array, where only
+    /// trailing fields can be left out.)
+    #[serde(default, skip_serializing_if = "Diagnostics::is_empty")]
+    pub diagnostics: Diagnostics,
 }
 
 /// Every message of the protocol.

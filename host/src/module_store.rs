@@ -267,10 +267,15 @@ impl ModuleStore {
     }
 
     /// Validates the component by loading it with the store's artifact
-    /// directory, so its compiled artifact is kept there.
+    /// directory, so its compiled artifact is kept there. A debug build is
+    /// refused even by a dev sandbox: it is for `run --dev`, never for a
+    /// deployment.
     fn compile(&self, sandbox: &Sandbox, bytes: &[u8]) -> Result<(), StoreError> {
         let before = self.artifact_files()?;
-        match sandbox.load_cached(bytes, &self.artifacts) {
+        let loaded = sandbox
+            .load_cached(bytes, &self.artifacts)
+            .and_then(|program| if program.is_debug_build() { Err(LoadError::DebugBuild) } else { Ok(program) });
+        match loaded {
             Ok(_) => Ok(()),
             Err(error) => {
                 // The sandbox checks the world after compiling (and caching):

@@ -18,6 +18,8 @@ use executor_guest::ExecutorFunction;
 pub use executor_guest::{Input, Request};
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::GuestLog;
+
 /// One call into the executor function: the step the engine wants to run.
 #[derive(Debug, Clone, Copy)]
 pub struct StepCall<'a> {
@@ -50,6 +52,9 @@ pub struct StepReport {
     pub result: Result<StepOutput, Failure>,
     /// Gas the step used, at most the call's `gas_limit`.
     pub gas_used: u64,
+    /// What a debug build logged during the call, failed or not (in a dev
+    /// sandbox only; empty otherwise, and then it allocates nothing).
+    pub log: GuestLog,
 }
 
 /// Runs steps of an executor function. Implementations keep no
@@ -369,6 +374,6 @@ impl<F: ExecutorFunction> Program for NativeProgram<F> {
             let halted = F::halted(&step.state);
             Ok(StepOutput { state: step.state, requests: step.requests, halted })
         })();
-        StepReport { result, gas_used: 0 }
+        StepReport { result, gas_used: 0, log: GuestLog::default() }
     }
 }

@@ -480,3 +480,170 @@ fn the_host_side_test_of_a_new_crate_passes() {
     let status = Command::new("cargo").arg("test").current_dir(&project).status().unwrap();
     assert!(status.success());
 }
+
+/// A scenario for the debug build of the hostile guest: a transaction that
+/// logs over three calls, one that logs and panics, one that logs past the
+/// bound, one that logs nothing.
+fn logging_scenario(dir: &Path) -> String {
+    write(
+        dir,
+        "logging.json",
+        r#"{"initial_state": {"l": "5"}, "transactions": [
+            {"executable": "log", "lazy_read_keys": ["l"]},
+            {"executable": "log-panic"},
+            {"executable": "log-lines:100"},
+            {"executable": "err"}]}"#,
+    )
+}
+
+/// `run --dev` runs a debug build and shows its lines per transaction, the
+/// panic message included, in the JSON report and the summary; plain `run`
+/// refuses it in one line that says what to do.
+#[test]
+fn run_dev_shows_each_transactions_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = logging_scenario(dir.path());
+    let run = ["run", "--guest", guest_artifacts::HOSTILE_DEBUG, "--scenario", &scenario, "--seed", "1"];
+    let ran = cli(&[&run[..], &["--dev", "--output", "json"]].concat());
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let report = ran.json();
+    let tx = |i: usize| &report["transactions"][i];
+    assert_eq!(
+        tx(0)["log"],
+        serde_json::json!({"lines": ["starting state for \"log\"", "first step: asking for l", "l is \"5\"; halting"]}),
+    );
+    let panicked = tx(1)["log"]["lines"].as_array().unwrap();
+    assert_eq!(panicked[0], "about to panic");
+    assert!(panicked[1].as_str().unwrap().ends_with("hostile guest panics after logging"), "{panicked:?}");
+    assert_eq!(tx(1)["failure_kind"], serde_json::json!({"kind": "trap", "trap": "unreachable"}));
+    assert_eq!(tx(2)["log"]["lines"].as_array().unwrap().len(), 64);
+    assert_eq!(tx(2)["log"]["dropped"], 36);
+    assert!(tx(3).get("log").is_none(), "omitted when nothing was logged: {}", tx(3));
+
+    let human = cli(&[&run[..], &["--dev", "--output", "human"]].concat());
+    assert_eq!(human.code, Some(0), "{}", human.stderr);
+    let text = &human.stdout;
+    assert!(text.starts_with("guest log (timestamp, line):\n"), "{text}");
+    assert!(text.contains("\n         1  first step: asking for l\n"), "{text}");
+    assert!(text.contains("\n         2  about to panic\n         2  panicked at "), "{text}");
+    assert!(text.contains("\n         3  (36 more lines dropped: at most 64 per transaction)\n"), "{text}");
+
+    let refused = cli(&run);
+    assert!(refused.refused("is a debug build (it imports `log`"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("run --dev"), "{}", refused.stderr);
+    assert!(refused.stdout.is_empty());
+    // `--dev` changes nothing for a release build.
+    let release =
+        ["run", "--guest", guest_artifacts::TRANSFER, "--scenario", &example("transfers.json"), "--seed", "1"];
+    let (plain, dev) = (cli(&release).json(), cli(&[&release[..], &["--dev"]].concat()).json());
+    assert_eq!(plain["transactions"], dev["transactions"]);
+    assert!(dev["transactions"][0].get("log").is_none());
+}
+
+/// Neither `deploy` nor `check` lets a debug build pass, and both say why.
+#[test]
+fn deploy_and_check_refuse_a_debug_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = cli_in(dir.path(), &["deploy", guest_artifacts::HOSTILE_DEBUG, "--name", "debug"], &[]);
+    assert!(deploy.refused("is a debug build (it imports `log`"), "{}", deploy.stderr);
+    assert_eq!(cli_in(dir.path(), &["list"], &[]).json(), serde_json::json!([]), "nothing deployed");
+    let check = cli(&["check", guest_artifacts::HOSTILE_DEBUG, "--output", "json"]);
+    assert!(check.refused("is a debug build"), "{}", check.stderr);
+    let json = check.json();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["imports"], serde_json::json!([{"name": "log", "kind": "func(message: string) -> ()"}]));
+    // No configuration file turns dev mode on (for `serve` say): it is a
+    // flag of one run, not a setting.
+    let config = write(dir.path(), "dev.toml", "[sandbox]\ndev = true\n");
+    let deploy =
+        cli_in(dir.path(), &["--config", &config, "deploy", guest_artifacts::HOSTILE_DEBUG, "--name", "d"], &[]);
+    assert!(deploy.refused("sandbox.dev: unknown field `dev`"), "{}", deploy.stderr);
+}
+
+/// The step trace is off by default; `--step-trace`, the scenario's
+/// `step_trace` option and the configuration file's each turn it on.
+#[test]
+fn the_step_trace_is_set_by_flag_scenario_or_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = write(dir.path(), "plain.json", &transfers(2, None));
+    let traced = write(dir.path(), "traced.json", &transfers(2, Some(r#"{"step_trace": true}"#)));
+    let config = write(dir.path(), "trace.toml", "[executor]\nstep_trace = true\n");
+    let run = |config: Option<&str>, scenario: &str, flags: &[&str]| -> serde_json::Value {
+        let mut args = vec![];
+        if let Some(config) = config {
+            args.extend(["--config", config]);
+        }
+        args.extend(["run", "--guest", guest_artifacts::TRANSFER, "--scenario", scenario, "--seed", "3"]);
+        args.extend(flags);
+        let ran = cli(&args);
+        assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+        ran.json()
+    };
+    let off = run(None, &plain, &[]);
+    assert!(off["transactions"][0].get("steps").is_none(), "{}", off["transactions"][0]);
+    for report in [run(None, &plain, &["--step-trace"]), run(None, &traced, &[]), run(Some(&config), &plain, &[])] {
+        for tx in report["transactions"].as_array().unwrap() {
+            let steps = tx["steps"].as_array().unwrap_or_else(|| panic!("{tx}"));
+            let gas: u64 = steps.iter().map(|s| s["gas_used"].as_u64().unwrap()).sum();
+            assert_eq!(gas, tx["gas_used"].as_u64().unwrap(), "{tx}");
+            assert_eq!(steps.len(), 2, "{tx}");
+            assert_eq!((&steps[0]["key"], &steps[0]["halted"]), (&"alice".into(), &false.into()), "{tx}");
+            assert_eq!(steps[0]["requests"], serde_json::json!([{"read": "bob"}]), "{tx}");
+            assert_eq!(steps[1]["key"], "bob");
+            assert_eq!(steps[1]["halted"], true);
+        }
+        let second = &report["transactions"][1]["steps"][1]["requests"];
+        assert_eq!(*second, serde_json::json!([{"write": "alice", "value": "998"}, {"write": "bob", "value": "2"}]));
+    }
+    assert!(cli(&["config", "--default"]).stdout.contains("\nstep_trace = false\n"));
+}
+
+/// `build --dev` makes the debug variant (the `dev` profile: the SDK's
+/// debug assertions select the `executor-debug` world), which only `run
+/// --dev` runs; the default build imports nothing; a profile with debug
+/// assertions is refused without `--dev`, saying so.
+#[test]
+fn build_dev_makes_a_debug_component_that_only_run_dev_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!("{}/Cargo.toml", env!("CARGO_MANIFEST_DIR"));
+    let (component, stdout_err) =
+        build(dir.path(), &["build", "--dev", "--manifest-path", &manifest, "-p", "transfer-guest"]);
+    assert!(stdout_err.contains("`dev` profile"), "{stdout_err}");
+    let file = write_bytes(dir.path(), "debug.wasm", &component);
+    let check = cli(&["check", &file, "--output", "json"]).json();
+    assert_eq!(check["imports"][0]["name"], "log", "{check}");
+    let scenario = write(dir.path(), "s.json", &transfers(3, None));
+    let refused = cli(&["run", "--guest", &file, "--scenario", &scenario]);
+    assert!(refused.refused("is a debug build"), "{}", refused.stderr);
+    let ran = cli(&["run", "--guest", &file, "--scenario", &scenario, "--dev"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(ran.json()["succeeded"], 3);
+
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cli-build-tests");
+    let out = dir.path().join("no.wasm");
+    let by_profile = cli_in(
+        dir.path(),
+        &[
+            "build",
+            "--profile",
+            "dev",
+            "--manifest-path",
+            &manifest,
+            "-p",
+            "transfer-guest",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[("CARGO_TARGET_DIR", target.to_str().unwrap()), ("CARGO_NET_OFFLINE", "true")],
+    );
+    assert_eq!(by_profile.code, Some(1), "{}", by_profile.stderr);
+    assert!(by_profile.stderr.contains("pass --dev"), "{}", by_profile.stderr);
+    assert!(!out.exists());
+    assert!(cli(&["build", "--dev", "--profile", "release"]).refused("cannot be used with"));
+}
+
+fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}

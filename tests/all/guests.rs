@@ -171,6 +171,16 @@ mod every_guest {
         assert!(matches!(error, LoadError::WrongWorld(_)), "{error}");
     }
 
+    /// A debug build: a production sandbox names it as such, a dev
+    /// sandbox loads it.
+    #[test]
+    fn hostile_debug() {
+        let bytes = std::fs::read(guest_artifacts::HOSTILE_DEBUG).unwrap();
+        assert_eq!(sandbox().load(&bytes).unwrap_err(), LoadError::DebugBuild);
+        let dev = Sandbox::new(SandboxConfig { dev: true, ..SandboxConfig::default() }).unwrap();
+        assert!(dev.load(&bytes).unwrap().is_debug_build());
+    }
+
     #[test]
     fn wasi_import() {
         let error = sandbox().load(&std::fs::read(guest_artifacts::WASI_IMPORT).unwrap()).unwrap_err();

@@ -156,7 +156,7 @@ impl executor_host::Program for Gated {
         }
         let output =
             executor_host::StepOutput { state: vec![0; seen], requests: Vec::new(), halted: seen == self.reads };
-        executor_host::StepReport { result: Ok(output), gas_used: 0 }
+        executor_host::StepReport { result: Ok(output), gas_used: 0, log: Default::default() }
     }
 }
 

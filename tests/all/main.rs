@@ -6,6 +6,10 @@
 //!   built with clang at test time: imports nothing, and runs as the Rust
 //!   counter does (skipped without the C toolchain, except under CI).
 //! - `sandbox`: loading and validation, hostile guests, limits, gas.
+//! - `debug_world`: debug builds (`executor-debug`, importing `log`):
+//!   refused in production, bounded and paid for in a dev sandbox, their
+//!   lines in `ExecutorFinished`.
+//! - `step_trace`: the per-step trace option.
 //! - `determinism`: same inputs give the same outputs and gas everywhere.
 //! - `cli`: the `executor-host` binary.
 //! - `cli_options`: the binary as operators and CI use it: configuration
@@ -33,6 +37,7 @@
 mod c_guest;
 mod cli;
 mod cli_options;
+mod debug_world;
 mod determinism;
 mod executor;
 mod executor_props;
@@ -46,5 +51,6 @@ mod oracle;
 mod sandbox;
 mod scripted;
 mod shard;
+mod step_trace;
 mod support;
 mod worker;

@@ -119,12 +119,17 @@ fn wasi_import_is_refused_naming_the_import() {
     assert_eq!(error, LoadError::ForbiddenImport(vec!["wasi:random/random@0.2.0".into()]));
 }
 
+/// Every release build imports nothing; the debug build of the hostile
+/// guest imports the debug world's `log` and nothing else.
 #[test]
 fn example_guests_are_components_with_zero_imports() {
     for (name, path) in guest_artifacts::ALL {
         let info = sandbox().inspect(&bytes(path)).expect(name);
         match *name {
             "WASI_IMPORT" => assert_eq!(info.imports.len(), 1),
+            "HOSTILE_DEBUG" => {
+                assert_eq!(info.imports, [("log".to_string(), "func(message: string) -> ()".to_string())]);
+            }
             _ => assert!(info.imports.is_empty(), "{name} imports {:?}", info.imports),
         }
     }

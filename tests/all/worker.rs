@@ -50,6 +50,7 @@ fn finished(timestamp: u64) -> Message {
             values_written: Vec::new(),
             failure: None,
             gas_used: 0,
+            diagnostics: Default::default(),
         }
         .into(),
     )

@@ -7,6 +7,11 @@
 //! mechanism behind `executor-host build`). Tests, benchmarks and examples
 //! read the files at these paths; nothing here is for production use.
 //!
+//! Guests marked as debug builds in the table (`HOSTILE_DEBUG`) are built
+//! with the SDK's debug assertions on, so they export the `executor-debug`
+//! world and import `log`: only a dev sandbox loads them. Every other
+//! component imports nothing.
+//!
 //! One table in `build.rs` lists the guests. For each it generates
 //! `NAME` (the component's path) and `NAME_CORE` (the core module's path,
 //! for tests that hosts reject core modules); [`ALL`] lists the components;
@@ -39,6 +44,7 @@
 //!     fn nockma() {}
 //!     fn wrong_world() {}
 //!     fn wasi_import() {}
+//!     fn hostile_debug() {}
 //! }
 //! ```
 //!

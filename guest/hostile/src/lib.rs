@@ -26,12 +26,23 @@
 //! | `nan` | writes the bits of a computed NaN (determinism) |
 //! | `err` | returns an error |
 //!
+//! And for the debug build (see `executor_guest::debug!`; in a release build
+//! `debug!` does nothing, so these only halt, panic or spin):
+//!
+//! | executable | behaviour |
+//! |---|---|
+//! | `log` | logs a line in `starting-state`, one in the first step (asking for `l`) and one with the value of `l`, then halts |
+//! | `log-panic` | logs a line, then panics (the panic message is logged too) |
+//! | `log-lines:<n>` | logs `n` numbered lines in one step, then halts |
+//! | `log-huge` | logs one line of 1 MiB, then halts |
+//! | `log-loop` | logs a line of 1 KiB forever |
+//!
 //! The first step (the one that gets the starting state, with or without an
 //! input) misbehaves; after it every mode but the multi-step ones above is a
 //! no-op that halts.
 #![allow(clippy::panic)]
 
-use executor_guest::{ExecutorFunction, Input, Request, Step};
+use executor_guest::{ExecutorFunction, Input, Request, Step, debug};
 
 const MIB: usize = 1 << 20;
 
@@ -124,6 +135,26 @@ fn first_step(executable: &[u8]) -> Result<Step, String> {
             done(vec![Request::Write(b"depth".to_vec(), depth.to_le_bytes().to_vec())])
         }
         b"panic" => panic!("hostile guest panics on purpose"),
+        b"log" => {
+            debug!("first step: asking for l");
+            Ok(Step::new(b"logging".to_vec(), vec![read(b"l")]))
+        }
+        b"log-panic" => {
+            debug!("about to panic");
+            panic!("hostile guest panics after logging")
+        }
+        b"log-huge" => {
+            let line = "y".repeat(MIB);
+            debug!("{line}");
+            done(Vec::new())
+        }
+        b"log-loop" => {
+            let line = "z".repeat(1024);
+            loop {
+                debug!("{line}");
+                core::hint::black_box(&line);
+            }
+        }
         b"err" => Err("hostile guest fails on purpose".into()),
         b"err-huge" => Err("x".repeat(10 * MIB)),
         b"flood" => done((0..1_000_000).map(|_| Request::Read(Vec::new())).collect()),
@@ -160,6 +191,11 @@ fn first_step(executable: &[u8]) -> Result<Step, String> {
                 done(vec![Request::Write(key.to_vec(), b"1".to_vec())])
             } else if other.starts_with(b"write-then-read:") {
                 Ok(Step::new(b"waiting".to_vec(), vec![write_w(b"1"), read(b"l")]))
+            } else if let Some(n) = other.strip_prefix(b"log-lines:") {
+                for line in 0..number(n)? {
+                    debug!("line {line}");
+                }
+                done(Vec::new())
             } else if let Some(n) = other.strip_prefix(b"requests:") {
                 done((0..number(n)?).map(|_| read(b"e")).collect())
             } else if let Some(pages) = other.strip_prefix(b"grow-to:") {
@@ -182,6 +218,11 @@ fn later_step(executable: &[u8], state: &[u8], input: Option<Input>) -> Result<S
             _ => Ok(Step::new(state.to_vec(), Vec::new())),
         },
         b"read-twice" if got_l => done(Vec::new()),
+        b"log" if got_l => {
+            let datum = input.and_then(|input| input.datum).unwrap_or_default();
+            debug!("l is {:?}; halting", String::from_utf8_lossy(&datum));
+            done(Vec::new())
+        }
         b"reread" if got_l => Ok(Step::new(b"waiting".to_vec(), vec![read(b"l")])),
         b"write-then-err" if got_l => Err("hostile guest fails after writing".into()),
         b"write-then-loop" if got_l => spin(),
@@ -189,7 +230,7 @@ fn later_step(executable: &[u8], state: &[u8], input: Option<Input>) -> Result<S
             let key = other.get(b"write-then-read:".len()..).unwrap_or_default();
             done(vec![read(key)])
         }
-        b"read-twice" | b"reread" | b"stall" | b"write-then-err" | b"write-then-loop" => {
+        b"read-twice" | b"reread" | b"stall" | b"write-then-err" | b"write-then-loop" | b"log" => {
             Ok(Step::new(state.to_vec(), Vec::new()))
         }
         other if other.starts_with(b"write-then-read:") => Ok(Step::new(state.to_vec(), Vec::new())),
@@ -212,6 +253,10 @@ impl ExecutorFunction for Hostile {
             b"start-err" => Err("hostile guest fails in starting-state".into()),
             b"start-grow" => hoard(),
             b"start-recurse" => Ok(recurse(0).to_le_bytes().to_vec()),
+            b"log" => {
+                debug!("starting state for {:?}", String::from_utf8_lossy(executable));
+                Ok(START.to_vec())
+            }
             _ => Ok(START.to_vec()),
         }
     }

@@ -12,6 +12,17 @@
 //!   directly, to run the identical function in-process (differential tests,
 //!   benchmarks, `--native`).
 //!
+//! **Debug builds.** When this crate is compiled with debug assertions (the
+//! `dev` profile: `executor-host build --dev`, or a plain `cargo build` for
+//! wasm32), the same macro exports the world `executor-debug` instead,
+//! which imports one function, `log`: [`debug!`] writes a line through it,
+//! and a panic's message is logged before the guest traps. Only a host in
+//! dev mode (`executor-host run --dev`) runs such a component; a
+//! production host refuses it on load. Release builds (the `guest`
+//! profile `executor-host build` uses) target `executor` with zero imports,
+//! and [`debug!`] compiles to nothing. Natively, [`debug!`] writes to
+//! stderr in debug builds.
+//!
 //! ```
 //! use executor_guest::{ExecutorFunction, Input, Request, Step};
 //!
@@ -41,7 +52,8 @@
 //!
 //! This crate must stay free of anything that would make a component import
 //! a host interface (WASI, clocks, randomness): on `wasm32-unknown-unknown`
-//! std's I/O is inert and a panic is a trap.
+//! std's I/O is inert and a panic is a trap. The one import it may ever
+//! add is the debug world's `log`, and only in debug builds.
 
 // The generated bindings name this crate by its absolute path, as user
 // crates see it; this makes the same path resolve inside the crate itself.
@@ -103,6 +115,11 @@ pub trait ExecutorFunction {
 #[doc(hidden)]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 pub mod __bindings {
+    // One world or the other, chosen by this crate's own build: the
+    // bindings, the export macro they generate and `debug!` must agree, so
+    // the switch lives here and not in the guest crate that expands the
+    // macros.
+    #[cfg(not(debug_assertions))]
     wit_bindgen::generate!({
         // The package's own copy of the top-level `wit/`, so the crate packages
         // on its own; `tests/wit_copy.rs` keeps the two identical.
@@ -113,6 +130,28 @@ pub mod __bindings {
         default_bindings_module: "::executor_guest::__bindings",
         runtime_path: "::executor_guest::__bindings::__rt",
     });
+
+    // A debug build: the same exports, plus the `log` import.
+    #[cfg(debug_assertions)]
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "executor-debug",
+        pub_export_macro: true,
+        export_macro_name: "__export_executor_world",
+        default_bindings_module: "::executor_guest::__bindings",
+        runtime_path: "::executor_guest::__bindings::__rt",
+    });
+
+    /// Sends a panic's message (with its location) through `log` before
+    /// the guest traps, which otherwise says only `unreachable`. Installed
+    /// at every entry: each call runs in a fresh instance.
+    #[cfg(debug_assertions)]
+    fn log_panics() {
+        std::panic::set_hook(Box::new(|info| log(&info.to_string())));
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn log_panics() {}
 
     #[doc(hidden)]
     pub use wit_bindgen::rt as __rt;
@@ -126,10 +165,12 @@ pub mod __bindings {
 
     impl<F: ExecutorFunction> Guest for Adapter<F> {
         fn starting_state(executable: Vec<u8>) -> Result<Vec<u8>, String> {
+            log_panics();
             F::starting_state(&executable)
         }
 
         fn execute_step(executable: Vec<u8>, state: Vec<u8>, input: Option<Input>) -> Result<Step, String> {
+            log_panics();
             let input = input.map(|i| super::Input { key: i.key, datum: i.datum });
             let step = F::execute_step(&executable, &state, input)?;
             Ok(Step {
@@ -146,12 +187,59 @@ pub mod __bindings {
         }
 
         fn halted(state: Vec<u8>) -> bool {
+            log_panics();
             F::halted(&state)
         }
     }
+
+    /// Writes one line through the debug world's `log`.
+    #[cfg(debug_assertions)]
+    pub fn debug_line(args: core::fmt::Arguments<'_>) {
+        log(&args.to_string());
+    }
 }
 
-/// Exports an [`ExecutorFunction`] as the guest's `executor` world.
+/// Whether this is a debug build of the SDK (compiled with debug
+/// assertions): a guest then exports the `executor-debug` world, and
+/// [`debug!`] writes lines. `false` in release builds, where a component
+/// has no imports and [`debug!`] compiles to nothing.
+pub const DEBUG: bool = cfg!(debug_assertions);
+
+/// Writes one line of debug output: what [`debug!`] calls, in debug builds
+/// only.
+#[doc(hidden)]
+pub fn __debug_line(args: core::fmt::Arguments<'_>) {
+    #[cfg(all(target_arch = "wasm32", debug_assertions))]
+    __bindings::debug_line(args);
+    // Natively there is no host to log to: a guest's own tests show it.
+    #[cfg(all(not(target_arch = "wasm32"), debug_assertions))]
+    std::eprintln!("[guest debug] {args}");
+    #[cfg(not(debug_assertions))]
+    let _ = args;
+}
+
+/// Formats a line of debug output, as `format!` does, and sends it to the
+/// host: in a debug build (see [`DEBUG`]) a host in dev mode (`executor-host
+/// run --dev`) shows it in the transaction's report (a bounded number of
+/// lines per transaction, each cut short past a bound, its bytes charged
+/// as gas); natively it goes to stderr. In a release build it compiles to
+/// nothing: the arguments are type-checked but never evaluated.
+///
+/// ```
+/// let balance = 70;
+/// executor_guest::debug!("balance after the transfer: {balance}");
+/// ```
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => {
+        if $crate::DEBUG {
+            $crate::__debug_line(::core::format_args!($($arg)*));
+        }
+    };
+}
+
+/// Exports an [`ExecutorFunction`] as the guest's `executor` world (the
+/// `executor-debug` world in a debug build, see [`DEBUG`]).
 ///
 /// Expands to nothing outside `wasm32`, so the crate can also be linked
 /// natively by the host. In wasm it also installs the `arena::StepArena`

@@ -74,7 +74,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {
-    use executor_host::{EngineId, Envelope, ExecutorFinished, Failure, KeySets, Message};
+    use executor_host::{
+        Diagnostics, EngineId, Envelope, ExecutorFinished, Failure, GuestLog, KeySets, Message, StepTrace,
+        TracedRequest,
+    };
 
     use super::*;
 
@@ -103,6 +106,16 @@ mod tests {
                     values_written: vec![],
                     failure: Some(Failure::Deadline { bound_ms: 10 }),
                     gas_used: 42,
+                    diagnostics: Diagnostics::default(),
+                }
+                .into(),
+            ),
+            Message::ExecutorFinished(ExecutorFinished { diagnostics: traced(), ..finished() }.into()),
+            Message::ExecutorFinished(ExecutorFinished { diagnostics: logged(), ..finished() }.into()),
+            Message::ExecutorFinished(
+                ExecutorFinished {
+                    diagnostics: Diagnostics { log: logged().log, steps: traced().steps },
+                    ..finished()
                 }
                 .into(),
             ),
@@ -110,6 +123,63 @@ mod tests {
         .into_iter()
         .map(|m| Envelope::new(a.clone(), b.clone(), m))
         .collect()
+    }
+
+    fn finished() -> ExecutorFinished {
+        ExecutorFinished {
+            timestamp: 3,
+            success: true,
+            values_read: vec![(b"k".to_vec(), Some(b"1".to_vec()))],
+            values_written: vec![(b"k".to_vec(), b"2".to_vec())],
+            failure: None,
+            gas_used: 9,
+            diagnostics: Diagnostics::default(),
+        }
+    }
+
+    /// A step trace and no log: the wire encodes structs as positional
+    /// arrays, so a field left out in the middle would shift the next one.
+    fn traced() -> Diagnostics {
+        let step = StepTrace {
+            key: Some(b"k".to_vec()),
+            gas_used: 9,
+            requests: vec![TracedRequest::Read { key: b"k".to_vec() }],
+            halted: true,
+        };
+        Diagnostics { steps: vec![step], ..Diagnostics::default() }
+    }
+
+    fn logged() -> Diagnostics {
+        let mut log = GuestLog::default();
+        log.push("hello");
+        log.dropped = 2;
+        Diagnostics { log, ..Diagnostics::default() }
+    }
+
+    /// Without diagnostics an `ExecutorFinished` is encoded exactly as
+    /// before they existed, so hosts of either version understand it.
+    #[test]
+    fn empty_diagnostics_leave_the_encoding_unchanged() -> Result<(), WireError> {
+        #[derive(serde::Serialize)]
+        struct Before {
+            timestamp: u64,
+            success: bool,
+            values_read: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+            values_written: Vec<(Vec<u8>, Vec<u8>)>,
+            failure: Option<Failure>,
+            gas_used: u64,
+        }
+        let now = finished();
+        let before = Before {
+            timestamp: now.timestamp,
+            success: now.success,
+            values_read: now.values_read.clone(),
+            values_written: now.values_written.clone(),
+            failure: now.failure.clone(),
+            gas_used: now.gas_used,
+        };
+        assert_eq!(encode(&now)?, encode(&before)?);
+        Ok(())
     }
 
     #[test]

@@ -42,6 +42,7 @@ fn envelope(rng: &mut Rng) -> Envelope<Message> {
                 values_written: vec![(bytes(rng, 4), bytes(rng, 4))],
                 failure: rng.chance(50).then(|| Failure::Deadline { bound_ms: rng.next_u64() }),
                 gas_used: rng.next_u64(),
+                diagnostics: Default::default(),
             }
             .into(),
         ),

@@ -7,7 +7,9 @@
 //! canonicalization into an engine that has it on, and the guest then
 //! silently produces non-canonical NaNs. So the key covers every setting
 //! the sandbox gives the engine ([`super::EngineSettings`], the same value
-//! that configures it), plus wasmtime's own compatibility hash.
+//! that configures it), plus wasmtime's own compatibility hash, plus
+//! whether the sandbox is in dev mode (it then accepts components a
+//! production sandbox refuses, and artifacts skip the world check).
 //!
 //! Why a MAC: deserializing an artifact runs its machine code, outside the
 //! sandbox. A file name proves nothing (copying one component's artifact
@@ -68,19 +70,27 @@ impl Hasher for ShaHasher<'_> {
     }
 }
 
-/// The digest of everything that shapes compiled code.
-pub(super) fn config_digest(engine: &Engine, settings: &EngineSettings) -> [u8; 32] {
+/// The digest of everything that shapes compiled code, and of which
+/// components the sandbox accepts: `dev` sandboxes also accept debug
+/// builds, and an artifact is trusted without checking its world again,
+/// so a production sandbox must never find one a dev sandbox kept.
+pub(super) fn config_digest(engine: &Engine, settings: &EngineSettings, dev: bool) -> [u8; 32] {
     let mut sha = Sha256::new();
     sha.update(b"executor-host artifact v2\0wasmtime 48.0.8\0");
     // Serialized, so every field (including future ones) is covered.
     sha.update(serde_json::to_vec(settings).unwrap_or_default());
     engine.precompile_compatibility_hash().hash(&mut ShaHasher(&mut sha));
+    // Only in dev mode, so that production keys (and the artifacts already
+    // on disk) stay as they were.
+    if dev {
+        sha.update(b"\0dev: the executor-debug world is accepted\0");
+    }
     sha.finalize().into()
 }
 
 impl ArtifactCache {
-    pub(super) fn new(engine: &Engine, settings: &EngineSettings) -> Self {
-        Self { config_digest: config_digest(engine, settings), compiled: Mutex::new(HashMap::new()) }
+    pub(super) fn new(engine: &Engine, settings: &EngineSettings, dev: bool) -> Self {
+        Self { config_digest: config_digest(engine, settings, dev), compiled: Mutex::new(HashMap::new()) }
     }
 
     fn key(&self, bytes: &[u8]) -> [u8; 32] {

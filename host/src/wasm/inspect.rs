@@ -1,5 +1,6 @@
-//! Validation of a guest component against the `executor` world, with
-//! errors that name the problem.
+//! Validation of a guest component against the `executor` world (or, in a
+//! dev sandbox, the `executor-debug` world), with errors that name the
+//! problem.
 
 use std::error::Error;
 use std::fmt;
@@ -38,6 +39,15 @@ pub enum LoadError {
     /// import at all.
     #[error("forbidden import{}: {} (executor guests may import nothing)", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
     ForbiddenImport(Vec<String>),
+    /// The component is a debug build: it targets the `executor-debug`
+    /// world (its one import is `log`), which only a dev sandbox
+    /// ([`SandboxConfig::dev`](crate::SandboxConfig::dev)) runs, and which
+    /// is never deployed.
+    #[error(
+        "this component is a debug build (it imports `log`, for debug output): run it with `executor-host run --dev`, \
+         or build it without `--dev` to run it in production or deploy it"
+    )]
+    DebugBuild,
     /// The component does not export the `executor` world's functions with
     /// the world's types; the text says which are missing or mismatched.
     #[error("not an executor component (wrong world): {0}")]
@@ -63,6 +73,7 @@ impl PartialEq for LoadError {
             Self::CoreModule => matches!(other, Self::CoreModule),
             Self::Invalid(a) => matches!(other, Self::Invalid(b) if same_cause(&**a, &**b)),
             Self::ForbiddenImport(a) => matches!(other, Self::ForbiddenImport(b) if a == b),
+            Self::DebugBuild => matches!(other, Self::DebugBuild),
             Self::WrongWorld(a) => matches!(other, Self::WrongWorld(b) if a == b),
             Self::Cache { context: a, source: x } => {
                 matches!(other, Self::Cache { context: b, source: y } if a == b && same_cause(&**x, &**y))
@@ -177,13 +188,38 @@ pub(super) fn describe(engine: &Engine, component: &Component, size: usize) -> C
     ComponentInfo { size, exports: list(&mut ty.exports(engine)), imports: list(&mut ty.imports(engine)) }
 }
 
-/// Rejects any import, and a component that lacks the world's exports. The
-/// signatures themselves are checked by the generated bindings on load.
-pub(super) fn check_world(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+/// Whether `item` is the debug world's `log: func(message: string)`.
+fn is_debug_log(name: &str, item: &ComponentItem) -> bool {
+    use wasmtime::component::types::Type;
+    let ComponentItem::ComponentFunc(func) = item else { return false };
+    let params: Vec<_> = func.params().collect();
+    name == super::debug::LOG && matches!(params.as_slice(), [(_, Type::String)]) && func.results().next().is_none()
+}
+
+/// Whether the component imports the debug world's `log`: a debug build.
+pub(super) fn is_debug_build(engine: &Engine, component: &Component) -> bool {
+    component.component_type().imports(engine).any(|(name, item)| is_debug_log(name, &item.ty))
+}
+
+/// Rejects any import (but the debug world's `log` in a `dev` sandbox; a
+/// production sandbox names a debug build as such), and a component that
+/// lacks the world's exports. The signatures themselves are checked by the
+/// generated bindings on load.
+pub(super) fn check_world(engine: &Engine, component: &Component, dev: bool) -> Result<(), LoadError> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
-    if !imports.is_empty() {
-        return Err(LoadError::ForbiddenImport(imports));
+    let mut debug_log = false;
+    let mut imports: Vec<String> = Vec::new();
+    for (name, item) in ty.imports(engine) {
+        if is_debug_log(name, &item.ty) {
+            debug_log = true;
+        }
+        imports.push(name.to_string());
+    }
+    match (debug_log, imports.len()) {
+        (_, 0) => {}
+        (true, 1) if dev => {}
+        (true, 1) => return Err(LoadError::DebugBuild),
+        _ => return Err(LoadError::ForbiddenImport(imports)),
     }
     let missing: Vec<&str> = EXPORTS
         .into_iter()
@@ -203,14 +239,16 @@ pub(super) fn check_world(engine: &Engine, component: &Component) -> Result<(), 
 
 impl LoadError {
     /// The refusal's kind (`"not_wasm"`, `"core_module"`, `"invalid"`,
-    /// `"forbidden_import"`, `"wrong_world"`, `"cache"`): a stable name for
-    /// counting and reporting, as [`crate::Failure::kind`] is for failures.
+    /// `"forbidden_import"`, `"debug_build"`, `"wrong_world"`, `"cache"`):
+    /// a stable name for counting and reporting, as
+    /// [`crate::Failure::kind`] is for failures.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NotWasm => "not_wasm",
             Self::CoreModule => "core_module",
             Self::Invalid(_) => "invalid",
             Self::ForbiddenImport(_) => "forbidden_import",
+            Self::DebugBuild => "debug_build",
             Self::WrongWorld(_) => "wrong_world",
             Self::Cache { .. } => "cache",
         }

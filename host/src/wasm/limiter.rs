@@ -1,7 +1,10 @@
 //! The per-call store data: resource limits that remember which limit a
-//! guest hit, so a failed call can name it.
+//! guest hit, so a failed call can name it, and the lines a debug build
+//! logs during the call (dev sandboxes only).
 
 use wasmtime::ResourceLimiter;
+
+use crate::diagnostics::GuestLog;
 
 #[derive(Debug)]
 pub(super) struct CallLimiter {
@@ -13,6 +16,9 @@ pub(super) struct CallLimiter {
     /// memory's initial size, from 0), in bytes: what the call is charged
     /// for beyond its computation.
     pub(super) memory_peak: usize,
+    /// What a debug build logged during the call (see `super::debug`);
+    /// stays empty, allocating nothing, in a production sandbox.
+    pub(super) log: GuestLog,
 }
 
 /// Raised (as a trap) when a guest grows past a limit.
@@ -22,7 +28,14 @@ pub(super) struct LimitHit(&'static str);
 
 impl CallLimiter {
     pub(super) fn new(memory_bytes: usize, table_elements: usize) -> Self {
-        Self { memory_bytes, table_elements, memory_hit: false, table_hit: false, memory_peak: 0 }
+        Self {
+            memory_bytes,
+            table_elements,
+            memory_hit: false,
+            table_hit: false,
+            memory_peak: 0,
+            log: GuestLog::default(),
+        }
     }
 }
 

@@ -17,8 +17,15 @@
 //! copy-on-write images makes that cheap (see the README's benchmark). An
 //! executor waiting for a read holds no instance at all.
 //!
+//! **Dev mode** ([`SandboxConfig::dev`], `executor-host run --dev`) also
+//! loads debug builds, components of the `executor-debug` world, and links
+//! their one import, `log` (`debug`: bounded and charged as gas); each
+//! call's lines come back in [`StepReport::log`]. A production sandbox
+//! refuses them ([`LoadError::DebugBuild`]) and links nothing.
+//!
 //! What this module must not do: know about messages, transactions or
-//! timers beyond one call, or give a guest any import.
+//! timers beyond one call, or give a guest any import (but `log` in dev
+//! mode).
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -35,6 +42,7 @@
 
 mod bindings;
 mod cache;
+mod debug;
 mod inspect;
 mod limiter;
 
@@ -46,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
+use crate::diagnostics::GuestLog;
 use crate::program::{Failure, Limits, Program, Request, StepCall, StepOutput, StepReport, TrapKind};
 use bindings::{ExecutorPre, WriteRequest};
 pub use cache::ArtifactCache;
@@ -69,6 +78,14 @@ pub struct SandboxConfig {
     pub epoch_tick: Duration,
     /// The wasm call stack a guest may use, in bytes. By default 256 KiB.
     pub max_wasm_stack: usize,
+    /// Dev mode: also load debug builds (components of the
+    /// `executor-debug` world, which import `log`) and keep what they log,
+    /// within [`GuestLog`]'s bounds, its bytes charged as gas
+    /// ([`crate::LOG_GAS_PER_BYTE`]). For `executor-host run --dev` only:
+    /// never read from or written to a configuration file, so no operator
+    /// setting can let a debug build into a deployment. By default off.
+    #[serde(skip)]
+    pub dev: bool,
 }
 
 impl Default for SandboxConfig {
@@ -78,6 +95,7 @@ impl Default for SandboxConfig {
             pool_slots: Some(64),
             epoch_tick: Duration::from_millis(5),
             max_wasm_stack: 256 << 10,
+            dev: false,
         }
     }
 }
@@ -137,10 +155,11 @@ impl Sandbox {
         let engine = Engine::new(&settings.wasmtime())
             .map_err(|e| SandboxError::Config { reason: "wasmtime refused it".into(), source: e.into() })?;
         start_ticker(&engine, config.epoch_tick)?;
-        let cache = ArtifactCache::new(&engine, &settings);
-        // The linker defines nothing: a guest that imports anything fails to
-        // instantiate. `inspect` rejects such guests earlier, by name.
-        let linker = Linker::new(&engine);
+        let cache = ArtifactCache::new(&engine, &settings, config.dev);
+        // The linker defines nothing (in dev mode, `log` only): a guest that
+        // imports anything else fails to instantiate. `inspect` rejects
+        // such guests earlier, by name.
+        let linker = if config.dev { debug::linker(&engine)? } else { Linker::new(&engine) };
         let slots = Arc::new(Slots::new(config.pool_slots));
         Ok(Self { inner: Arc::new(SandboxInner { engine, linker, config, cache, slots }) })
     }
@@ -151,7 +170,9 @@ impl Sandbox {
     }
 
     /// Validates `bytes` as an executor component and compiles it (or takes
-    /// it from the in-memory cache of this sandbox).
+    /// it from the in-memory cache of this sandbox). A debug build is
+    /// refused ([`LoadError::DebugBuild`]) unless the sandbox is in
+    /// [`dev`](SandboxConfig::dev) mode.
     pub fn load(&self, bytes: &[u8]) -> Result<WasmProgram, LoadError> {
         self.load_with(bytes, None)
     }
@@ -167,9 +188,10 @@ impl Sandbox {
         inspect::check_header(bytes)?;
         // The world is checked before an artifact is kept: a component of
         // another world never leaves one behind.
-        let component = inner
-            .cache
-            .get_or_compile(&inner.engine, bytes, dir, |component| inspect::check_world(&inner.engine, component))?;
+        let dev = inner.config.dev;
+        let component = inner.cache.get_or_compile(&inner.engine, bytes, dir, |component| {
+            inspect::check_world(&inner.engine, component, dev)
+        })?;
         // Both fail only on exports of the wrong type (imports are refused
         // above). wasmtime's type-check message is then the reason the
         // world is wrong, as "missing exports" is: kept as text, so that
@@ -185,6 +207,8 @@ impl Sandbox {
                 epoch_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
                 size: bytes.len(),
                 slots: inner.slots.clone(),
+                // Only a dev sandbox gets here with a debug build.
+                debug_build: dev && inspect::is_debug_build(&inner.engine, &component),
             }),
         })
     }
@@ -363,6 +387,7 @@ struct ProgramInner {
     epoch_ticks: u64,
     size: usize,
     slots: Arc<Slots>,
+    debug_build: bool,
 }
 
 impl fmt::Debug for WasmProgram {
@@ -372,6 +397,12 @@ impl fmt::Debug for WasmProgram {
 }
 
 impl WasmProgram {
+    /// Whether the component is a debug build (it imports `log`), which
+    /// only a dev sandbox loads.
+    pub fn is_debug_build(&self) -> bool {
+        self.inner.debug_build
+    }
+
     /// Runs several calls in one instance, for measuring what instance reuse
     /// would save. The executor engine never does this (see the module docs).
     #[doc(hidden)]
@@ -382,7 +413,10 @@ impl WasmProgram {
             Ok(instance) => instance,
             Err(error) => {
                 let failure = classify(&store, error, &self.inner.limits);
-                return calls.iter().map(|_| StepReport { result: Err(failure.clone()), gas_used: 0 }).collect();
+                return calls
+                    .iter()
+                    .map(|_| StepReport { result: Err(failure.clone()), gas_used: 0, log: GuestLog::default() })
+                    .collect();
             }
         };
         calls
@@ -418,13 +452,16 @@ impl WasmProgram {
         };
         let left = store.get_fuel().unwrap_or(0);
         let gas_used = call.gas_limit.saturating_sub(left).saturating_add(memory_gas(store.data().memory_peak));
+        // What a debug build logged, kept whether or not the call failed (a
+        // panic's message is the point); empty outside dev mode.
+        let log = std::mem::take(&mut store.data_mut().log);
         let result = match result {
             // How much fuel an interrupted call burnt depends on the
             // machine: charge what no machine can differ on, the whole
             // budget. (Whether a call times out at all is the host
             // protecting itself, not part of the transaction's semantics.)
             Err(timeout @ Failure::Timeout { .. }) => {
-                return StepReport { result: Err(timeout), gas_used: call.gas_limit };
+                return StepReport { result: Err(timeout), gas_used: call.gas_limit, log };
             }
             // wasmtime checks fuel at function entries and loop headers, so
             // a call can end slightly past its budget without trapping (fuel
@@ -433,7 +470,7 @@ impl WasmProgram {
             Ok(_) if left == 0 || gas_used >= call.gas_limit => Err(Failure::OutOfGas),
             other => other,
         };
-        StepReport { result, gas_used: gas_used.min(call.gas_limit) }
+        StepReport { result, gas_used: gas_used.min(call.gas_limit), log }
     }
 
     fn run(

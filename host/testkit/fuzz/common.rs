@@ -128,6 +128,7 @@ pub fn report(rng: &mut Rng, timestamp: u64) -> ExecutorFinished {
         values_written: vec![(b"k1".to_vec(), b"1".to_vec())],
         failure: if success { None } else { Some(Failure::OutOfGas) },
         gas_used: rng.next_u64(),
+        diagnostics: Default::default(),
     }
 }
 

@@ -109,6 +109,7 @@ impl Case {
             deadline: Duration::from_millis(if rng.chance(5) { rng.below(3) } else { 30_000 }),
             linger: Duration::from_millis(rng.below(2_000)),
             resend: None,
+            step_trace: false,
         };
         // Drawn apart, so that the cases of earlier seeds stay as they were.
         let mut apart = Rng::new(seed ^ 0x7265_7365_6e64_0000);

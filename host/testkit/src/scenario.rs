@@ -34,7 +34,7 @@ use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-use executor_host::{ExecutorOptions, Failure, KeySets, Timestamp};
+use executor_host::{ExecutorOptions, Failure, GuestLog, KeySets, StepTrace, Timestamp, TracedRequest};
 
 use crate::harness::{Outcome, TxSpec, Workload};
 
@@ -264,6 +264,65 @@ pub struct TxReport {
     pub values_read: BTreeMap<KeyText, Option<Bytes>>,
     /// Every value written to a shard.
     pub values_written: BTreeMap<KeyText, Bytes>,
+    /// What a debug build of the guest logged (`run --dev`): its lines in
+    /// order, and how many more were dropped past the bound. Omitted when
+    /// nothing was logged.
+    #[serde(skip_serializing_if = "GuestLog::is_empty")]
+    pub log: GuestLog,
+    /// Each step, in order, with the `step_trace` option (`run
+    /// --step-trace`). Omitted otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRow>,
+}
+
+/// One step of a transaction in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRow {
+    /// The key of the value the step was fed; `null` for a first step run
+    /// without input.
+    pub key: Option<Bytes>,
+    /// The gas the step used; a transaction's steps add up to its
+    /// `gas_used`.
+    pub gas_used: u64,
+    /// What the step asked for, in order: `{"read": key}` or
+    /// `{"write": key, "value": value}`. None for a step that failed.
+    pub requests: Vec<RequestRow>,
+    /// Whether the step left the program halted.
+    pub halted: bool,
+}
+
+/// One request of a step in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RequestRow {
+    /// `{"read": key}`.
+    Read {
+        /// The key asked for.
+        read: Bytes,
+    },
+    /// `{"write": key, "value": value}`.
+    Write {
+        /// The key written.
+        write: Bytes,
+        /// The value written.
+        value: Bytes,
+    },
+}
+
+impl From<&StepTrace> for StepRow {
+    fn from(step: &StepTrace) -> Self {
+        let requests = step
+            .requests
+            .iter()
+            .map(|request| match request {
+                TracedRequest::Read { key } => RequestRow::Read { read: Bytes(key.clone()) },
+                TracedRequest::Write { key, datum } => {
+                    RequestRow::Write { write: Bytes(key.clone()), value: Bytes(datum.clone()) }
+                }
+            })
+            .collect();
+        Self { key: step.key.clone().map(Bytes), gas_used: step.gas_used, requests, halted: step.halted }
+    }
 }
 
 /// What `run` prints.
@@ -327,6 +386,8 @@ impl From<&Outcome> for Report {
                         .iter()
                         .map(|(k, v)| (KeyText(k.clone()), Bytes(v.clone())))
                         .collect(),
+                    log: f.diagnostics.log.clone(),
+                    steps: f.diagnostics.steps.iter().map(StepRow::from).collect(),
                 }
             })
             .collect();
