@@ -404,7 +404,9 @@ where
         pool,
         busy: 0,
         idle_waiters: Vec::new(),
-        outbox: Vec::new(),
+        // Kept across turns (the router drains it): a batch is built in
+        // place, not regrown every turn.
+        outbox: Vec::with_capacity(OUTBOX),
         spawns: Vec::new(),
     };
     tokio::spawn(runtime.serve(inbox, done_rx));
@@ -441,7 +443,7 @@ fn perform<B: Behaviour>(
 /// may have sent before they are handed to the router even mid-turn: a
 /// bound on how long a turn holds back what it produced.
 const TURN: usize = 64;
-const OUTBOX: usize = 1024;
+const OUTBOX: usize = 256;
 
 /// Engine tables are looked up for every message: a fast hash, seeded per
 /// table, since engine ids can come from the network.
@@ -541,9 +543,6 @@ where
             Command::Inspect(id, inspector) => {
                 inspector(self.engines.get(&id).and_then(|slot| slot.instance.as_ref()));
             }
-        }
-        if self.outbox.len() >= OUTBOX {
-            self.flush();
         }
     }
 
@@ -703,10 +702,9 @@ where
     fn apply(&mut self, id: &EngineId, effect: crate::engine::Effect<B>) {
         // Held until the end of the turn, spawns before sends (`flush`).
         self.spawns.extend(effect.spawn);
-        if self.outbox.is_empty() {
-            self.outbox = effect.send;
-        } else {
-            self.outbox.extend(effect.send);
+        self.outbox.extend(effect.send);
+        if self.outbox.len() >= OUTBOX {
+            self.flush();
         }
         self.schedule(id, effect.timers);
         if effect.stop

@@ -24,7 +24,9 @@ use executor_host::{Sandbox, SandboxConfig};
 use executor_testkit::harness::{self, Delivery, Workload};
 
 #[global_allocator]
-static ALLOCATOR: executor_testkit::heap::Counting = executor_testkit::heap::Counting;
+// The allocator the `executor-host` binary uses (see src/main.rs), counted.
+static ALLOCATOR: executor_testkit::heap::Counting<mimalloc::MiMalloc> =
+    executor_testkit::heap::Counting(mimalloc::MiMalloc);
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]

@@ -34,7 +34,7 @@ use std::time::Duration;
 use fuzz::{Budget, Target};
 
 #[global_allocator]
-static ALLOCATOR: executor_testkit::heap::Counting = executor_testkit::heap::Counting;
+static ALLOCATOR: executor_testkit::heap::Counting = executor_testkit::heap::Counting(std::alloc::System);
 
 fn usage() -> ! {
     eprintln!(

@@ -2,9 +2,11 @@
 //! bytes, their peak, and the number of allocations, so a benchmark can
 //! report allocations per transaction and peak memory from inside one
 //! process. A binary opts in with
-//! `#[global_allocator] static A: executor_testkit::heap::Counting = executor_testkit::heap::Counting;`.
+//! `#[global_allocator] static A: executor_testkit::heap::Counting = executor_testkit::heap::Counting(std::alloc::System);`
+//! (or around another allocator: the end-to-end benchmark counts around
+//! mimalloc, the allocator the `executor-host` binary uses).
 //!
-//! It forwards to the system allocator unchanged. Counting must not change
+//! It forwards to the allocator it wraps unchanged. Counting must not change
 //! what it measures: shared counters updated on every allocation put every
 //! thread on one cache line (measured: 14% of the end-to-end benchmark's
 //! time went to that line bouncing between two cores). So each thread
@@ -17,9 +19,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
-/// The counting allocator (install it with `#[global_allocator]`).
+/// The counting allocator around `A` (install it with
+/// `#[global_allocator]`).
 #[derive(Debug)]
-pub struct Counting;
+pub struct Counting<A = System>(pub A);
 
 /// A thread adds its allocation count to the shared one at least this
 /// often.
@@ -90,22 +93,22 @@ fn signed(bytes: usize) -> isize {
     isize::try_from(bytes).unwrap_or(isize::MAX)
 }
 
-// SAFETY: forwards to the system allocator unchanged, only counting.
+// SAFETY: forwards to the wrapped allocator unchanged, only counting.
 #[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         record(signed(layout.size()), 1);
         // SAFETY: the caller's contract is passed on unchanged.
-        unsafe { System.alloc(layout) }
+        unsafe { self.0.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         record(-signed(layout.size()), 0);
         // SAFETY: the caller's contract is passed on unchanged.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { self.0.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         record(signed(new_size) - signed(layout.size()), 1);
         // SAFETY: the caller's contract is passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { self.0.realloc(ptr, layout, new_size) }
     }
 }

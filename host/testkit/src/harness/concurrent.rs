@@ -104,12 +104,22 @@ impl Router<Message> for Network {
             batch.clear();
             return;
         };
-        let mut by_destination: Vec<(Destination, Vec<Envelope<Message>>)> = Vec::new();
-        for envelope in batch.drain(..) {
-            let destination = Self::destination(runtimes, &envelope.target);
-            match by_destination.iter_mut().find(|(d, _)| *d == destination) {
-                Some((_, envelopes)) => envelopes.push(envelope),
-                None => by_destination.push((destination, vec![envelope])),
+        // Counted first, so each destination's batch is allocated once at
+        // its size: batches are freed on the receiving thread, and regrown
+        // ones cost the allocator fresh pages.
+        let destinations: Vec<Destination> = batch.iter().map(|e| Self::destination(runtimes, &e.target)).collect();
+        let mut counts: Vec<(Destination, usize)> = Vec::new();
+        for destination in &destinations {
+            match counts.iter_mut().find(|(d, _)| d == destination) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((*destination, 1)),
+            }
+        }
+        let mut by_destination: Vec<(Destination, Vec<Envelope<Message>>)> =
+            counts.into_iter().map(|(d, count)| (d, Vec::with_capacity(count))).collect();
+        for (envelope, destination) in batch.drain(..).zip(destinations) {
+            if let Some((_, envelopes)) = by_destination.iter_mut().find(|(d, _)| *d == destination) {
+                envelopes.push(envelope);
             }
         }
         for (destination, envelopes) in by_destination {
