@@ -16,7 +16,7 @@
 //! simulation hosts them on a virtual clock. Both call [`Instance::handle`]
 //! and keep timers in a [`TimerQueue`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -516,15 +516,22 @@ impl<H: Clone + PartialEq> TimerQueue<H> {
     /// ([`EngineTimers::forget`]).
     pub fn take_due(&mut self, now: Time, mut forget: impl FnMut(&EngineId, TimerKey)) -> Vec<(EngineId, Vec<H>)> {
         let mut by_engine: Vec<(EngineId, Vec<H>)> = Vec::new();
+        // Thousands of timers can come due at once (every executor's
+        // reap after a burst, or a simulation's clock jumping): find an
+        // engine's entry by hash, not by a scan of the entries so far.
+        let mut index: HashMap<EngineId, usize, foldhash::fast::RandomState> = HashMap::default();
         while let Some(entry) = self.queue.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             let (key, (id, handle)) = entry.remove_entry();
             forget(&id, key);
-            match by_engine.iter_mut().find(|(e, _)| *e == id) {
+            match index.get(&id).and_then(|&i| by_engine.get_mut(i)) {
                 Some((_, handles)) => handles.push(handle),
-                None => by_engine.push((id, vec![handle])),
+                None => {
+                    index.insert(id.clone(), by_engine.len());
+                    by_engine.push((id, vec![handle]));
+                }
             }
         }
         by_engine

@@ -361,7 +361,61 @@ pub struct Executor;
 /// The id of the executor of `timestamp` spawned by `worker`. Unique per
 /// worker and transaction, and the id it sends from.
 pub fn executor_id(worker: &EngineId, timestamp: Timestamp) -> EngineId {
-    EngineId { node: worker.node.clone(), name: format!("executor/{}/{timestamp}", worker.name).into() }
+    let number = Decimal::of(timestamp);
+    let parts = ["executor/", &worker.name, "/", number.as_str()];
+    // Built on the stack and copied once into the shared name: one
+    // allocation per executor, not a `String` and then its copy.
+    let mut buffer = [0u8; 128];
+    let mut len = 0;
+    for part in parts {
+        match buffer.get_mut(len..len + part.len()) {
+            Some(room) => room.copy_from_slice(part.as_bytes()),
+            None => return EngineId { node: worker.node.clone(), name: parts.concat().into() },
+        }
+        len += part.len();
+    }
+    let name = std::str::from_utf8(buffer.get(..len).unwrap_or_default()).unwrap_or_default();
+    EngineId { node: worker.node.clone(), name: name.into() }
+}
+
+/// Whether `id` is [`executor_id`]`(worker, timestamp)`, without building
+/// it: a worker checks this for every report.
+pub fn is_executor_id(id: &EngineId, worker: &EngineId, timestamp: Timestamp) -> bool {
+    id.node == worker.node
+        && id
+            .name
+            .strip_prefix("executor/")
+            .and_then(|rest| rest.strip_prefix(&*worker.name))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|number| number == Decimal::of(timestamp).as_str())
+}
+
+/// A number's decimal digits, on the stack.
+struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn of(mut n: u64) -> Self {
+        let mut digits = [b'0'; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            if let Some(digit) = digits.get_mut(start) {
+                *digit = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 || start == 0 {
+                break;
+            }
+        }
+        Self { digits, start }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.digits.get(self.start..).unwrap_or_default()).unwrap_or_default()
+    }
 }
 
 impl Executor {
@@ -704,10 +758,14 @@ impl Turn<'_> {
         let options = &config.shared.options;
         self.state.finished = true;
         let success = failure.is_none();
+        // The state is not needed past this point (every later trigger is
+        // dropped), so what the report carries is moved out of it, and the
+        // rest freed below: a finished executor lingers (to count late
+        // messages), and must not hold its transaction's values meanwhile.
         let written: Vec<(Key, Datum)> = match (options.write_mode, success) {
             (WriteMode::Atomic, false) => Vec::new(),
             _ => {
-                let mut writes = self.state.writes.clone();
+                let mut writes = std::mem::take(&mut self.state.writes);
                 writes.sort();
                 writes
             }
@@ -732,8 +790,12 @@ impl Turn<'_> {
                 self.send_to_shard(key, Message::KvsWrite { timestamp, key: key.clone(), datum: None });
             }
         }
-        let mut values_read = self.state.reads.clone();
+        let mut values_read = std::mem::take(&mut self.state.reads);
         values_read.sort();
+        self.state.program_state = None;
+        self.state.writes = Vec::new();
+        self.state.held = BTreeMap::new();
+        self.state.requested = Vec::new();
         config.shared.metrics.record_finish(failure.as_ref(), self.state.gas_used);
         match &failure {
             None => tracing::debug!(timestamp, gas = self.state.gas_used, "transaction succeeded"),
@@ -774,4 +836,29 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EngineId, executor_id, is_executor_id};
+
+    #[test]
+    fn an_executor_id_is_recognized_without_being_built() {
+        let worker = EngineId::local("worker");
+        for timestamp in [0, 1, 9, 10, 12_345, u64::MAX] {
+            let id = executor_id(&worker, timestamp);
+            assert_eq!(&*id.name, format!("executor/worker/{timestamp}"));
+            assert!(is_executor_id(&id, &worker, timestamp));
+            assert!(!is_executor_id(&id, &worker, timestamp.wrapping_add(1)));
+        }
+        let long = EngineId::local("w".repeat(300));
+        assert_eq!(&*executor_id(&long, 7).name, format!("executor/{}/7", long.name));
+        assert!(!is_executor_id(&EngineId::local("executor/worker/07"), &worker, 7), "no leading zeros");
+        assert!(!is_executor_id(&EngineId::local("executor/other/7"), &worker, 7));
+        let elsewhere = EngineId { node: Some("n".into()), name: "executor/worker/7".into() };
+        assert!(!is_executor_id(&elsewhere, &worker, 7), "another node");
+        let remote = EngineId { node: Some("n".into()), name: "worker".into() };
+        assert!(is_executor_id(&executor_id(&remote, 3), &remote, 3));
+        assert!(!is_executor_id(&executor_id(&remote, 3), &worker, 3));
+    }
 }

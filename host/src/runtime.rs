@@ -408,6 +408,7 @@ where
         // place, not regrown every turn.
         outbox: Vec::with_capacity(OUTBOX),
         spawns: Vec::new(),
+        clock: Time::ZERO,
     };
     tokio::spawn(runtime.serve(inbox, done_rx));
     RuntimeHandle { commands, metrics, epoch }
@@ -466,6 +467,8 @@ struct Runtime<B: Behaviour> {
     outbox: Vec<Envelope<B::Msg>>,
     /// What the engines asked to spawn this turn, in order.
     spawns: Vec<B::Spawn>,
+    /// When this turn started ([`Runtime::now`]).
+    clock: Time,
 }
 
 impl<B: Behaviour> Runtime<B>
@@ -497,12 +500,14 @@ where
                     if received == 0 {
                         break;
                     }
+                    self.tick();
                     for command in commands.drain(..) {
                         self.command(command);
                     }
                 }
                 received = done.recv_many(&mut finished, TURN), if pool_open => {
                     pool_open = received > 0;
+                    self.tick();
                     for (instance, effect) in finished.drain(..) {
                         self.offloaded(instance, effect);
                     }
@@ -510,6 +515,7 @@ where
                 () = &mut sleep, if timer => {
                     // Re-armed next turn: a finished sleep stays ready.
                     armed = None;
+                    self.tick();
                     self.fire_timers();
                 }
             }
@@ -576,8 +582,14 @@ where
         }
     }
 
+    /// The time of this turn: read once when it starts, not for every
+    /// message (a clock read costs as much as handling a small message).
     fn now(&self) -> Time {
-        Instant::now().saturating_duration_since(self.epoch)
+        self.clock
+    }
+
+    fn tick(&mut self) {
+        self.clock = Instant::now().saturating_duration_since(self.epoch);
     }
 
     fn spawn(&mut self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage as Publish;
 use executor_host::{EngineId, Envelope, ExecutorFinished, Message, Timestamp};
-use executor_testkit::harness::{HashShards, Outcome, ShardSummary, TxOutcome, TxSpec, Workload, assemble_outcome};
+use executor_testkit::harness::{HashShards, Outcome, ShardSummary, TxOutcome, Workload, assemble_outcome};
 
 use crate::link::{Deliver, Link};
 use crate::roles::worker_id;
@@ -131,9 +131,8 @@ async fn run(
     for ((_, i, sent), (timestamp, (finished, arrived))) in order.into_iter().zip(reports) {
         let Some(tx) = workload.transactions.get(i) else { continue };
         latencies.push(arrived.saturating_duration_since(sent));
-        // As the worker records it (what an in-process outcome holds).
-        let tx = TxSpec { executable: tx.executable.clone(), keys: tx.keys.clone().normalized() };
-        transactions.push(TxOutcome { timestamp, tx, finished });
+        // What was submitted, as an in-process outcome holds it.
+        transactions.push(TxOutcome { timestamp, tx: tx.clone(), finished });
     }
     let shards = settled_shards(link, workload.shards, patience.settle).await?;
     assemble_outcome(expected, transactions, shards, 0, latencies).map_err(|e| NatsError::Incomplete(e.to_string()))

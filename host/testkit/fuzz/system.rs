@@ -395,7 +395,7 @@ impl Sim {
     /// One piece of junk the protocol must survive.
     fn junk(&mut self, stats: &mut Stats) -> Result<(), String> {
         let watermark = self.worker.env.local.watermark;
-        let next = self.worker.env.local.transactions.keys().next_back().copied().unwrap_or(0) + 1;
+        let next = self.worker.env.local.next_timestamp();
         match self.rng.below(10) {
             // The network duplicates a message in flight, or one delivered
             // a while ago.
@@ -510,14 +510,18 @@ impl Sim {
 
     fn check(self, stats: &mut Stats) -> Result<(), String> {
         let worker = &self.worker.env.local;
-        if worker.transactions.len() != worker.finished.len() {
-            return Err(format!("{} of {} transactions finished", worker.finished.len(), worker.transactions.len()));
+        let ordered = usize::try_from(worker.next_timestamp() - 1).unwrap_or(usize::MAX);
+        if !worker.transactions.is_empty() {
+            return Err(format!("{} transactions never got their locks", worker.transactions.len()));
+        }
+        if ordered != worker.finished.len() {
+            return Err(format!("{} of {ordered} transactions finished", worker.finished.len()));
         }
         if !self.executors.is_empty() {
             return Err(format!("{} executors never reaped", self.executors.len()));
         }
-        if self.logs.len() != worker.transactions.len() {
-            return Err(format!("{} executors for {} transactions", self.logs.len(), worker.transactions.len()));
+        if self.logs.len() != ordered {
+            return Err(format!("{} executors for {ordered} transactions", self.logs.len()));
         }
         let no_reads = BTreeMap::new();
         let mut serial = self.initial.clone();

@@ -35,7 +35,7 @@
 //! them; none of that is kept. It is for tests, examples and the `run`
 //! command: it keeps everything in memory and persists nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
@@ -147,7 +147,9 @@ impl Timeline {
 /// The shard's local state.
 #[derive(Debug, Default)]
 pub struct ShardState {
-    keys: BTreeMap<Key, Timeline>,
+    /// Looked up for every message: hashed (seeded, keys come from
+    /// transactions), not ordered.
+    keys: HashMap<Key, Timeline, foldhash::fast::RandomState>,
     /// Every write lock at or before this timestamp has been heard.
     heard_all_writes: Timestamp,
     /// Every read lock at or before this timestamp has been heard.
@@ -384,7 +386,12 @@ fn lock(
     ];
     for (set, read, write) in marks {
         for key in set {
-            let timeline = state.keys.entry(key.clone()).or_default();
+            // Looked up before inserting: a key seen before (the usual
+            // case) is not copied.
+            if !state.keys.contains_key(key) {
+                state.keys.insert(key.clone(), Timeline::default());
+            }
+            let Some(timeline) = state.keys.get_mut(key) else { continue };
             timeline.accesses.entry(timestamp).or_insert_with(|| Access {
                 executor: executor.clone(),
                 read: None,
@@ -508,12 +515,18 @@ fn seen_all(state: &mut ShardState, timestamp: Timestamp, write: bool) -> Vec<Ke
     }
     // Forget what both watermarks passed, from the oldest: what is left is
     // the window between them, which must not be copied on every move.
+    // Those transactions' versions may now be collectable: collect them
+    // here, or a key nobody touches again keeps them to the end.
     let both = state.heard_all_writes.min(state.heard_all_reads);
     while let Some(entry) = state.locks_by_ts.first_entry() {
         if *entry.key() > both {
             break;
         }
-        entry.remove();
+        for key in entry.remove() {
+            if let Some(timeline) = state.keys.get_mut(&key) {
+                collect(timeline, state.heard_all_reads);
+            }
+        }
     }
     touched
 }

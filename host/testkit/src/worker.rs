@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
 use executor_host::{ExecutorFinished, KeySets, Message, Timestamp};
-use executor_host::{ShardMap, executor_id};
+use executor_host::{ShardMap, executor_id, is_executor_id};
 
 /// The worker's configuration.
 #[derive(Debug)]
@@ -70,11 +70,14 @@ pub struct SpawnExecutor {
 #[derive(Debug, Default)]
 pub struct WorkerState {
     next: Timestamp,
-    /// Transactions by timestamp.
+    /// Transactions waiting for their locks, by timestamp. A transaction
+    /// leaves when its executor is spawned: the spawn request takes it
+    /// (the worker keeps no copy of what it has handed on).
     pub transactions: BTreeMap<Timestamp, Ordered>,
     /// Shards yet to acknowledge each transaction's locks: an
-    /// acknowledgement counts once, and only from a shard that was asked.
-    waiting: BTreeMap<Timestamp, BTreeSet<EngineId>>,
+    /// acknowledgement counts once, and only from a shard that was asked
+    /// (a handful per transaction: a list, not a set).
+    waiting: BTreeMap<Timestamp, Vec<EngineId>>,
     /// Locked transactions above the watermark.
     locked: BTreeSet<Timestamp>,
     /// Every transaction up to here holds its locks (and shards know: the
@@ -121,6 +124,19 @@ pub enum WorkerAction {
 #[derive(Debug)]
 pub struct Worker;
 
+impl WorkerState {
+    /// The timestamp the next transaction gets: every one below it has
+    /// been ordered.
+    pub fn next_timestamp(&self) -> Timestamp {
+        self.next
+    }
+
+    /// Whether `timestamp` was given to a transaction.
+    pub fn ordered(&self, timestamp: Timestamp) -> bool {
+        (1..self.next).contains(&timestamp)
+    }
+}
+
 impl Worker {
     /// A worker engine named `id`, whose first transaction gets timestamp 1.
     pub fn instance(id: EngineId, config: WorkerConfig) -> Instance<Self> {
@@ -146,8 +162,8 @@ fn guard(trigger: &Trigger<Message, ()>, _: &WorkerConfig, env: &Environment<Wor
             WorkerAction::Acquired { timestamp: *timestamp, shard: envelope.sender.clone() }
         }
         Message::ExecutorFinished(report)
-            if envelope.sender == executor_id(&envelope.target, report.timestamp)
-                && env.local.transactions.contains_key(&report.timestamp)
+            if is_executor_id(&envelope.sender, &envelope.target, report.timestamp)
+                && env.local.ordered(report.timestamp)
                 && !env.local.finished.contains_key(&report.timestamp) =>
         {
             WorkerAction::Finished(report.clone())
@@ -200,13 +216,13 @@ impl Behaviour for Worker {
                     };
                     send(&mut effect, shard, payload);
                 }
-                if state.waiting.get(&timestamp).is_some_and(BTreeSet::is_empty) {
+                if state.waiting.get(&timestamp).is_some_and(Vec::is_empty) {
                     locked(state, timestamp, me, config, &mut effect);
                 }
             }
             WorkerAction::Acquired { timestamp, shard } => {
                 if let Some(missing) = state.waiting.get_mut(&timestamp) {
-                    missing.remove(&shard);
+                    missing.retain(|s| *s != shard);
                     if missing.is_empty() {
                         locked(state, timestamp, me, config, &mut effect);
                     }
@@ -238,8 +254,8 @@ fn locked(
     effect: &mut Effect<Worker>,
 ) {
     state.waiting.remove(&timestamp);
-    if let Some(tx) = state.transactions.get(&timestamp) {
-        effect.spawn.push(SpawnExecutor { timestamp, worker: me.clone(), tx: tx.clone() });
+    if let Some(tx) = state.transactions.remove(&timestamp) {
+        effect.spawn.push(SpawnExecutor { timestamp, worker: me.clone(), tx });
     }
     state.locked.insert(timestamp);
     let before = state.watermark;

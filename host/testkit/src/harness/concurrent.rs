@@ -15,8 +15,8 @@ use executor_host::{
 };
 
 use super::{
-    HarnessError, HashShards, Outcome, ShardSummary, Workload, assemble_outcome, client_id, finished_transactions,
-    requests, shard_initial, transaction, worker_id,
+    HarnessError, HashShards, Outcome, ShardSummary, Workload, assemble_outcome, client_id, outcomes, requests,
+    shard_initial, transaction, worker_id,
 };
 use crate::shard::Shard;
 use crate::worker::{SpawnExecutor, Worker, WorkerConfig};
@@ -122,10 +122,52 @@ impl Router<Message> for Network {
                 envelopes.push(envelope);
             }
         }
-        for (destination, envelopes) in by_destination {
+        for (destination, mut envelopes) in by_destination {
+            if let Destination::Shard(_) = destination {
+                coalesce_watermarks(&mut envelopes);
+            }
             self.forward(runtimes, destination, envelopes);
         }
     }
+}
+
+/// Keeps, of the `UpdateSeenAll` messages of each kind (write or read) one
+/// sender sent in `batch`, only the last, carrying the largest timestamp.
+/// The worker announces each watermark as it moves, several times per
+/// turn under load; a shard max-merges them, so one does what all do. The
+/// kept one is the last: a watermark may arrive later than it was sent
+/// (that only delays reads), never earlier than a lock sent before it (a
+/// shard refuses locks below its watermark).
+fn coalesce_watermarks(batch: &mut Vec<Envelope<Message>>) {
+    let mut last: Vec<(EngineId, bool, usize, u64)> = Vec::new();
+    for (index, envelope) in batch.iter().enumerate() {
+        if let Message::UpdateSeenAll { timestamp, write } = envelope.payload {
+            match last.iter_mut().find(|(s, w, _, _)| *s == envelope.sender && *w == write) {
+                Some(entry) => {
+                    entry.2 = index;
+                    entry.3 = entry.3.max(timestamp);
+                }
+                None => last.push((envelope.sender.clone(), write, index, timestamp)),
+            }
+        }
+    }
+    if batch.len() < 2 || last.is_empty() {
+        return;
+    }
+    let mut index = 0;
+    batch.retain_mut(|envelope| {
+        let here = index;
+        index += 1;
+        let Message::UpdateSeenAll { timestamp, write } = &mut envelope.payload else { return true };
+        match last.iter().find(|(s, w, _, _)| *s == envelope.sender && *w == *write) {
+            Some((_, _, kept, max)) if *kept == here => {
+                *timestamp = *max;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    });
 }
 
 /// Spawns the worker's executors on the executor host.
@@ -159,7 +201,7 @@ pub(super) async fn execute(
     let Some(runtimes) = network.runtimes.get() else { return Err(HarnessError::Stuck("network not wired".into())) };
     let submitted = submit(workload, runtimes, per_second).await?;
     settle(&network, runtimes, workload.transactions.len(), stall_limit(options)).await?;
-    collect(&network, runtimes, workload.transactions.len(), &submitted).await
+    collect(&network, runtimes, workload, &submitted).await
 }
 
 /// Starts the shards, the worker and the executor host, and connects them.
@@ -288,14 +330,16 @@ async fn settle(network: &Network, runtimes: &Runtimes, expected: usize, stall: 
 async fn collect(
     network: &Network,
     runtimes: &Runtimes,
-    expected: usize,
+    workload: &Workload,
     submitted: &[Instant],
 ) -> Result<Outcome, HarnessError> {
-    let (transactions, worker_dropped) = runtimes
+    let expected = workload.transactions.len();
+    let (worker_reports, worker_dropped) = runtimes
         .worker
-        .inspect(worker_id(), |w| w.map(|w| (finished_transactions(&w.env.local), w.env.local.dropped)))
+        .inspect(worker_id(), |w| w.map(|w| (w.env.local.finished.clone(), w.env.local.dropped)))
         .await?
         .ok_or_else(|| HarnessError::Stuck("no worker".into()))?;
+    let transactions = outcomes(&worker_reports, &workload.transactions);
     let mut shards = Vec::new();
     for (id, shard) in &runtimes.shards {
         if let Some(summary) = shard.inspect(id.clone(), |s| s.map(|s| ShardSummary::of(&s.env.local))).await? {

@@ -322,17 +322,21 @@ mod pairs {
     }
 }
 
-/// Every transaction the worker saw finish, in timestamp order.
-pub fn finished_transactions(worker: &WorkerState) -> Vec<TxOutcome> {
-    worker
-        .transactions
+/// Every transaction the worker saw finish, in timestamp order, with what
+/// was submitted: `submitted` in submission order, which is timestamp
+/// order (the worker gives timestamps from 1 in the order requests
+/// arrive, and the harness submits one at a time).
+pub fn finished_transactions(worker: &WorkerState, submitted: &[TxSpec]) -> Vec<TxOutcome> {
+    outcomes(&worker.finished, submitted)
+}
+
+/// [`finished_transactions`] from the worker's reports.
+pub(super) fn outcomes(finished: &BTreeMap<Timestamp, Arc<ExecutorFinished>>, submitted: &[TxSpec]) -> Vec<TxOutcome> {
+    finished
         .iter()
-        .filter_map(|(ts, tx)| {
-            worker.finished.get(ts).map(|finished| TxOutcome {
-                timestamp: *ts,
-                tx: TxSpec { executable: tx.executable.clone(), keys: tx.keys.clone() },
-                finished: ExecutorFinished::clone(finished),
-            })
+        .filter_map(|(ts, finished)| {
+            let tx = submitted.get(usize::try_from(ts.checked_sub(1)?).ok()?)?;
+            Some(TxOutcome { timestamp: *ts, tx: tx.clone(), finished: ExecutorFinished::clone(finished) })
         })
         .collect()
 }

@@ -115,7 +115,13 @@ impl Simulation {
         let worker = &self.worker.env.local;
         let dropped = self.unknown + worker.dropped + self.shared.metrics.dropped_total();
         let shards = self.shards.values().map(|shard| ShardSummary::of(&shard.env.local)).collect();
-        assemble_outcome(workload.transactions.len(), finished_transactions(worker), shards, dropped, Vec::new())
+        assemble_outcome(
+            workload.transactions.len(),
+            finished_transactions(worker, &workload.transactions),
+            shards,
+            dropped,
+            Vec::new(),
+        )
     }
 
     fn deliver(&mut self, envelope: Envelope<Message>) {
