@@ -21,7 +21,8 @@
 //!   only from the shard that owns the key, in a canonical order (eager
 //!   keys in key order, then requested keys in request order) whatever the
 //!   order they arrive in, so a transaction's steps, gas and outcome depend
-//!   on the transaction and its snapshot only;
+//!   on the transaction and its snapshot only; a program with sessions (a
+//!   wasm guest) is fed whole rounds, each in one instance ([`round`]);
 //! - writes stream to shards as emitted ([`WriteMode::Streaming`], nspec) or
 //!   are held until a successful halt ([`WriteMode::Atomic`]);
 //! - a transaction that declares no eager read runs its first step at
@@ -54,7 +55,7 @@ use crate::engine::{
     Admission, Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Timer, TimerOp, Trigger,
 };
 use crate::messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
-use crate::program::{Access, Failure, Input, Program, Request, StepCall, StepReport};
+use crate::program::{Access, Failure, Input, Program, Request, Session, StepCall, StepReport};
 
 /// Which shard owns a key (nspec's `key_to_shard`). Returns a reference:
 /// it is asked for every message, and must not allocate.
@@ -271,6 +272,11 @@ pub struct ExecutorConfig {
     pub tx: Transaction,
     /// What the host shares with every executor.
     pub shared: Arc<Shared>,
+    /// Whether the program serves a round's steps together
+    /// ([`Program::session`]): then a round waits until all its values
+    /// are here ([`round`]); otherwise each value is fed as soon as its
+    /// turn comes.
+    rounds: bool,
 }
 
 impl ExecutorConfig {
@@ -278,7 +284,8 @@ impl ExecutorConfig {
     /// the executor looks keys up in by binary search.
     pub fn new(mut tx: Transaction, shared: Arc<Shared>) -> Self {
         tx.keys = tx.keys.normalized();
-        Self { tx, shared }
+        let rounds = tx.program.session().is_some();
+        Self { tx, shared, rounds }
     }
 }
 
@@ -491,18 +498,34 @@ fn guard_read(trigger: &Trig, config: &ExecutorConfig, env: &Env) -> Option<Exec
     } else if !contains(&config.tx.keys.eager_read_keys, key) && !state.requested.contains(key) {
         DropReason::Unrequested
     } else {
-        let due = next_due(config, state) == Some(key);
+        // The value that completes its round, or the next one due when
+        // values are fed one by one, sets off a guest call.
+        let round = round(config, state);
+        let due = if config.rounds { state.held.len() + 1 == round.len() } else { round.first() == Some(key) };
         return Some(ExecutorAction::Read { key: key.clone(), data: data.clone(), due });
     };
     Some(ExecutorAction::Drop(reason))
 }
 
-/// The key the program is to be fed next, in the canonical order: every
-/// eager key in key order, then the requested lazy keys in the order the
-/// program requested them. Arrival order never matters, so the steps (and
-/// their gas) are a function of the transaction and its snapshot.
-fn next_due<'a>(config: &'a ExecutorConfig, state: &'a ExecutorState) -> Option<&'a Key> {
-    config.tx.keys.eager_read_keys.get(state.eager_fed).or_else(|| state.requested.get(state.lazy_fed))
+/// The keys of the round to be fed next, in the canonical order: first
+/// every eager key (in key order), then, round by round, the lazy keys the
+/// previous round requested (in the order requested). A round's steps run
+/// only once all its values have arrived, back to back; so neither the
+/// steps nor which of them share an instance (and so their gas) depend on
+/// the order values arrive in, only on the transaction and its snapshot.
+/// Only values of the current round can have arrived: eager keys are all
+/// in the first, and a lazy key is asked for by the round before its own.
+fn round<'a>(config: &'a ExecutorConfig, state: &'a ExecutorState) -> &'a [Key] {
+    match config.tx.keys.eager_read_keys.get(state.eager_fed..) {
+        Some(eager) if !eager.is_empty() => eager,
+        _ => state.requested.get(state.lazy_fed..).unwrap_or_default(),
+    }
+}
+
+/// Whether every value of the current round has arrived.
+fn round_complete(config: &ExecutorConfig, state: &ExecutorState) -> bool {
+    let round = round(config, state);
+    !round.is_empty() && state.held.len() >= round.len() && round.iter().all(|key| state.held.contains_key(key))
 }
 
 fn guard_other(_: &Trig, _: &ExecutorConfig, _: &Env) -> Option<ExecutorAction> {
@@ -567,7 +590,7 @@ impl Behaviour for Executor {
             ExecutorAction::Start => {
                 turn.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
                 if turn.state.program_state.is_none() && !turn.state.finished {
-                    turn.step(None);
+                    turn.step(None, None);
                 }
                 turn.feed_due();
                 // A `Resend` due with `Start` (a zero period) is not lost.
@@ -638,23 +661,53 @@ impl Turn<'_> {
             .push(TimerOp::Set(Timer { handle: ExecutorTimer::Resend, at: self.now.saturating_add(period) }));
     }
 
-    /// Feeds the program every held value whose turn has come, in the
-    /// canonical order ([`next_due`]), one step each, until the next value
-    /// due has not arrived or the transaction is over.
+    /// Feeds the program, in the canonical order ([`round`]), every value
+    /// whose turn has come: for a program with sessions, every round whose
+    /// values have all arrived, a round's steps back to back in one
+    /// session; for one without, each value as soon as it and every value
+    /// before it have arrived. Stops at the first value missing, or when
+    /// the transaction is over.
     fn feed_due(&mut self) {
-        while !self.state.finished {
-            let Some(key) = next_due(self.config, self.state).cloned() else { return };
-            let Some(datum) = self.state.held.remove(&key) else { return };
-            if self.state.eager_fed < self.config.tx.keys.eager_read_keys.len() {
-                self.state.eager_fed += 1;
-            } else {
-                self.state.lazy_fed += 1;
+        if !self.config.rounds {
+            while !self.state.finished {
+                let Some(key) = round(self.config, self.state).first().cloned() else { return };
+                let Some(datum) = self.state.held.remove(&key) else { return };
+                if self.state.eager_fed < self.config.tx.keys.eager_read_keys.len() {
+                    self.state.eager_fed += 1;
+                } else {
+                    self.state.lazy_fed += 1;
+                }
+                self.step(None, Some(Input { key, datum }));
             }
-            self.step(Some(Input { key, datum }));
+            return;
+        }
+        while !self.state.finished && round_complete(self.config, self.state) {
+            let eager = self.state.eager_fed < self.config.tx.keys.eager_read_keys.len();
+            let len = round(self.config, self.state).len();
+            let program = &self.config.tx.program;
+            let mut session = program.session();
+            for _ in 0..len {
+                let key = if eager {
+                    self.config.tx.keys.eager_read_keys.get(self.state.eager_fed)
+                } else {
+                    self.state.requested.get(self.state.lazy_fed)
+                };
+                let Some(key) = key.cloned() else { return };
+                let Some(datum) = self.state.held.remove(&key) else { return };
+                if eager {
+                    self.state.eager_fed += 1;
+                } else {
+                    self.state.lazy_fed += 1;
+                }
+                self.step(session.as_deref_mut(), Some(Input { key, datum }));
+                if self.state.finished {
+                    return;
+                }
+            }
         }
     }
 
-    fn step(&mut self, input: Option<Input>) {
+    fn step(&mut self, session: Option<&mut (dyn Session + '_)>, input: Option<Input>) {
         let config = self.config;
         let gas_left = config.shared.options.gas_limit.saturating_sub(self.state.gas_used);
         let call = StepCall {
@@ -666,12 +719,15 @@ impl Turn<'_> {
         // A program that panics (a native one, or a host bug under a wasm
         // one) fails its transaction, with every lock released, instead of
         // taking the host's thread down and leaving the locks dangling.
-        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.tx.program.step(call)))
-            .unwrap_or_else(|panic| StepReport {
-                result: Err(Failure::Host { message: format!("the program panicked: {}", panic_message(&*panic)) }),
-                gas_used: 0,
-                log: GuestLog::default(),
-            });
+        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match session {
+            Some(session) => session.step(call),
+            None => config.tx.program.step(call),
+        }))
+        .unwrap_or_else(|panic| StepReport {
+            result: Err(Failure::Host { message: format!("the program panicked: {}", panic_message(&*panic)) }),
+            gas_used: 0,
+            log: GuestLog::default(),
+        });
         self.state.gas_used = self.state.gas_used.saturating_add(report.gas_used);
         if config.shared.options.step_trace {
             self.state.steps.push(StepTrace::of(input.as_ref(), &report));

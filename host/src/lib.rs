@@ -54,7 +54,7 @@ pub use executor::{
 pub use messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
 pub use module_store::{Deployed, ModuleStore, StoreError, validate_name};
 pub use program::{
-    Access, Failure, GUEST_MESSAGE_BYTES, Input, Limits, NativeProgram, Oversize, Program, Request, StepCall,
+    Access, Failure, GUEST_MESSAGE_BYTES, Input, Limits, NativeProgram, Oversize, Program, Request, Session, StepCall,
     StepOutput, StepReport, TrapKind,
 };
 pub use runtime::{Execution, Inbox, Refused, Router, RuntimeMetrics, Spawner, Stopped};

@@ -63,6 +63,26 @@ pub trait Program: Send + Sync + fmt::Debug {
     /// Runs one step: the starting state first if `call.state` is `None`,
     /// then the step on `call.input`, then the check for a halted state.
     fn step(&self, call: StepCall<'_>) -> StepReport;
+
+    /// A [`Session`] for steps the executor runs back to back (a round:
+    /// values that are due together, whatever order they arrived in), if
+    /// this program serves them more cheaply together than one
+    /// [`Program::step`] each. The executor calls only the session's
+    /// `step` while it lasts, and drops it at the end of the round; which
+    /// steps share a session depends only on the transaction and its
+    /// snapshot, so a session may carry state from one of its steps to the
+    /// next (a warm instance) without making a step's result or gas
+    /// depend on delivery order. By default `None`: every step stands
+    /// alone.
+    fn session(&self) -> Option<Box<dyn Session + '_>> {
+        None
+    }
+}
+
+/// Steps of one round, run one after another ([`Program::session`]).
+pub trait Session {
+    /// Runs one step, as [`Program::step`] does.
+    fn step(&mut self, call: StepCall<'_>) -> StepReport;
 }
 
 /// Why a step, and so its transaction, failed.

@@ -8,7 +8,7 @@ use counter_guest::CounterFunction;
 use executor_host::__internal::ExecutorTimer;
 use executor_host::Message;
 use executor_host::engine::EngineId;
-use executor_host::{Access, Failure, Limits, NativeProgram};
+use executor_host::{Access, Failure, KeySets, Limits, NativeProgram, StepCall};
 use executor_host::{AccessMode, DropReason, ExecutorOptions, WriteMode, executor_id};
 use executor_host::{Sandbox, SandboxConfig};
 
@@ -305,7 +305,8 @@ fn exhausting_gas_fails_the_transaction() {
     let program = Arc::new(support::transfer());
     let (mut d, out) = Driver::start(program, exe, keys(&[], &["a", "b"], &["a", "b"], &[]), options);
     assert!(out.is_empty(), "it starts on its first eager read");
-    let (out, report) = split_finished(sent(&d.id(), d.read("a", Some("5"))));
+    assert!(d.read("a", Some("5")).is_empty(), "a wasm guest's round waits for all its values");
+    let (out, report) = split_finished(sent(&d.id(), d.read("b", Some("5"))));
     assert_eq!(out, vec![write("a", None), write("b", None)]);
     assert_eq!(report.failure, Some(Failure::OutOfGas));
     assert_eq!(report.gas_used, 1_000);
@@ -441,4 +442,44 @@ fn with_resend_requested_lazy_keys_are_asked_for_again_until_fed() {
     assert_eq!(sent(&d.id(), d.read("e", Some("0"))), vec![request("l1", true)]);
     d.now += period;
     assert_eq!(sent(&d.id(), d.fire(ExecutorTimer::Resend)), vec![request("l1", true)]);
+}
+
+/// A wasm guest's round (the values due together: every eager read, then
+/// each batch of lazy reads the previous round asked for) waits until all
+/// its values are here and runs in one instance. Its gas is then that of
+/// one session, whichever value arrived first; a value delivered alone
+/// runs nothing.
+#[test]
+fn a_wasm_round_waits_for_its_values_and_runs_in_one_instance_whatever_their_order() {
+    let program: Arc<dyn executor_host::Program> = Arc::new(support::transfer());
+    let exe = support::transfer_exe("a", "b", 1);
+    let gas_of = |declared: KeySets, order: [&str; 2]| {
+        let (mut d, out) = Driver::start(program.clone(), exe.clone(), declared, ExecutorOptions::default());
+        let asked: Vec<_> = sent(&d.id(), out);
+        assert!(d.read(order[0], Some("5")).is_empty(), "{order:?}: half a round runs nothing");
+        let (out, report) = split_finished(sent(&d.id(), d.read(order[1], Some("5"))));
+        assert_eq!(out, vec![write("a", Some("4")), write("b", Some("6"))]);
+        assert!(report.success);
+        (asked, report.gas_used)
+    };
+    // Eager: the first round is both balances; nothing is asked for.
+    let eager = keys(&[], &["a", "b"], &["a", "b"], &[]);
+    let (asked, gas) = gas_of(eager.clone(), ["a", "b"]);
+    assert!(asked.is_empty());
+    assert_eq!(gas_of(eager, ["b", "a"]).1, gas);
+    // The same two steps in one session, as the executor runs them.
+    let input = |key: &str| executor_host::Input { key: key.into(), datum: Some(b"5".to_vec()) };
+    let (first, second) = (input("a"), input("b"));
+    let mut session = program.session().expect("a wasm program has sessions");
+    let call = |state, input| StepCall { executable: &exe, state, input: Some(input), gas_limit: 100_000_000 };
+    let one = session.step(call(None, &first));
+    let state = one.result.clone().expect("first step").state;
+    let two = session.step(call(Some(&state), &second));
+    assert_eq!(one.gas_used + two.gas_used, gas);
+    // Lazy: the first step runs alone without input and asks for both; the
+    // second round is the two answers, in the order asked.
+    let lazy = keys(&["a", "b"], &[], &["a", "b"], &[]);
+    let (asked, gas) = gas_of(lazy.clone(), ["b", "a"]);
+    assert_eq!(asked, vec![request("a", true), request("b", true)]);
+    assert_eq!(gas_of(lazy, ["a", "b"]).1, gas);
 }

@@ -17,22 +17,30 @@ use serde::Deserialize;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Transfer {
-    from: String,
-    to: String,
+struct Transfer<'a> {
+    #[serde(borrow)]
+    from: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    to: std::borrow::Cow<'a, str>,
     amount: u64,
 }
 
-fn parse(executable: &[u8]) -> Result<Transfer, String> {
+fn parse(executable: &[u8]) -> Result<Transfer<'_>, String> {
     serde_json::from_slice(executable).map_err(|e| format!("bad transfer executable: {e}"))
 }
 
-/// The program state: where the transaction is and the balances seen so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The program state: where the transaction is, the balances seen so far,
+/// and the transfer itself, parsed once by `starting_state` (every step
+/// gets the executable too, but parsing JSON on each would cost more than
+/// the rest of the step).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct State {
     phase: Phase,
     from: Option<u64>,
     to: Option<u64>,
+    amount: u64,
+    from_account: Vec<u8>,
+    to_account: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,21 +51,27 @@ enum Phase {
 }
 
 impl State {
-    const LEN: usize = 1 + 2 * 9;
+    /// Phase, two optional balances, the amount, the length of `from`.
+    const HEAD: usize = 1 + 2 * 9 + 8 + 4;
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(Self::LEN);
+        let mut out = Vec::with_capacity(Self::HEAD + self.from_account.len() + self.to_account.len());
         out.push(self.phase as u8);
         for balance in [self.from, self.to] {
             out.push(u8::from(balance.is_some()));
             out.extend_from_slice(&balance.unwrap_or(0).to_le_bytes());
         }
+        out.extend_from_slice(&self.amount.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(self.from_account.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&self.from_account);
+        out.extend_from_slice(&self.to_account);
         out
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
         let bad = || "corrupt transfer state".to_string();
-        let (&phase, rest) = bytes.split_first().ok_or_else(bad)?;
+        let (head, accounts) = bytes.split_at_checked(Self::HEAD).ok_or_else(bad)?;
+        let (&phase, rest) = head.split_first().ok_or_else(bad)?;
         let phase = match phase {
             0 => Phase::Start,
             1 => Phase::Reading,
@@ -69,11 +83,21 @@ impl State {
             let value = u64::from_le_bytes(value.try_into().map_err(|_| bad())?);
             Ok((flag == 1).then_some(value))
         };
-        if rest.len() != 18 {
-            return Err(bad());
-        }
-        let (from, to) = rest.split_at(9);
-        Ok(Self { phase, from: balance(from)?, to: balance(to)? })
+        let (from, rest) = rest.split_at_checked(9).ok_or_else(bad)?;
+        let (to, rest) = rest.split_at_checked(9).ok_or_else(bad)?;
+        let (amount, length) = rest.split_at_checked(8).ok_or_else(bad)?;
+        let amount = u64::from_le_bytes(amount.try_into().map_err(|_| bad())?);
+        let length = u32::from_le_bytes(length.try_into().map_err(|_| bad())?);
+        let (from_account, to_account) =
+            accounts.split_at_checked(usize::try_from(length).map_err(|_| bad())?).ok_or_else(bad)?;
+        Ok(Self {
+            phase,
+            from: balance(from)?,
+            to: balance(to)?,
+            amount,
+            from_account: from_account.to_vec(),
+            to_account: to_account.to_vec(),
+        })
     }
 }
 
@@ -83,12 +107,19 @@ pub struct TransferFunction;
 
 impl ExecutorFunction for TransferFunction {
     fn starting_state(executable: &[u8]) -> Result<Vec<u8>, String> {
-        parse(executable)?;
-        Ok(State { phase: Phase::Start, from: None, to: None }.encode())
+        let tx = parse(executable)?;
+        let state = State {
+            phase: Phase::Start,
+            from: None,
+            to: None,
+            amount: tx.amount,
+            from_account: tx.from.as_bytes().to_vec(),
+            to_account: tx.to.as_bytes().to_vec(),
+        };
+        Ok(state.encode())
     }
 
-    fn execute_step(executable: &[u8], state: &[u8], input: Option<Input>) -> Result<Step, String> {
-        let tx = parse(executable)?;
+    fn execute_step(_executable: &[u8], state: &[u8], input: Option<Input>) -> Result<Step, String> {
         let mut state = State::decode(state)?;
         let started = state.phase == Phase::Start;
         match state.phase {
@@ -100,11 +131,11 @@ impl ExecutorFunction for TransferFunction {
         if let Some(input) = input {
             let balance = example_decimal::decode(input.datum.as_deref())?;
             let mut matched = false;
-            if input.key == tx.from.as_bytes() {
+            if input.key == state.from_account {
                 state.from = Some(balance);
                 matched = true;
             }
-            if input.key == tx.to.as_bytes() {
+            if input.key == state.to_account {
                 state.to = Some(balance);
                 matched = true;
             }
@@ -116,31 +147,37 @@ impl ExecutorFunction for TransferFunction {
             // On the first step, ask for what has not arrived.
             let mut reads = Vec::new();
             if started && state.from.is_none() {
-                reads.push(Request::Read(tx.from.clone().into_bytes()));
+                reads.push(Request::Read(state.from_account.clone()));
             }
-            if started && state.to.is_none() && tx.to != tx.from {
-                reads.push(Request::Read(tx.to.clone().into_bytes()));
+            if started && state.to.is_none() && state.to_account != state.from_account {
+                reads.push(Request::Read(state.to_account.clone()));
             }
             return Ok(Step::new(state.encode(), reads));
         };
-        if from_balance < tx.amount {
-            return Err(format!("insufficient funds: {} holds {from_balance}, needs {}", tx.from, tx.amount));
+        let amount = state.amount;
+        if from_balance < amount {
+            let from = String::from_utf8_lossy(&state.from_account);
+            return Err(format!("insufficient funds: {from} holds {from_balance}, needs {amount}"));
         }
         state.phase = Phase::Done;
-        if tx.from == tx.to {
+        if state.from_account == state.to_account {
             return Ok(Step::new(state.encode(), Vec::new()));
         }
-        let credited =
-            to_balance.checked_add(tx.amount).ok_or_else(|| format!("balance overflow crediting {}", tx.to))?;
+        let credited = to_balance
+            .checked_add(amount)
+            .ok_or_else(|| format!("balance overflow crediting {}", String::from_utf8_lossy(&state.to_account)))?;
         let writes = vec![
-            Request::Write(tx.from.into_bytes(), example_decimal::encode(from_balance - tx.amount)),
-            Request::Write(tx.to.into_bytes(), example_decimal::encode(credited)),
+            Request::Write(state.from_account.clone(), example_decimal::encode(from_balance - amount)),
+            Request::Write(state.to_account.clone(), example_decimal::encode(credited)),
         ];
         Ok(Step::new(state.encode(), writes))
     }
 
     fn halted(state: &[u8]) -> bool {
-        State::decode(state).is_ok_and(|s| s.phase == Phase::Done)
+        // The phase is the first byte: asked after every step, so it reads
+        // no further (the state is this function's own encoding, which the
+        // host hands back unchanged).
+        state.len() >= State::HEAD && state.first() == Some(&(Phase::Done as u8))
     }
 }
 

@@ -8,14 +8,19 @@
 //! against the `executor` world and returns a [`WasmProgram`], which runs
 //! steps through [`crate::program::Program`].
 //!
-//! **Instance strategy: a fresh instance for every step.** The program state
-//! lives in the host between steps, so an instance is needed only during a
-//! call. A fresh instance per step means a guest cannot carry hidden state in
-//! its linear memory from one step, or one transaction, to the next: the
-//! state bytes are the whole state, so a step's result depends only on its
-//! inputs. The pooling allocator with resident memory kept warm and
-//! copy-on-write images makes that cheap (see the README's benchmark). An
-//! executor waiting for a read holds no instance at all.
+//! **Instance strategy: a fresh instance for every round.** The program
+//! state lives in the host between steps, so an instance is needed only
+//! during calls. [`Program::step`] runs a step in a fresh instance; a
+//! [`Program::session`] runs the steps of one round (values due together by
+//! construction: see the executor) back to back in one fresh instance. A
+//! warm instance changes a later step's gas (the guest's allocator, say),
+//! so the executor decides which steps share one from the transaction and
+//! its snapshot alone, never from arrival order; no instance is shared
+//! between transactions, so a guest cannot carry hidden state from one to
+//! the next. The pooling allocator with resident memory kept warm, resets
+//! of only the dirtied pages and copy-on-write images makes a fresh
+//! instance cheap (see the README's benchmark). An executor waiting for a
+//! read holds no instance at all.
 //!
 //! **Dev mode** ([`SandboxConfig::dev`], `executor-host run --dev`) also
 //! loads debug builds, components of the `executor-debug` world, and links
@@ -55,7 +60,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::diagnostics::GuestLog;
-use crate::program::{Failure, Limits, Program, Request, StepCall, StepOutput, StepReport, TrapKind};
+use crate::program::{Failure, Limits, Program, Request, Session, StepCall, StepOutput, StepReport, TrapKind};
 use bindings::{ExecutorPre, WriteRequest};
 pub use cache::ArtifactCache;
 pub use inspect::{ComponentInfo, LoadError};
@@ -252,6 +257,8 @@ struct PoolSettings {
     table_elements: usize,
     memory_keep_resident: usize,
     table_keep_resident: usize,
+    /// Reset only the pages a call dirtied, where the kernel can tell.
+    pagemap_scan: bool,
 }
 
 /// Linear memory a freed pool slot keeps resident (warm for the next
@@ -276,6 +283,7 @@ impl EngineSettings {
                     .map_err(too_large("limits.table_elements", config.limits.table_elements))?,
                 memory_keep_resident: KEEP_RESIDENT,
                 table_keep_resident: 16 << 10,
+                pagemap_scan: true,
             }),
         };
         Ok(Self {
@@ -311,7 +319,12 @@ impl EngineSettings {
                 // Keep the first pages of a freed slot resident: a fresh
                 // instance then reuses warm pages instead of faulting new ones.
                 .linear_memory_keep_resident(pool.memory_keep_resident)
-                .table_keep_resident(pool.table_keep_resident);
+                .table_keep_resident(pool.table_keep_resident)
+                // Where the kernel can say which pages a call dirtied
+                // (Linux 6.7+), reset only those instead of the whole
+                // resident prefix: most of a fresh instance's cost was
+                // copying and zeroing 256 KiB a call never touched.
+                .pagemap_scan(if pool.pagemap_scan { wasmtime::Enabled::Auto } else { wasmtime::Enabled::No });
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
         }
         wasm
@@ -403,8 +416,9 @@ impl WasmProgram {
         self.inner.debug_build
     }
 
-    /// Runs several calls in one instance, for measuring what instance reuse
-    /// would save. The executor engine never does this (see the module docs).
+    /// Instantiates once and runs `calls` in that instance, as a session
+    /// does a round's steps (with no calls: the cost of instantiating
+    /// alone). For benchmarks and tests.
     #[doc(hidden)]
     pub fn step_reusing_instance(&self, calls: &[StepCall<'_>]) -> Vec<StepReport> {
         let _slot = self.inner.slots.acquire();
@@ -435,7 +449,9 @@ impl WasmProgram {
     }
 
     /// Gives the call its gas and time, runs `body`, and charges the gas
-    /// used whether or not it succeeded.
+    /// used whether or not it succeeded: the fuel it burnt, and the memory
+    /// its instance grew to during it (an instance that served an earlier
+    /// step of its round has paid for what it had).
     fn metered(
         &self,
         store: &mut Store<CallLimiter>,
@@ -446,12 +462,14 @@ impl WasmProgram {
         let _ = store.set_fuel(call.gas_limit);
         store.set_epoch_deadline(self.inner.epoch_ticks);
         store.epoch_deadline_trap();
+        let paid = memory_gas(store.data().memory_peak);
         let result = match body(store, call) {
             Ok(result) => result,
             Err(error) => Err(classify(store, error, &self.inner.limits)),
         };
         let left = store.get_fuel().unwrap_or(0);
-        let gas_used = call.gas_limit.saturating_sub(left).saturating_add(memory_gas(store.data().memory_peak));
+        let memory = memory_gas(store.data().memory_peak).saturating_sub(paid);
+        let gas_used = call.gas_limit.saturating_sub(left).saturating_add(memory);
         // What a debug build logged, kept whether or not the call failed (a
         // panic's message is the point); empty outside dev mode.
         let log = std::mem::take(&mut store.data_mut().log);
@@ -523,6 +541,54 @@ impl Program for WasmProgram {
             let instance = self.inner.pre.instantiate(&mut *store)?;
             self.run(store, &instance, call)
         })
+    }
+
+    /// One instance for a round's steps: instantiated for the first, kept
+    /// for the next while they succeed (a failed step fails its
+    /// transaction, and a trapped instance takes no more calls).
+    fn session(&self) -> Option<Box<dyn Session + '_>> {
+        Some(Box::new(WasmSession { program: self, live: None }))
+    }
+}
+
+/// A round's instance ([`Program::session`]).
+struct WasmSession<'a> {
+    program: &'a WasmProgram,
+    live: Option<Live<'a>>,
+}
+
+struct Live<'a> {
+    _slot: SlotPermit<'a>,
+    store: Store<CallLimiter>,
+    instance: bindings::Executor,
+}
+
+impl Session for WasmSession<'_> {
+    fn step(&mut self, call: StepCall<'_>) -> StepReport {
+        let program = self.program;
+        let report = match &mut self.live {
+            Some(live) => {
+                let instance = &live.instance;
+                program.metered(&mut live.store, call, |store, call| program.run(store, instance, call))
+            }
+            None => {
+                let slot = program.inner.slots.acquire();
+                let mut store = program.store();
+                let mut instance = None;
+                let report = program.metered(&mut store, call, |store, call| {
+                    let executor = program.inner.pre.instantiate(&mut *store)?;
+                    let output = program.run(store, &executor, call);
+                    instance = Some(executor);
+                    output
+                });
+                self.live = instance.map(|instance| Live { _slot: slot, store, instance });
+                report
+            }
+        };
+        if report.result.is_err() {
+            self.live = None;
+        }
+        report
     }
 }
 
