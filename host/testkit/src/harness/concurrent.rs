@@ -32,7 +32,10 @@ struct Network {
 struct Runtimes {
     shards: Vec<(EngineId, RuntimeHandle<Shard>)>,
     worker: RuntimeHandle<Worker>,
-    executors: ExecutorHost,
+    /// One executor host per thread of the run, each hosting the executors
+    /// of the timestamps that fall to it ([`partition`]): one runtime is
+    /// one task, so one host would run every guest call on one thread.
+    executors: Vec<ExecutorHost>,
     worker_id: EngineId,
     client_id: EngineId,
 }
@@ -43,7 +46,18 @@ enum Destination {
     Shard(usize),
     Worker,
     Client,
-    Executors,
+    Executors(usize),
+}
+
+/// Which executor host of `hosts` hosts the executor of `timestamp`.
+fn partition(timestamp: Timestamp, hosts: usize) -> usize {
+    usize::try_from(timestamp % hosts.max(1) as u64).unwrap_or(0)
+}
+
+/// The timestamp an executor id names (`executor/<worker>/<timestamp>`);
+/// anything else goes to the first host, which counts it as unknown.
+fn named_timestamp(id: &EngineId) -> Timestamp {
+    id.name.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 impl Network {
@@ -55,7 +69,7 @@ impl Network {
         } else if *target == runtimes.client_id {
             Destination::Client
         } else {
-            Destination::Executors
+            Destination::Executors(partition(named_timestamp(target), runtimes.executors.len()))
         }
     }
 
@@ -83,8 +97,10 @@ impl Network {
                 runtimes.worker.try_deliver_all(envelopes);
             }
             Destination::Client => self.report(envelopes),
-            Destination::Executors => {
-                runtimes.executors.try_deliver_all(envelopes);
+            Destination::Executors(index) => {
+                if let Some(host) = runtimes.executors.get(index) {
+                    host.try_deliver_all(envelopes);
+                }
             }
         }
     }
@@ -182,11 +198,22 @@ impl Spawner<SpawnExecutor> for SpawnOnHost {
     }
 
     fn spawn_all(&self, requests: &mut Vec<SpawnExecutor>) {
-        let txs = requests.drain(..).map(|request| transaction(request, &self.program));
-        if let Some(runtimes) = self.network.runtimes.get()
-            && let Err(error) = runtimes.executors.try_spawn_all(txs)
-        {
-            tracing::error!(%error, "could not spawn an executor");
+        let Some(runtimes) = self.network.runtimes.get() else { return };
+        let hosts = runtimes.executors.len();
+        let mut by_host: Vec<Vec<SpawnExecutor>> = (0..hosts).map(|_| Vec::new()).collect();
+        for request in requests.drain(..) {
+            if let Some(batch) = by_host.get_mut(partition(request.timestamp, hosts)) {
+                batch.push(request);
+            }
+        }
+        for (host, batch) in runtimes.executors.iter().zip(by_host) {
+            if batch.is_empty() {
+                continue;
+            }
+            let txs = batch.into_iter().map(|request| transaction(request, &self.program));
+            if let Err(error) = host.try_spawn_all(txs) {
+                tracing::error!(%error, "could not spawn an executor");
+            }
         }
     }
 }
@@ -195,9 +222,10 @@ pub(super) async fn execute(
     workload: &Workload,
     program: Arc<dyn Program>,
     options: &ExecutorOptions,
+    threads: usize,
     per_second: Option<u32>,
 ) -> Result<Outcome, HarnessError> {
-    let network = wire(workload, program, options).await?;
+    let network = wire(workload, program, options, threads).await?;
     let Some(runtimes) = network.runtimes.get() else { return Err(HarnessError::Stuck("network not wired".into())) };
     let submitted = submit(workload, runtimes, per_second).await?;
     settle(&network, runtimes, workload.transactions.len(), stall_limit(options)).await?;
@@ -209,6 +237,7 @@ async fn wire(
     workload: &Workload,
     program: Arc<dyn Program>,
     options: &ExecutorOptions,
+    threads: usize,
 ) -> Result<Arc<Network>, HarnessError> {
     let shard_map = Arc::new(HashShards::new(workload.shards));
     let network = Arc::new(Network {
@@ -242,7 +271,9 @@ async fn wire(
         inbox: Inbox::Unbounded,
         ..HostConfig::default()
     };
-    let executors = ExecutorHost::start(host_config, shard_map, router);
+    let executors = (0..threads.max(1))
+        .map(|_| ExecutorHost::start(host_config.clone(), shard_map.clone(), router.clone()))
+        .collect();
     let runtimes = Runtimes { shards, worker, executors, worker_id: worker_id(), client_id: client_id() };
     if network.runtimes.set(runtimes).is_err() {
         return Err(HarnessError::Stuck("network already wired".into()));
@@ -285,7 +316,7 @@ fn stall_limit(options: &ExecutorOptions) -> Duration {
 fn progress(network: &Network, runtimes: &Runtimes) -> (u64, usize) {
     let handled = runtimes.shards.iter().map(|(_, s)| s.metrics().handled()).sum::<u64>()
         + runtimes.worker.metrics().handled()
-        + runtimes.executors.runtime_metrics().handled();
+        + runtimes.executors.iter().map(|host| host.runtime_metrics().handled()).sum::<u64>();
     (handled, network.reports.lock().unwrap_or_else(PoisonError::into_inner).len())
 }
 
@@ -319,7 +350,9 @@ async fn settle(network: &Network, runtimes: &Runtimes, expected: usize, stall: 
             shard.idle().await?;
         }
         runtimes.worker.idle().await?;
-        runtimes.executors.idle().await?;
+        for host in &runtimes.executors {
+            host.idle().await?;
+        }
         if progress(network, runtimes).0 == before {
             return Ok(());
         }
@@ -347,8 +380,11 @@ async fn collect(
         }
     }
     let dropped = worker_dropped
-        + runtimes.executors.metrics().dropped_total()
-        + runtimes.executors.runtime_metrics().unknown_target();
+        + runtimes
+            .executors
+            .iter()
+            .map(|host| host.metrics().dropped_total() + host.runtime_metrics().unknown_target())
+            .sum::<u64>();
     let reports = std::mem::take(&mut *network.reports.lock().unwrap_or_else(PoisonError::into_inner));
     let arrived: BTreeMap<Timestamp, Instant> = reports.into_iter().map(|(r, at)| (r.timestamp, at)).collect();
     let latencies: Vec<Duration> = arrived

@@ -264,7 +264,7 @@ pub fn execute(
                 .enable_all()
                 .build()
                 .map_err(HarnessError::Runtime)?;
-            runtime.block_on(concurrent::execute(workload, program, options, per_second))
+            runtime.block_on(concurrent::execute(workload, program, options, threads.max(1), per_second))
         }
     }
 }
