@@ -231,5 +231,5 @@ pub fn submit(args: SubmitArgs, config: &Config) -> Result<ExitCode> {
         bar.finish_and_clear();
     }
     let outcome = outcome?;
-    crate::print_outcome(&outcome, started.elapsed(), args.output.resolve(), args.fail_on_failure)
+    crate::print_outcome(outcome, started.elapsed(), args.output.resolve(), args.fail_on_failure)
 }

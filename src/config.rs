@@ -69,17 +69,27 @@ impl Default for NatsSettings {
 pub struct HostSettings {
     /// The module store directory, relative to the current directory.
     pub store: PathBuf,
-    /// Threads of a concurrent run (the harness's `Delivery::Concurrent`).
+    /// Threads of a concurrent run (the harness's `Delivery::ClosedLoop`).
     /// Omitted: one per core.
     pub threads: Option<NonZeroUsize>,
     /// Deliver messages on one thread in an order drawn from this seed.
     /// Omitted: concurrent delivery.
     pub seed: Option<u64>,
+    /// Transactions a concurrent run keeps submitted and not finished, at
+    /// most: its memory follows this, not the scenario's length. By
+    /// default 10,000.
+    pub in_flight: NonZeroUsize,
 }
+
+/// The default of [`HostSettings::in_flight`].
+pub const IN_FLIGHT: NonZeroUsize = match NonZeroUsize::new(10_000) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 
 impl Default for HostSettings {
     fn default() -> Self {
-        Self { store: PathBuf::from(DEFAULT_STORE), threads: None, seed: None }
+        Self { store: PathBuf::from(DEFAULT_STORE), threads: None, seed: None, in_flight: IN_FLIGHT }
     }
 }
 

@@ -206,6 +206,11 @@ struct RunArgs {
     /// core).
     #[arg(long, value_name = "N")]
     threads: Option<NonZeroUsize>,
+    /// Transactions a concurrent run keeps submitted and not finished, at
+    /// most (default: `host.in_flight`, else 10,000): a run's memory
+    /// follows this, not the scenario's length.
+    #[arg(long, value_name = "N")]
+    in_flight: Option<NonZeroUsize>,
     /// Gas budget per transaction, over the configuration file's and the
     /// scenario's `gas_limit`.
     #[arg(long, value_name = "GAS")]
@@ -340,6 +345,20 @@ fn one_line(text: &str) -> String {
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+/// Writes `value` as pretty JSON and a newline to stdout as it is
+/// serialized: a large run's report is never held as one string.
+fn emit_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut stdout, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}
+
 fn emit(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
@@ -614,15 +633,20 @@ fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
     let seed = if args.concurrent { None } else { args.seed.or(config.host.seed) };
     let delivery = match seed {
         Some(seed) => Delivery::Deterministic { seed },
-        None => Delivery::Concurrent {
+        None => Delivery::ClosedLoop {
             threads: args
                 .threads
                 .or(config.host.threads)
                 .map_or_else(|| std::thread::available_parallelism().map_or(2, usize::from), NonZeroUsize::get),
+            in_flight: args.in_flight.unwrap_or(config.host.in_flight).get(),
         },
     };
     let transactions = scenario.transactions.len();
     tracing::info!(transactions, shards = scenario.shards, ?delivery, ?options, "running the scenario");
+    // The scenario lives on as the workload only: a large one must not be
+    // in memory three times (text, parsed, workload).
+    drop(text);
+    let workload = scenario.into_workload();
 
     let bar = output::progress_bar(transactions);
     let program: Arc<dyn Program> = match &bar {
@@ -630,39 +654,40 @@ fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
         None => program,
     };
     let started = Instant::now();
-    let outcome = harness::execute(&scenario.workload(), program, &options, delivery);
+    let outcome = harness::execute(&workload, program, &options, delivery);
+    drop(workload);
     let elapsed = started.elapsed();
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let outcome = outcome?;
-    print_outcome(&outcome, elapsed, args.output.resolve(), args.fail_on_failure)
+    print_outcome(outcome, elapsed, args.output.resolve(), args.fail_on_failure)
 }
 
 /// Prints what `run` and `submit` print: the report, as a summary or JSON;
 /// with `fail_on_failure`, fails when any transaction did.
 fn print_outcome(
-    outcome: &executor_testkit::harness::Outcome,
+    outcome: executor_testkit::harness::Outcome,
     elapsed: std::time::Duration,
     format: Output,
     fail_on_failure: bool,
 ) -> Result<ExitCode> {
+    let (pending_markers, dropped, total) = (outcome.pending_markers, outcome.dropped, outcome.transactions.len());
     let report = Report::from(outcome);
     let summary = RunOutput::new(&report, elapsed);
     tracing::info!(
         succeeded = report.succeeded,
         failed = report.failed,
         seconds = summary.seconds,
-        pending_markers = outcome.pending_markers,
-        dropped = outcome.dropped,
+        pending_markers,
+        dropped,
         "run finished"
     );
     match format {
         Output::Human => emit(&summary.to_string())?,
-        Output::Json => emit(&(summary.json()? + "\n"))?,
+        Output::Json => emit_json(&summary)?,
     }
     if fail_on_failure && report.failed > 0 {
-        let total = outcome.transactions.len();
         eprintln!("error: {} of {total} transactions failed (--fail-on-failure)", report.failed);
         return Ok(ExitCode::FAILURE);
     }

@@ -59,10 +59,6 @@ impl<'a> RunOutput<'a> {
         let tx_per_second = if seconds > 0.0 { count / seconds } else { 0.0 };
         Self { report, failed_by_reason, seconds, tx_per_second }
     }
-
-    pub fn json(&self) -> serde_json::Result<String> {
-        serde_json::to_string_pretty(self)
-    }
 }
 
 /// What debug builds logged (`run --dev`), then one line per failed

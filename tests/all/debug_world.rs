@@ -141,7 +141,7 @@ fn run(program: Arc<dyn Program>, transactions: Vec<TxSpec>) -> Vec<ExecutorFini
     let outcome =
         harness::execute(&workload, program, &ExecutorOptions::default(), Delivery::Deterministic { seed: 7 }).unwrap();
     assert_eq!(outcome.pending_markers, 0);
-    outcome.transactions.into_iter().map(|tx| tx.finished).collect()
+    outcome.transactions.into_iter().map(|tx| executor_host::ExecutorFinished::clone(&tx.finished)).collect()
 }
 
 /// Through the executor: each transaction's lines, from every step, in

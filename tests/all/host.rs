@@ -108,7 +108,7 @@ async fn deadline_timer_fails_a_stalled_transaction() {
     tokio::time::sleep(Duration::from_secs(29)).await;
     host.idle().await.unwrap();
     assert!(recorder.take().is_empty());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
     host.idle().await.unwrap();
     let sent = recorder.take();
     assert_eq!(sent.len(), 3, "release w, two reports: {sent:?}");

@@ -35,7 +35,7 @@ fn run(step_trace: bool) -> Vec<ExecutorFinished> {
     let options = ExecutorOptions { step_trace, ..ExecutorOptions::default() };
     let program: Arc<dyn Program> = Arc::new(transfer());
     let outcome = harness::execute(&workload, program, &options, Delivery::Deterministic { seed: 11 }).unwrap();
-    outcome.transactions.into_iter().map(|tx| tx.finished).collect()
+    outcome.transactions.into_iter().map(|tx| executor_host::ExecutorFinished::clone(&tx.finished)).collect()
 }
 
 fn read(key: &str) -> TracedRequest {

@@ -108,3 +108,14 @@ fn the_read_watermark_does_not_pass_an_unfinished_transaction() {
     assert_eq!(w.env.local.watermark, 3);
     assert_eq!(w.env.local.read_watermark, 3);
 }
+
+/// The worker sets no timer; one elapsing anyway (a host bug, or a
+/// misrouted trigger) is dropped and counted, as the shard counts its own.
+/// It used to vanish uncounted.
+#[test]
+fn a_timer_the_worker_never_set_is_dropped_and_counted() {
+    let (mut w, _) = worker(1);
+    let effect = w.handle(&Trigger::Elapsed { timers: vec![()], at: std::time::Duration::ZERO });
+    assert!(effect.send.is_empty() && effect.spawn.is_empty());
+    assert_eq!(w.env.local.dropped, 1);
+}

@@ -18,6 +18,9 @@ use crate::link::{Deliver, Link};
 use crate::roles::worker_id;
 use crate::{NatsError, wire};
 
+/// Each transaction's report, by timestamp, and when it arrived.
+type Reports = BTreeMap<Timestamp, (Arc<ExecutorFinished>, Instant)>;
+
 /// How long a submission may see no new report before it gives up, and
 /// how long it waits for the shards to settle afterwards.
 #[derive(Clone)]
@@ -51,7 +54,7 @@ impl Default for Patience {
 pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -> Result<Outcome, NatsError> {
     let me = EngineId::local(format!("client/{}", nuid::next()));
     let subjects = link.subjects();
-    let reports: Arc<Mutex<BTreeMap<Timestamp, (ExecutorFinished, Instant)>>> = Arc::default();
+    let reports: Arc<Mutex<Reports>> = Arc::default();
     let notify = Arc::new(tokio::sync::Notify::new());
     let deliver: Deliver = {
         let (reports, notify) = (reports.clone(), notify.clone());
@@ -61,7 +64,7 @@ pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .entry(report.timestamp)
-                    .or_insert((ExecutorFinished::clone(&report), Instant::now()));
+                    .or_insert((report, Instant::now()));
                 notify.notify_one();
             }
         })
@@ -84,7 +87,7 @@ async fn run(
     link: &Arc<Link>,
     workload: &Workload,
     me: &EngineId,
-    reports: &Mutex<BTreeMap<Timestamp, (ExecutorFinished, Instant)>>,
+    reports: &Mutex<Reports>,
     notify: &tokio::sync::Notify,
     patience: Patience,
 ) -> Result<Outcome, NatsError> {
@@ -162,7 +165,7 @@ async fn acknowledged(link: &Link, worker: &str, submission: Submission) -> (u64
 }
 
 async fn wait_for_reports(
-    reports: &Mutex<BTreeMap<Timestamp, (ExecutorFinished, Instant)>>,
+    reports: &Mutex<Reports>,
     notify: &tokio::sync::Notify,
     expected: usize,
     patience: &Patience,

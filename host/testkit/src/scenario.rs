@@ -29,12 +29,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-use executor_host::{ExecutorOptions, Failure, GuestLog, KeySets, StepTrace, Timestamp, TracedRequest};
+use executor_host::{
+    ExecutorFinished, ExecutorOptions, Failure, GuestLog, KeySets, StepTrace, Timestamp, TracedRequest,
+};
 
 use crate::harness::{Outcome, TxSpec, Workload};
 
@@ -222,6 +225,29 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// The workload the harness runs, taking the scenario's values instead
+    /// of copying them (a large scenario must not be in memory twice).
+    pub fn into_workload(self) -> Workload {
+        let keys = |set: Vec<Bytes>| set.into_iter().map(|b| b.0).collect();
+        Workload {
+            shards: self.shards,
+            initial: self.initial_state.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
+            transactions: self
+                .transactions
+                .into_iter()
+                .map(|tx| TxSpec {
+                    executable: tx.executable.0,
+                    keys: KeySets {
+                        lazy_read_keys: keys(tx.lazy_read_keys),
+                        eager_read_keys: keys(tx.eager_read_keys),
+                        will_write_keys: keys(tx.will_write_keys),
+                        may_write_keys: keys(tx.may_write_keys),
+                    },
+                })
+                .collect(),
+        }
+    }
+
     /// The workload the harness runs.
     pub fn workload(&self) -> Workload {
         let keys = |set: &[Bytes]| set.iter().map(|b| b.0.clone()).collect();
@@ -261,9 +287,9 @@ pub struct TxReport {
     /// The gas its steps used.
     pub gas_used: u64,
     /// Every value fed to the program; `null` for a key read as absent.
-    pub values_read: BTreeMap<KeyText, Option<Bytes>>,
+    pub values_read: KeyMap<Option<Bytes>>,
     /// Every value written to a shard.
-    pub values_written: BTreeMap<KeyText, Bytes>,
+    pub values_written: KeyMap<Bytes>,
     /// What a debug build of the guest logged (`run --dev`): its lines in
     /// order, and how many more were dropped past the bound. Omitted when
     /// nothing was logged.
@@ -273,6 +299,47 @@ pub struct TxReport {
     /// --step-trace`). Omitted otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepRow>,
+}
+
+/// Keys to values, serialized as a JSON object, kept as a list sorted by
+/// key: a transaction touches a handful of keys, and a tree each cost a
+/// 200k-transaction report most of its memory (a map's node is hundreds
+/// of bytes, two pairs are a hundred).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyMap<V>(pub Vec<(KeyText, V)>);
+
+impl<V> KeyMap<V> {
+    /// From pairs sorted by key, each key once (as an `ExecutorFinished`
+    /// lists them).
+    fn sorted(pairs: Vec<(KeyText, V)>) -> Self {
+        Self(pairs)
+    }
+
+    /// The value of `key`, if listed.
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.0.binary_search_by(|(k, _)| k.0.as_slice().cmp(key)).ok().and_then(|i| self.0.get(i)).map(|(_, v)| v)
+    }
+
+    /// How many keys are listed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no key is listed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The pairs, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&KeyText, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<V: Serialize> Serialize for KeyMap<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
 }
 
 /// One step of a transaction in the report.
@@ -364,30 +431,35 @@ impl fmt::Display for NondeterministicWrite {
 
 impl From<&Outcome> for Report {
     fn from(outcome: &Outcome) -> Self {
+        Self::from(outcome.clone())
+    }
+}
+
+/// The report of `outcome`, taking its values instead of copying them: a
+/// large run's outcome and its report must not both be in memory.
+impl From<Outcome> for Report {
+    fn from(outcome: Outcome) -> Self {
         let transactions: Vec<TxReport> = outcome
             .transactions
-            .iter()
+            .into_iter()
             .map(|tx| {
-                let f = &tx.finished;
+                // The run is over: the report is no longer shared.
+                let f = Arc::try_unwrap(tx.finished).unwrap_or_else(|shared| ExecutorFinished::clone(&shared));
                 TxReport {
                     timestamp: tx.timestamp,
-                    executable: Bytes(tx.tx.executable.clone()),
+                    executable: Bytes(tx.tx.executable),
                     success: f.success,
                     failure: f.failure.as_ref().map(ToString::to_string),
-                    failure_kind: f.failure.clone(),
+                    failure_kind: f.failure,
                     gas_used: f.gas_used,
-                    values_read: f
-                        .values_read
-                        .iter()
-                        .map(|(k, v)| (KeyText(k.clone()), v.clone().map(Bytes)))
-                        .collect(),
-                    values_written: f
-                        .values_written
-                        .iter()
-                        .map(|(k, v)| (KeyText(k.clone()), Bytes(v.clone())))
-                        .collect(),
-                    log: f.diagnostics.log.clone(),
+                    values_read: KeyMap::sorted(
+                        f.values_read.into_iter().map(|(k, v)| (KeyText(k), v.map(Bytes))).collect(),
+                    ),
+                    values_written: KeyMap::sorted(
+                        f.values_written.into_iter().map(|(k, v)| (KeyText(k), Bytes(v))).collect(),
+                    ),
                     steps: f.diagnostics.steps.iter().map(StepRow::from).collect(),
+                    log: f.diagnostics.log,
                 }
             })
             .collect();
@@ -397,11 +469,11 @@ impl From<&Outcome> for Report {
             failed: transactions.len() - succeeded,
             gas_used: transactions.iter().map(|t| t.gas_used).sum(),
             transactions,
-            final_state: outcome.final_state.iter().map(|(k, v)| (KeyText(k.clone()), Bytes(v.clone()))).collect(),
+            final_state: outcome.final_state.into_iter().map(|(k, v)| (KeyText(k), Bytes(v))).collect(),
             nondeterministic_writes: outcome
                 .conflicting_writes
-                .iter()
-                .map(|(timestamp, key)| NondeterministicWrite { timestamp: *timestamp, key: KeyText(key.clone()) })
+                .into_iter()
+                .map(|(timestamp, key)| NondeterministicWrite { timestamp, key: KeyText(key) })
                 .collect(),
         }
     }

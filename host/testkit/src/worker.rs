@@ -193,9 +193,15 @@ impl Behaviour for Worker {
         config: &WorkerConfig,
         env: &mut Environment<Self>,
     ) -> Effect<Self> {
-        let Trigger::Message { envelope, .. } = trigger else { return Effect::default() };
         let state = &mut env.local;
         let mut effect = Effect::default();
+        // The worker sets no timer: one elapsing is dropped, and counted,
+        // like any other trigger it does not expect.
+        let Trigger::Message { envelope, .. } = trigger else {
+            tracing::debug!("worker dropped a timer it never set");
+            state.dropped += 1;
+            return effect;
+        };
         let send = |effect: &mut Effect<Self>, target: EngineId, payload| {
             effect.send.push(Envelope::new(me.clone(), target, payload));
         };

@@ -15,7 +15,7 @@ use executor_host::{
 };
 
 use super::{
-    HarnessError, HashShards, Outcome, ShardSummary, Workload, assemble_outcome, client_id, outcomes, requests,
+    HarnessError, HashShards, Outcome, Pace, ShardSummary, Workload, assemble_outcome, client_id, outcomes, requests,
     shard_initial, transaction, worker_id,
 };
 use crate::shard::Shard;
@@ -223,11 +223,11 @@ pub(super) async fn execute(
     program: Arc<dyn Program>,
     options: &ExecutorOptions,
     threads: usize,
-    per_second: Option<u32>,
+    pace: Pace,
 ) -> Result<Outcome, HarnessError> {
     let network = wire(workload, program, options, threads).await?;
     let Some(runtimes) = network.runtimes.get() else { return Err(HarnessError::Stuck("network not wired".into())) };
-    let submitted = submit(workload, runtimes, per_second).await?;
+    let submitted = submit(workload, &network, runtimes, pace, stall_limit(options)).await?;
     settle(&network, runtimes, workload.transactions.len(), stall_limit(options)).await?;
     collect(&network, runtimes, workload, &submitted).await
 }
@@ -281,26 +281,62 @@ async fn wire(
     Ok(network)
 }
 
-/// Submits every transaction in order (so the i-th gets timestamp i + 1),
-/// all at once or `per_second`, and returns when each was submitted.
+/// Submits every transaction in order (so the i-th gets timestamp i + 1)
+/// at `pace`, and returns when each was submitted. With a window, fails if
+/// no report arrives for `stall` while it waits.
 async fn submit(
     workload: &Workload,
+    network: &Network,
     runtimes: &Runtimes,
-    per_second: Option<u32>,
+    pace: Pace,
+    stall: Duration,
 ) -> Result<Vec<Instant>, HarnessError> {
     let mut submitted = Vec::with_capacity(workload.transactions.len());
     let start = tokio::time::Instant::now();
     for (i, request) in requests(workload).enumerate() {
-        if let Some(rate) = per_second {
-            // On schedule, not after the previous send: a late tick does
-            // not push every later submission back.
-            let due = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
-            tokio::time::sleep_until(due).await;
+        match pace {
+            Pace::AllAtOnce => {}
+            Pace::Rate(rate) => {
+                // On schedule, not after the previous send: a late tick
+                // does not push every later submission back.
+                let due = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
+                tokio::time::sleep_until(due).await;
+            }
+            Pace::Window(in_flight) => wait_for_room(network, i, in_flight, stall).await?,
         }
         submitted.push(Instant::now());
         runtimes.worker.deliver(request).await?;
     }
     Ok(submitted)
+}
+
+/// Waits until fewer than `in_flight` of the `submitted` transactions are
+/// unfinished.
+async fn wait_for_room(
+    network: &Network,
+    submitted: usize,
+    in_flight: usize,
+    stall: Duration,
+) -> Result<(), HarnessError> {
+    let reported = || network.reports.lock().unwrap_or_else(PoisonError::into_inner).len();
+    let mut last = reported();
+    let mut last_change = Instant::now();
+    loop {
+        let notified = network.notify.notified();
+        let now = reported();
+        if submitted.saturating_sub(now) < in_flight {
+            return Ok(());
+        }
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        } else if last_change.elapsed() > stall {
+            return Err(HarnessError::Stuck(format!(
+                "{now} of {submitted} transactions finished, and none for {} s",
+                stall.as_secs()
+            )));
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+    }
 }
 
 /// How long a run may make no progress at all before the harness gives

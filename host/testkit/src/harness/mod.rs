@@ -95,6 +95,28 @@ pub enum Delivery {
         /// Transactions submitted per second.
         per_second: u32,
     },
+    /// As [`Delivery::Concurrent`], with at most `in_flight` transactions
+    /// submitted and not yet finished: what the `run` command uses, so
+    /// that a run's memory follows `in_flight`, not the scenario's length
+    /// (outcomes are the same; latency then counts queueing behind at
+    /// most `in_flight` others).
+    ClosedLoop {
+        /// Threads of the tokio runtime; guest calls run on them.
+        threads: usize,
+        /// Transactions submitted and not finished, at most (at least 1).
+        in_flight: usize,
+    },
+}
+
+/// How a concurrent run submits its transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Every one at once.
+    AllAtOnce,
+    /// This many per second.
+    Rate(u32),
+    /// At most this many not finished.
+    Window(usize),
 }
 
 /// One transaction's fate.
@@ -104,8 +126,9 @@ pub struct TxOutcome {
     pub timestamp: Timestamp,
     /// What was submitted.
     pub tx: TxSpec,
-    /// How its executor ended.
-    pub finished: ExecutorFinished,
+    /// How its executor ended: the report the worker received (shared,
+    /// not copied: a large run's reports must not be in memory twice).
+    pub finished: Arc<ExecutorFinished>,
 }
 
 /// What a run produced.
@@ -254,17 +277,20 @@ pub fn execute(
         Delivery::Deterministic { seed } => {
             simulation::Simulation::new(workload, program, options, seed).settle(workload)
         }
-        Delivery::Concurrent { threads } | Delivery::OpenLoop { threads, .. } => {
-            let per_second = match delivery {
-                Delivery::OpenLoop { per_second, .. } => Some(per_second.max(1)),
-                _ => None,
+        Delivery::Concurrent { threads }
+        | Delivery::OpenLoop { threads, .. }
+        | Delivery::ClosedLoop { threads, .. } => {
+            let pace = match delivery {
+                Delivery::OpenLoop { per_second, .. } => Pace::Rate(per_second.max(1)),
+                Delivery::ClosedLoop { in_flight, .. } => Pace::Window(in_flight.max(1)),
+                _ => Pace::AllAtOnce,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads.max(1))
                 .enable_all()
                 .build()
                 .map_err(HarnessError::Runtime)?;
-            runtime.block_on(concurrent::execute(workload, program, options, threads.max(1), per_second))
+            runtime.block_on(concurrent::execute(workload, program, options, threads.max(1), pace))
         }
     }
 }
@@ -336,7 +362,7 @@ pub(super) fn outcomes(finished: &BTreeMap<Timestamp, Arc<ExecutorFinished>>, su
         .iter()
         .filter_map(|(ts, finished)| {
             let tx = submitted.get(usize::try_from(ts.checked_sub(1)?).ok()?)?;
-            Some(TxOutcome { timestamp: *ts, tx: tx.clone(), finished: ExecutorFinished::clone(finished) })
+            Some(TxOutcome { timestamp: *ts, tx: tx.clone(), finished: finished.clone() })
         })
         .collect()
 }
