@@ -146,7 +146,11 @@ impl Case {
         trigger: &Trigger<Message, ()>,
     ) -> (Vec<Envelope<Message>>, Vec<SpawnExecutor>) {
         let mut send = Vec::new();
-        let Trigger::Message { envelope, .. } = trigger else { return (send, Vec::new()) };
+        let Trigger::Message { envelope, .. } = trigger else {
+            // The worker sets no timer: one elapsing is dropped and counted.
+            self.model.dropped += 1;
+            return (send, Vec::new());
+        };
         let model = &mut self.model;
         let locked = match &envelope.payload {
             Message::TransactionRequest { executable, keys, .. } => {
