@@ -1,6 +1,6 @@
 //! The executor engine's own costs, with the native transfer function (no
-//! wasm): memory per waiting executor with 100k in flight, and the
-//! per-transaction overhead of the engine and its tokio node.
+//! wasm): memory per waiting executor with 100k and with 1M in flight, and
+//! the per-transaction overhead of the engine and its tokio node.
 //!
 //! Run: `cargo bench -p executor-host --bench executors`.
 
@@ -95,36 +95,51 @@ fn read(executor: &EngineId, timestamp: u64, key: Vec<u8>) -> Envelope<Message> 
     )
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
-    let program: Arc<dyn Program> = Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default()));
+/// Spawns `count` transfers on a fresh host, none of which has its reads
+/// yet, and prints what each costs in memory.
+async fn waiting(program: &Arc<dyn Program>, count: u64) -> anyhow::Result<()> {
     let router = Arc::new(Finished::default());
-    let host = ExecutorHost::start(HostConfig::default(), Arc::new(OneShard(EngineId::local("shard"))), router.clone());
-
-    // Memory: 100k executors that ran their first step and wait for reads.
-    const IN_FLIGHT: u64 = 100_000;
-    let txs: Vec<Transaction> = (1..=IN_FLIGHT).map(|t| transfer(&program, t)).collect();
+    let host = ExecutorHost::start(HostConfig::default(), Arc::new(OneShard(EngineId::local("shard"))), router);
+    let txs: Vec<Transaction> = (1..=count).map(|t| transfer(program, t)).collect();
     let tx_bytes: usize =
         txs.iter().map(|t| t.executable.len() + t.keys.eager_read_keys.iter().map(Vec::len).sum::<usize>() * 2).sum();
     host.idle().await?;
     let before = LIVE.load(Ordering::Relaxed);
-    let mut ids = Vec::with_capacity(IN_FLIGHT as usize);
+    let mut ids = Vec::with_capacity(count as usize);
     for tx in txs {
+        ids.push(host.spawn(tx).await?);
+    }
+    host.idle().await?;
+    let ids_bytes =
+        ids.capacity() * std::mem::size_of::<EngineId>() + ids.iter().map(|id| id.name.len()).sum::<usize>();
+    let after = LIVE.load(Ordering::Relaxed);
+    let per = after.saturating_sub(before).saturating_sub(ids_bytes) as f64 / count as f64;
+    let payload = tx_bytes as f64 / count as f64;
+    println!(
+        "{count} waiting executors: {per:.0} bytes each, of which {payload:.0} are the transaction's own executable and keys; {:.0} bytes of engine overhead",
+        per - payload
+    );
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let program: Arc<dyn Program> = Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default()));
+    for count in [100_000, 1_000_000] {
+        waiting(&program, count).await?;
+        // Let the host just dropped finish freeing before the next count.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let router = Arc::new(Finished::default());
+    let host = ExecutorHost::start(HostConfig::default(), Arc::new(OneShard(EngineId::local("shard"))), router.clone());
+
+    // 100k executors waiting for their reads, then finished.
+    const IN_FLIGHT: u64 = 100_000;
+    let mut ids = Vec::with_capacity(IN_FLIGHT as usize);
+    for tx in (1..=IN_FLIGHT).map(|t| transfer(&program, t)) {
         ids.push((tx.timestamp, tx.keys.eager_read_keys.clone(), host.spawn(tx).await?));
     }
     host.idle().await?;
-    let ids_bytes = ids.capacity() * std::mem::size_of::<(u64, Vec<Vec<u8>>, EngineId)>()
-        + ids
-            .iter()
-            .map(|(_, k, id)| k.capacity() * 24 + k.iter().map(|k| k.capacity()).sum::<usize>() + id.name.len())
-            .sum::<usize>();
-    let after = LIVE.load(Ordering::Relaxed);
-    let per = (after - before - ids_bytes) as f64 / IN_FLIGHT as f64;
-    let payload = tx_bytes as f64 / IN_FLIGHT as f64;
-    println!(
-        "{IN_FLIGHT} waiting executors: {per:.0} bytes each, of which {payload:.0} are the transaction's own executable and keys; {:.0} bytes of engine overhead",
-        per - payload
-    );
 
     // Finish them: two reads each.
     let start = Instant::now();
@@ -170,8 +185,8 @@ async fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         for _ in 0..100_000 {
             let mut state = None;
+            // As the executor runs it: the first step on the first read.
             for input in [
-                None,
                 Some(executor_host::Input { key: t.keys.eager_read_keys[0].clone(), datum: Some(b"1000".to_vec()) }),
                 Some(executor_host::Input { key: t.keys.eager_read_keys[1].clone(), datum: Some(b"1000".to_vec()) }),
             ] {

@@ -156,6 +156,12 @@ fn precedence_is_defaults_then_file_then_scenario_then_flags() {
     assert_eq!(outcome(None, &stingy, &["--gas-limit", "100000000"])["succeeded"], 3);
     // The file's seed makes the run deterministic; --concurrent undoes it.
     assert_eq!(outcome(Some(&tiny_gas), &generous, &["--concurrent", "--threads", "1"])["succeeded"], 3);
+    // One transaction in flight at a time, from the file or the flag: the
+    // same report as all at once.
+    let one_at_a_time = write(dir.path(), "window.toml", "[host]\nin_flight = 1\n");
+    let windowed = outcome(Some(&one_at_a_time), &plain, &[]);
+    assert_eq!(windowed["transactions"], outcome(None, &plain, &["--in-flight", "1000"])["transactions"]);
+    assert_eq!(outcome(None, &plain, &["--in-flight", "1"])["transactions"], windowed["transactions"]);
 }
 
 #[test]
@@ -240,6 +246,7 @@ fn bad_flag_values_are_refused_in_one_line() {
         (vec!["--log-level", "loud", "list"], "invalid value 'loud' for '--log-level"),
         (vec!["list", "--log-format", "yaml"], "invalid value 'yaml' for '--log-format"),
         (vec!["run", "--native", "transfer", "--scenario", &scenario, "--threads", "0"], "--threads"),
+        (vec!["run", "--native", "transfer", "--scenario", &scenario, "--in-flight", "0"], "--in-flight"),
         (vec!["run", "--native", "transfer", "--scenario", &scenario, "--gas-limit", "lots"], "--gas-limit"),
         (vec!["run", "--native", "transfer", "--scenario", &scenario, "--seed", "1", "--concurrent"], "--concurrent"),
         (vec!["completions", "tcsh"], "invalid value 'tcsh'"),

@@ -1,5 +1,7 @@
 //! End to end: transfers through shards, the worker and executors, on the
-//! concurrent harness, wasm guest against the native function in one run.
+//! concurrent harness (one executor host per thread, guest calls inline,
+//! mimalloc as the `executor-host` binary uses it), wasm guest against the
+//! native function in one run.
 //!
 //! Run: `cargo bench -p executor-testkit --bench e2e`. For each
 //! contention level (many accounts, few accounts) and each program it
