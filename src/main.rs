@@ -344,24 +344,28 @@ fn one_line(text: &str) -> String {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
 /// Writes `value` as pretty JSON and a newline to stdout as it is
 /// serialized: a large run's report is never held as one string.
 fn emit_json(value: &impl serde::Serialize) -> Result<()> {
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = serde_json::to_writer_pretty(&mut stdout, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| stdout.write_all(b"\n"))
-        .and_then(|()| stdout.flush());
-    match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(()),
-    }
+    stdout_written(
+        serde_json::to_writer_pretty(&mut stdout, value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| stdout.write_all(b"\n"))
+            .and_then(|()| stdout.flush()),
+    )
 }
 
+/// Writes `text` to stdout.
 fn emit(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    stdout_written(stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()))
+}
+
+/// The outcome of writing to stdout: a closed pipe (`| head`) is not an
+/// error.
+fn stdout_written(written: std::io::Result<()>) -> Result<()> {
+    match written {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
         _ => Ok(()),
     }
@@ -431,15 +435,11 @@ fn man_page(subcommand: Option<&str>) -> Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn sandbox(config: &Config) -> Result<Sandbox> {
-    Sandbox::new(config.sandbox.clone()).context("setting up the sandbox ([sandbox] of the configuration)")
-}
-
-/// The sandbox of `run --dev` and `build --dev`: the configured one, in
-/// dev mode (which no configuration file can set).
-fn dev_sandbox(config: &Config) -> Result<Sandbox> {
-    let dev = executor_host::SandboxConfig { dev: true, ..config.sandbox.clone() };
-    Sandbox::new(dev).context("setting up the sandbox ([sandbox] of the configuration)")
+/// The configured sandbox; with `dev` (`run --dev`, `build --dev`) in dev
+/// mode, which no configuration file can set.
+fn sandbox(config: &Config, dev: bool) -> Result<Sandbox> {
+    let settings = executor_host::SandboxConfig { dev, ..config.sandbox.clone() };
+    Sandbox::new(settings).context("setting up the sandbox ([sandbox] of the configuration)")
 }
 
 /// Opens the module store at `path`, creating the directory if `create`.
@@ -458,7 +458,7 @@ fn open_store(path: &Path, create: bool) -> Result<ModuleStore> {
 
 fn deploy(file: &Path, name: &str, store: &Path, config: &Config) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let sandbox = sandbox(config)?;
+    let sandbox = sandbox(config, false)?;
     let deployed = open_store(store, true)?
         .deploy(&sandbox, name, &bytes)
         .with_context(|| format!("deploying {}", file.display()))?;
@@ -546,7 +546,7 @@ fn program(args: &GuestArgs, config: &Config, dev: bool) -> Result<Arc<dyn Progr
         (Some(NativeExample::Nockma), _) => Arc::new(NativeProgram::<nockma_guest::NockmaFunction>::new(limits)),
         (None, Some(guest)) => {
             let store = args.store.store.clone().unwrap_or_else(|| config.host.store.clone());
-            let sandbox = if dev { dev_sandbox(config)? } else { sandbox(config)? };
+            let sandbox = sandbox(config, dev)?;
             Arc::new(load_guest(&sandbox, guest, &store)?)
         }
         (None, None) => bail!("name a --guest or a --native example"),
@@ -555,7 +555,7 @@ fn program(args: &GuestArgs, config: &Config, dev: bool) -> Result<Arc<dyn Progr
 
 fn check(file: &Path, config: &Config, format: Output) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let sandbox = sandbox(config)?;
+    let sandbox = sandbox(config, false)?;
     // Describe first, so even a rejected component shows what it holds.
     let info = sandbox.inspect(&bytes).ok();
     let loaded = sandbox.load(&bytes).map(drop).with_context(|| format!("{} is not a valid executor", file.display()));
@@ -601,7 +601,7 @@ fn build(
     tracing::info!(profile = profile.unwrap_or(COMPACT_PROFILE), "building the guest");
     let module = guest.run()?.single().context("pick the guest crate with --package")?;
     let component = module.componentize()?;
-    let checked = if dev { dev_sandbox(config)?.load(&component) } else { sandbox(config)?.load(&component) };
+    let checked = sandbox(config, dev)?.load(&component);
     match checked {
         Err(executor_host::LoadError::DebugBuild) => bail!(
             "the profile `{}` builds a debug component (its debug assertions are on, so the SDK targets the \

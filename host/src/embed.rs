@@ -52,8 +52,9 @@ pub struct HostConfig {
     /// host's task (for tests with paused time). By default a pool of one
     /// thread per core.
     pub execution: Execution,
-    /// How many envelopes may wait to enter the host (`deliver` waits when
-    /// it is full); [`Inbox::Unbounded`] for in-process networks. By
+    /// How many deliveries and spawns (each one envelope or transaction,
+    /// or one batch of them) may wait to enter the host (`deliver` waits
+    /// when it is full); [`Inbox::Unbounded`] for in-process networks. By
     /// default bounded at 4096.
     pub inbox: Inbox,
     /// Triggers one executor may have queued while its guest call runs.

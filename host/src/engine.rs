@@ -32,10 +32,12 @@ pub type Time = Duration;
 pub type MailboxId = u64;
 
 /// An engine's identity: an optional node and a name unique on that node.
-// Equality is by content with a pointer shortcut (below), so the derived
-// hash of the content agrees with it.
-#[allow(clippy::derived_hash_with_manual_eq)]
-#[derive(Debug, Clone, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Ids are shared strings: every message carries two and every executor
+/// sends many, so a clone is a reference count, not an allocation. They
+/// are compared for every message (routing, sender checks), mostly clones
+/// of one id: `Arc`'s equality compares pointers before text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct EngineId {
     /// The node (process or machine) the engine lives on; `None` for a
     /// local engine.
@@ -44,27 +46,10 @@ pub struct EngineId {
     pub name: Arc<str>,
 }
 
-// Ids are shared strings: every message carries two and every executor
-// sends many, so a clone must be a reference count, not an allocation.
 impl EngineId {
     /// A local engine (no node id).
     pub fn local(name: impl Into<Arc<str>>) -> Self {
         Self { node: None, name: name.into() }
-    }
-}
-
-/// Equal when node and name are. Ids are compared for every message
-/// (routing, sender checks), and most comparisons are of clones of one
-/// id: those are equal by pointer, without comparing the text.
-impl PartialEq for EngineId {
-    fn eq(&self, other: &Self) -> bool {
-        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
-        same(&self.name, &other.name)
-            && match (&self.node, &other.node) {
-                (None, None) => true,
-                (Some(a), Some(b)) => same(a, b),
-                _ => false,
-            }
     }
 }
 

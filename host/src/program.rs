@@ -58,7 +58,9 @@ pub struct StepReport {
 }
 
 /// Runs steps of an executor function. Implementations keep no
-/// per-transaction state: everything a step needs is in the [`StepCall`].
+/// per-transaction state: everything a step needs is in the [`StepCall`]
+/// (a [`Session`] keeps what one round of one transaction shares, and is
+/// dropped with the round).
 pub trait Program: Send + Sync + fmt::Debug {
     /// Runs one step: the starting state first if `call.state` is `None`,
     /// then the step on `call.input`, then the check for a halted state.

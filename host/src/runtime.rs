@@ -49,7 +49,8 @@ pub trait Router<M>: Send + Sync {
     fn route(&self, envelope: Envelope<M>);
 
     /// Sends every envelope of `batch` (in order: each engine's in the
-    /// order it sent them), leaving `batch` empty. A runtime hands over
+    /// order it sent them); it may take them out (the runtime empties
+    /// `batch` afterwards and keeps its allocation). A runtime hands over
     /// all its engines sent in one turn at once; a router between
     /// runtimes should forward the envelopes for one destination together.
     /// By default, [`Router::route`] for each.
@@ -68,8 +69,8 @@ pub trait Spawner<S>: Send + Sync {
     /// spawned, or queued to be, by the time this returns.
     fn spawn(&self, request: S);
 
-    /// Starts every engine of `requests`, in order, leaving it empty.
-    /// Called before the messages of the same turn are routed. By default,
+    /// Starts every engine of `requests`, in order; it may take them out
+    /// (the runtime empties `requests` afterwards). Called before the messages of the same turn are routed. By default,
     /// [`Spawner::spawn`] for each.
     fn spawn_all(&self, requests: &mut Vec<S>) {
         for request in requests.drain(..) {
@@ -109,7 +110,8 @@ impl Execution {
     }
 }
 
-/// How many envelopes may wait to enter a runtime.
+/// How many commands (an envelope, a router's batch of envelopes, a
+/// spawn or a batch of spawns) may wait to enter a runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Inbox {
@@ -121,7 +123,7 @@ pub enum Inbox {
 }
 
 impl Default for Inbox {
-    /// Bounded at 4096 envelopes.
+    /// Bounded at 4096 commands.
     fn default() -> Self {
         Self::Bounded(NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN))
     }
@@ -130,7 +132,7 @@ impl Default for Inbox {
 /// How an engine runtime is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
-    /// Envelopes waiting to enter the runtime. By default bounded at 4096.
+    /// Commands waiting to enter the runtime. By default bounded at 4096.
     pub inbox: Inbox,
     /// Triggers one engine may have queued while it is busy; more messages
     /// are dropped and counted (timers never are). By default 1024.
@@ -571,10 +573,10 @@ where
     /// router (spawns first: a message may lead to one for a new engine).
     fn flush(&mut self) {
         if !self.spawns.is_empty() {
-            match &self.spawner {
-                Some(spawner) => spawner.spawn_all(&mut self.spawns),
-                None => self.spawns.clear(),
+            if let Some(spawner) = &self.spawner {
+                spawner.spawn_all(&mut self.spawns);
             }
+            self.spawns.clear();
         }
         if !self.outbox.is_empty() {
             self.router.route_all(&mut self.outbox);

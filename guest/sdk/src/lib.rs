@@ -144,7 +144,8 @@ pub mod __bindings {
 
     /// Sends a panic's message (with its location) through `log` before
     /// the guest traps, which otherwise says only `unreachable`. Installed
-    /// at every entry: each call runs in a fresh instance.
+    /// at every entry, which every fresh instance needs; the later calls
+    /// of a round (one instance) install it again, a debug build's cost.
     #[cfg(debug_assertions)]
     fn log_panics() {
         std::panic::set_hook(Box::new(|info| log(&info.to_string())));

@@ -417,8 +417,10 @@ impl WasmProgram {
     }
 
     /// Instantiates once and runs `calls` in that instance, as a session
-    /// does a round's steps (with no calls: the cost of instantiating
-    /// alone). For benchmarks and tests.
+    /// does a round's steps that succeed (with no calls: the cost of
+    /// instantiating alone). Unlike a session it goes on after a failed
+    /// step, and instantiating is not part of the first call's metering.
+    /// For benchmarks and tests.
     #[doc(hidden)]
     pub fn step_reusing_instance(&self, calls: &[StepCall<'_>]) -> Vec<StepReport> {
         let _slot = self.inner.slots.acquire();
@@ -558,9 +560,11 @@ struct WasmSession<'a> {
 }
 
 struct Live<'a> {
-    _slot: SlotPermit<'a>,
     store: Store<CallLimiter>,
     instance: bindings::Executor,
+    /// Last: fields drop in order, and the slot may be handed to a waiter
+    /// only once the store has given the pool its instance back.
+    _slot: SlotPermit<'a>,
 }
 
 impl Session for WasmSession<'_> {
@@ -581,7 +585,7 @@ impl Session for WasmSession<'_> {
                     instance = Some(executor);
                     output
                 });
-                self.live = instance.map(|instance| Live { _slot: slot, store, instance });
+                self.live = instance.map(|instance| Live { store, instance, _slot: slot });
                 report
             }
         };
@@ -594,8 +598,9 @@ impl Session for WasmSession<'_> {
 
 /// Gas per 64 KiB page of linear memory a call has beyond the warm pages
 /// a pool slot keeps resident: the host's real cost of memory is faulting
-/// pages in and zeroing them, on every call (each runs in a fresh
-/// instance), which fuel does not see. Priced so that the worst case of
+/// pages in and zeroing them for every instance, which fuel does not see.
+/// An instance pays for the pages it grows to, in the call that grows it
+/// (a round's later calls pay only for growth beyond it). Priced so that the worst case of
 /// wall time per unit of gas stays within 10× of pure computation (see
 /// the README's "What gas buys").
 pub const GAS_PER_MEMORY_PAGE: u64 = 4096;

@@ -248,26 +248,9 @@ impl Scenario {
         }
     }
 
-    /// The workload the harness runs.
+    /// The workload the harness runs, leaving the scenario as it is.
     pub fn workload(&self) -> Workload {
-        let keys = |set: &[Bytes]| set.iter().map(|b| b.0.clone()).collect();
-        Workload {
-            shards: self.shards,
-            initial: self.initial_state.iter().map(|(k, v)| (k.0.clone(), v.0.clone())).collect(),
-            transactions: self
-                .transactions
-                .iter()
-                .map(|tx| TxSpec {
-                    executable: tx.executable.0.clone(),
-                    keys: KeySets {
-                        lazy_read_keys: keys(&tx.lazy_read_keys),
-                        eager_read_keys: keys(&tx.eager_read_keys),
-                        will_write_keys: keys(&tx.will_write_keys),
-                        may_write_keys: keys(&tx.may_write_keys),
-                    },
-                })
-                .collect(),
-        }
+        self.clone().into_workload()
     }
 }
 

@@ -420,10 +420,13 @@ fn own_timeline<'a>(
     key: &Key,
     sender: &EngineId,
 ) -> Option<&'a mut Timeline> {
-    let found = state.keys.get_mut(key).filter(|t| t.accesses.contains_key(&timestamp));
+    let found = state.keys.get_mut(key).and_then(|t| {
+        let owner = t.accesses.get(&timestamp).map(|access| &access.executor == sender)?;
+        Some((t, owner))
+    });
     match found {
-        Some(timeline) if timeline.accesses.get(&timestamp).is_some_and(|a| &a.executor == sender) => Some(timeline),
-        Some(_) => {
+        Some((timeline, true)) => Some(timeline),
+        Some((_, false)) => {
             tracing::debug!(timestamp, %sender, "shard dropped a read request or write from a stranger");
             state.dropped += 1;
             None
@@ -543,11 +546,22 @@ fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<S
     let Some(timeline) = state.keys.get_mut(key) else { return };
     collect(timeline, state.heard_all_reads);
     let limit = timeline.pending_writes.first().map_or(state.heard_all_writes, |p| (*p).min(state.heard_all_writes));
-    let due: Vec<Timestamp> = timeline.due_reads.range(..=limit).copied().collect();
-    for timestamp in due {
-        let data = timeline.value_before(timestamp).cloned();
-        let Some(access) = timeline.accesses.get(&timestamp) else { continue };
-        let (executor, marker) = (access.executor.clone(), access.read);
+    let mut due = timeline.due_reads.range(..=limit).peekable();
+    let (Some(&&first), Some(&last)) = (due.peek(), timeline.due_reads.range(..=limit).next_back()) else { return };
+    // One walk from the first due read to the last, carrying the value
+    // forward: looking each one's value up on its own would walk back over
+    // the same readers again and again on a read-mostly key.
+    let mut served = Vec::new();
+    let mut value = timeline.value_before(first);
+    for (&timestamp, access) in timeline.accesses.range(first..=last) {
+        if due.next_if_eq(&&timestamp).is_some() {
+            served.push((timestamp, access.executor.clone(), access.read, value.cloned()));
+        }
+        if let Some(WriteStatus::Written(datum)) = &access.write {
+            value = Some(datum);
+        }
+    }
+    for (timestamp, executor, marker, data) in served {
         if let Some(marker) = marker {
             timeline.set_read(timestamp, ReadMarker { status: ReadStatus::Served, ..marker });
         }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use executor_host::runtime::{self, RuntimeConfig, RuntimeHandle};
 use executor_host::{
-    EngineId, Envelope, Execution, ExecutorFinished, ExecutorHost, ExecutorOptions, HostConfig, Inbox, Message,
-    Program, Router, Spawner, Timestamp,
+    EngineId, Envelope, Execution, ExecutorHost, ExecutorOptions, HostConfig, Inbox, Message, Program, Router, Spawner,
+    Timestamp,
 };
 
 use super::{
@@ -24,8 +24,9 @@ use crate::worker::{SpawnExecutor, Worker, WorkerConfig};
 /// Routes envelopes between the runtimes of a concurrent run.
 struct Network {
     runtimes: OnceLock<Runtimes>,
-    /// Reports reaching the client, with when they arrived.
-    reports: Mutex<Vec<(Arc<ExecutorFinished>, Instant)>>,
+    /// The timestamps of the reports reaching the client, with when they
+    /// arrived (the outcomes come from the worker).
+    reports: Mutex<Vec<(Timestamp, Instant)>>,
     notify: tokio::sync::Notify,
 }
 
@@ -62,7 +63,11 @@ fn named_timestamp(id: &EngineId) -> Timestamp {
 
 impl Network {
     fn destination(runtimes: &Runtimes, target: &EngineId) -> Destination {
-        if let Some(index) = runtimes.shards.iter().position(|(id, _)| id == target) {
+        // Executors first: most messages are for them, and a run may have
+        // many shards. No other engine of a run is named like one.
+        if target.name.starts_with("executor/") {
+            Destination::Executors(partition(named_timestamp(target), runtimes.executors.len()))
+        } else if let Some(index) = runtimes.shards.iter().position(|(id, _)| id == target) {
             Destination::Shard(index)
         } else if *target == runtimes.worker_id {
             Destination::Worker
@@ -78,7 +83,7 @@ impl Network {
         let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
         for envelope in envelopes {
             if let Message::ExecutorFinished(report) = envelope.payload {
-                reports.push((report, now));
+                reports.push((report.timestamp, now));
             }
         }
         drop(reports);
@@ -155,6 +160,9 @@ impl Router<Message> for Network {
 /// (that only delays reads), never earlier than a lock sent before it (a
 /// shard refuses locks below its watermark).
 fn coalesce_watermarks(batch: &mut Vec<Envelope<Message>>) {
+    if batch.len() < 2 {
+        return;
+    }
     let mut last: Vec<(EngineId, bool, usize, u64)> = Vec::new();
     for (index, envelope) in batch.iter().enumerate() {
         if let Message::UpdateSeenAll { timestamp, write } = envelope.payload {
@@ -167,7 +175,7 @@ fn coalesce_watermarks(batch: &mut Vec<Envelope<Message>>) {
             }
         }
     }
-    if batch.len() < 2 || last.is_empty() {
+    if last.is_empty() {
         return;
     }
     let mut index = 0;
@@ -422,7 +430,7 @@ async fn collect(
             .map(|host| host.metrics().dropped_total() + host.runtime_metrics().unknown_target())
             .sum::<u64>();
     let reports = std::mem::take(&mut *network.reports.lock().unwrap_or_else(PoisonError::into_inner));
-    let arrived: BTreeMap<Timestamp, Instant> = reports.into_iter().map(|(r, at)| (r.timestamp, at)).collect();
+    let arrived: BTreeMap<Timestamp, Instant> = reports.into_iter().collect();
     let latencies: Vec<Duration> = arrived
         .iter()
         .filter_map(|(ts, at)| {
