@@ -4,4 +4,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "executor",
+    // Arguments are lowered from borrowed slices: an input's key and value
+    // go into the guest without an intermediate copy on the host.
+    ownership: Borrowing { duplicate_if_necessary: false },
 });

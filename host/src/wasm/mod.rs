@@ -510,11 +510,8 @@ impl WasmProgram {
                 Err(message) => return Ok(Err(Failure::guest(message))),
             },
         };
-        let input = call.input.map(|i| bindings::Input { key: i.key.clone(), datum: i.datum.clone() });
-        let step = match instance
-            .call_execute_step(&mut *store, call.executable, state, input.as_ref())
-            .map_err(guest_fault)?
-        {
+        let input = call.input.map(|i| bindings::Input { key: &i.key, datum: i.datum.as_deref() });
+        let step = match instance.call_execute_step(&mut *store, call.executable, state, input).map_err(guest_fault)? {
             Ok(step) => step,
             Err(message) => return Ok(Err(Failure::guest(message))),
         };
