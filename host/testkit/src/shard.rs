@@ -35,7 +35,8 @@
 //! them; none of that is kept. It is for tests, examples and the `run`
 //! command: it keeps everything in memory and persists nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use executor_host::engine::{Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Trigger};
@@ -87,6 +88,88 @@ impl Access {
     }
 }
 
+/// A timestamp-ordered map, for a key's timeline and its indexes: a sorted
+/// deque. Timelines are short at low contention (a key has a few accesses
+/// at a time), grow at the end (the worker locks in timestamp order) and
+/// shrink at the front (versions are collected oldest first). A deque
+/// does that in one small allocation, where a B-tree allocates a node of
+/// eleven entries per key and shifts within it; a lookup is a binary
+/// search either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ByTimestamp<V> {
+    entries: VecDeque<(Timestamp, V)>,
+}
+
+impl<V> Default for ByTimestamp<V> {
+    fn default() -> Self {
+        Self { entries: VecDeque::new() }
+    }
+}
+
+impl<V> ByTimestamp<V> {
+    fn search(&self, timestamp: Timestamp) -> Result<usize, usize> {
+        // The usual insertion is past the end: check it before searching.
+        match self.entries.back() {
+            Some((last, _)) if *last < timestamp => Err(self.entries.len()),
+            _ => self.entries.binary_search_by_key(&timestamp, |(t, _)| *t),
+        }
+    }
+
+    fn get(&self, timestamp: Timestamp) -> Option<&V> {
+        let at = self.search(timestamp).ok()?;
+        self.entries.get(at).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, timestamp: Timestamp) -> Option<&mut V> {
+        let at = self.search(timestamp).ok()?;
+        self.entries.get_mut(at).map(|(_, v)| v)
+    }
+
+    /// Inserts `make()` at `timestamp` unless an entry is there already.
+    fn insert_with(&mut self, timestamp: Timestamp, make: impl FnOnce() -> V) {
+        if let Err(at) = self.search(timestamp) {
+            self.entries.insert(at, (timestamp, make()));
+        }
+    }
+
+    fn remove(&mut self, timestamp: Timestamp) -> Option<V> {
+        let at = self.search(timestamp).ok()?;
+        self.entries.remove(at).map(|(_, v)| v)
+    }
+
+    fn first(&self) -> Option<(Timestamp, &V)> {
+        self.entries.front().map(|(t, v)| (*t, v))
+    }
+
+    fn pop_first(&mut self) -> Option<(Timestamp, V)> {
+        self.entries.pop_front()
+    }
+
+    /// The entries whose timestamps are in `range`, in order.
+    fn range(&self, range: impl RangeBounds<Timestamp>) -> impl DoubleEndedIterator<Item = (Timestamp, &V)> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let start = match range.start_bound() {
+            Included(t) => self.entries.partition_point(|(e, _)| e < t),
+            Excluded(t) => self.entries.partition_point(|(e, _)| e <= t),
+            Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Included(t) => self.entries.partition_point(|(e, _)| e <= t),
+            Excluded(t) => self.entries.partition_point(|(e, _)| e < t),
+            Unbounded => self.entries.len(),
+        };
+        self.entries.range(start..end.max(start)).map(|(t, v)| (*t, v))
+    }
+
+    fn values(&self) -> impl DoubleEndedIterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 /// One key's versions and accesses.
 ///
 /// Besides the accesses, two indexes over them, so that serving a read
@@ -100,32 +183,32 @@ struct Timeline {
     /// The value before every access still listed (collected history, or
     /// the initial value).
     base: Option<Datum>,
-    accesses: BTreeMap<Timestamp, Access>,
+    accesses: ByTimestamp<Access>,
     /// Timestamps whose read marker is due ([`ReadMarker::due`]).
-    due_reads: BTreeSet<Timestamp>,
+    due_reads: ByTimestamp<()>,
     /// Timestamps whose write marker is pending.
-    pending_writes: BTreeSet<Timestamp>,
+    pending_writes: ByTimestamp<()>,
 }
 
 impl Timeline {
     fn set_read(&mut self, timestamp: Timestamp, marker: ReadMarker) {
         if marker.due() {
-            self.due_reads.insert(timestamp);
+            self.due_reads.insert_with(timestamp, || ());
         } else {
-            self.due_reads.remove(&timestamp);
+            self.due_reads.remove(timestamp);
         }
-        if let Some(access) = self.accesses.get_mut(&timestamp) {
+        if let Some(access) = self.accesses.get_mut(timestamp) {
             access.read = Some(marker);
         }
     }
 
     fn set_write(&mut self, timestamp: Timestamp, status: WriteStatus) {
         if status == WriteStatus::Pending {
-            self.pending_writes.insert(timestamp);
+            self.pending_writes.insert_with(timestamp, || ());
         } else {
-            self.pending_writes.remove(&timestamp);
+            self.pending_writes.remove(timestamp);
         }
-        if let Some(access) = self.accesses.get_mut(&timestamp) {
+        if let Some(access) = self.accesses.get_mut(timestamp) {
             access.write = Some(status);
         }
     }
@@ -211,21 +294,21 @@ impl ShardState {
     }
 }
 
-/// What a shard's guard names: one action per protocol message, with the
-/// message's fields (see [`Message`] for their meaning).
-#[allow(missing_docs)]
-#[derive(Debug)]
+/// What a shard's guard names: one action per protocol message (see
+/// [`Message`] for their fields). Actions carry no fields: `act` reads
+/// them from the message, so keys and values are copied only where the
+/// shard keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShardAction {
     /// `KvsAcquireLock`: register the accesses and acknowledge them.
-    Lock { timestamp: Timestamp, keys: KeySets, worker: EngineId, executor: EngineId },
+    Lock,
     /// `KvsReadRequest`: a lazy read is wanted, or not, or a read is asked
-    /// for again; `sender` is the envelope's.
-    ReadRequest { timestamp: Timestamp, key: Key, actual: bool, sender: EngineId },
-    /// `KvsWrite`: a pending write is written or released; `sender` is the
-    /// envelope's.
-    Write { timestamp: Timestamp, key: Key, datum: Option<Datum>, sender: EngineId },
+    /// for again.
+    ReadRequest,
+    /// `KvsWrite`: a pending write is written or released.
+    Write,
     /// `UpdateSeenAll`: a watermark moves.
-    SeenAll { timestamp: Timestamp, write: bool },
+    SeenAll,
     /// Anything else: dropped and counted.
     Drop,
 }
@@ -252,25 +335,10 @@ fn guard(trigger: &Trigger<Message, ()>, config: &ShardConfig, _: &Environment<S
     Some(match &envelope.payload {
         Message::KvsAcquireLock { worker, .. } if !from_worker(Some(worker)) => ShardAction::Drop,
         Message::UpdateSeenAll { .. } if !from_worker(None) => ShardAction::Drop,
-        Message::KvsAcquireLock { timestamp, keys, worker, executor } => ShardAction::Lock {
-            timestamp: *timestamp,
-            keys: keys.clone().normalized(),
-            worker: worker.clone(),
-            executor: executor.clone(),
-        },
-        Message::KvsReadRequest { timestamp, key, actual } => ShardAction::ReadRequest {
-            timestamp: *timestamp,
-            key: key.clone(),
-            actual: *actual,
-            sender: envelope.sender.clone(),
-        },
-        Message::KvsWrite { timestamp, key, datum } => ShardAction::Write {
-            timestamp: *timestamp,
-            key: key.clone(),
-            datum: datum.clone(),
-            sender: envelope.sender.clone(),
-        },
-        Message::UpdateSeenAll { timestamp, write } => ShardAction::SeenAll { timestamp: *timestamp, write: *write },
+        Message::KvsAcquireLock { .. } => ShardAction::Lock,
+        Message::KvsReadRequest { .. } => ShardAction::ReadRequest,
+        Message::KvsWrite { .. } => ShardAction::Write,
+        Message::UpdateSeenAll { .. } => ShardAction::SeenAll,
         _ => ShardAction::Drop,
     })
 }
@@ -320,64 +388,93 @@ impl Behaviour for Shard {
     ) -> Effect<Self> {
         let state = &mut env.local;
         let mut effect = Effect::default();
-        let mut touched = match action {
-            ShardAction::Lock { timestamp, keys, worker, executor } => {
-                lock(state, timestamp, &keys, executor, worker, me, &mut effect)
-            }
-            ShardAction::ReadRequest { timestamp, key, actual, sender } => {
-                read_request(state, timestamp, key, actual, &sender)
-            }
-            ShardAction::Write { timestamp, key, datum, sender } => write(state, timestamp, key, datum, &sender),
-            ShardAction::SeenAll { timestamp, write } => seen_all(state, timestamp, write),
-            ShardAction::Drop => {
-                if let Trigger::Message { envelope, .. } = trigger {
-                    tracing::debug!(?envelope.payload, "shard dropped a message");
-                }
-                state.dropped += 1;
-                Vec::new()
-            }
+        let Trigger::Message { envelope, .. } = trigger else {
+            state.dropped += 1;
+            return effect;
         };
-        touched.sort();
-        touched.dedup();
-        for key in touched {
-            serve(state, &key, me, &mut effect);
+        let sender = &envelope.sender;
+        match (action, &envelope.payload) {
+            (ShardAction::Lock, Message::KvsAcquireLock { timestamp, keys, worker, executor }) => {
+                lock(state, *timestamp, keys, executor, worker, me, &mut effect);
+            }
+            (ShardAction::ReadRequest, Message::KvsReadRequest { timestamp, key, actual }) => {
+                if read_request(state, *timestamp, key, *actual, sender) {
+                    serve(state, key, me, &mut effect);
+                }
+            }
+            (ShardAction::Write, Message::KvsWrite { timestamp, key, datum }) => {
+                if write(state, *timestamp, key, datum.as_ref(), sender) {
+                    serve(state, key, me, &mut effect);
+                }
+            }
+            (ShardAction::SeenAll, Message::UpdateSeenAll { timestamp, write }) => {
+                let mut touched = seen_all(state, *timestamp, *write);
+                touched.sort();
+                touched.dedup();
+                for key in touched {
+                    serve(state, &key, me, &mut effect);
+                }
+            }
+            (_, payload) => {
+                tracing::debug!(?payload, "shard dropped a message");
+                state.dropped += 1;
+            }
         }
         effect
     }
 }
 
+/// Whether `keys` is already what [`KeySets::normalized`] makes of it:
+/// each set strictly increasing, and no key both eager and lazy, or both
+/// will and may. The worker sends locks normalized, so a lock is copied
+/// only when it is not.
+fn is_normalized(keys: &KeySets) -> bool {
+    let increasing = |set: &[Key]| set.windows(2).all(|pair| matches!(pair, [a, b] if a < b));
+    let sets = [&keys.lazy_read_keys, &keys.eager_read_keys, &keys.will_write_keys, &keys.may_write_keys];
+    sets.into_iter().all(|set| increasing(set))
+        && keys.lazy_read_keys.iter().all(|k| keys.eager_read_keys.binary_search(k).is_err())
+        && keys.may_write_keys.iter().all(|k| keys.will_write_keys.binary_search(k).is_err())
+}
+
 /// `KvsAcquireLock`: registers a transaction's accesses to this shard's
-/// keys and acknowledges them. Returns the keys touched.
+/// keys, acknowledges them, and serves the keys it touched.
 fn lock(
     state: &mut ShardState,
     timestamp: Timestamp,
     keys: &KeySets,
-    executor: EngineId,
-    worker: EngineId,
+    executor: &EngineId,
+    worker: &EngineId,
     me: &EngineId,
     effect: &mut Effect<Shard>,
-) -> Vec<Key> {
+) {
     if timestamp <= state.heard_all_writes || timestamp <= state.heard_all_reads {
         // The worker promised no more locks this old.
         tracing::warn!(timestamp, "lock below a watermark dropped");
         state.dropped += 1;
-        return Vec::new();
+        return;
     }
-    let declared: Vec<Key> = keys.all_keys().into_iter().cloned().collect();
+    let normalized;
+    let keys = if is_normalized(keys) {
+        keys
+    } else {
+        normalized = keys.clone().normalized();
+        &normalized
+    };
+    let all_keys = keys.all_keys();
+    let declared: Vec<Key> = all_keys.iter().map(|&key| key.clone()).collect();
     if let Some(locked) = state.locks_by_ts.get(&timestamp) {
         // A repeated lock (a retry) must not reset markers: that would
         // serve a read twice or forget a write. The same keys again are
         // acknowledged again, idempotently; other keys for the same
         // timestamp are a protocol violation.
         if *locked == declared {
-            effect.send.push(Envelope::new(me.clone(), worker, Message::KvsLockAcquired { timestamp }));
+            effect.send.push(Envelope::new(me.clone(), worker.clone(), Message::KvsLockAcquired { timestamp }));
         } else {
             tracing::warn!(timestamp, "a second, different lock for one timestamp dropped");
             state.dropped += 1;
         }
-        return Vec::new();
+        return;
     }
-    let mut touched = Vec::new();
     let marks = [
         (&keys.eager_read_keys, Some(true), false),
         (&keys.lazy_read_keys, Some(false), false),
@@ -392,23 +489,20 @@ fn lock(
                 state.keys.insert(key.clone(), Timeline::default());
             }
             let Some(timeline) = state.keys.get_mut(key) else { continue };
-            timeline.accesses.entry(timestamp).or_insert_with(|| Access {
-                executor: executor.clone(),
-                read: None,
-                write: None,
-            });
+            timeline.accesses.insert_with(timestamp, || Access { executor: executor.clone(), read: None, write: None });
             if let Some(eager) = read {
                 timeline.set_read(timestamp, ReadMarker { eager, status: ReadStatus::Waiting });
             }
             if write {
                 timeline.set_write(timestamp, WriteStatus::Pending);
             }
-            touched.push(key.clone());
         }
     }
     state.locks_by_ts.insert(timestamp, declared);
-    effect.send.push(Envelope::new(me.clone(), worker, Message::KvsLockAcquired { timestamp }));
-    touched
+    effect.send.push(Envelope::new(me.clone(), worker.clone(), Message::KvsLockAcquired { timestamp }));
+    for key in all_keys {
+        serve(state, key, me, effect);
+    }
 }
 
 /// The timeline of `key`, if `timestamp` has an access to it and `sender`
@@ -421,7 +515,7 @@ fn own_timeline<'a>(
     sender: &EngineId,
 ) -> Option<&'a mut Timeline> {
     let found = state.keys.get_mut(key).and_then(|t| {
-        let owner = t.accesses.get(&timestamp).map(|access| &access.executor == sender)?;
+        let owner = t.accesses.get(timestamp).map(|access| &access.executor == sender)?;
         Some((t, owner))
     });
     match found {
@@ -439,13 +533,13 @@ fn own_timeline<'a>(
 }
 
 /// `KvsReadRequest`: a lazy read is wanted (`actual`) or not, or a read
-/// is asked for again (a retry, or a re-run of the executor). Returns the
-/// keys touched.
-fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: bool, sender: &EngineId) -> Vec<Key> {
-    let Some(timeline) = own_timeline(state, timestamp, &key, sender) else { return Vec::new() };
-    let Some(marker) = timeline.accesses.get(&timestamp).and_then(|a| a.read) else {
+/// is asked for again (a retry, or a re-run of the executor). Returns
+/// whether the key's reads changed.
+fn read_request(state: &mut ShardState, timestamp: Timestamp, key: &Key, actual: bool, sender: &EngineId) -> bool {
+    let Some(timeline) = own_timeline(state, timestamp, key, sender) else { return false };
+    let Some(marker) = timeline.accesses.get(timestamp).and_then(|a| a.read) else {
         state.dropped += 1;
-        return Vec::new();
+        return false;
     };
     let status = match (actual, marker.eager, marker.status) {
         (true, false, ReadStatus::Waiting) => ReadStatus::Requested,
@@ -461,45 +555,45 @@ fn read_request(state: &mut ShardState, timestamp: Timestamp, key: Key, actual: 
         }
         // Asked again while the answer is still due, or released again:
         // nothing to do, and nothing wrong.
-        (true, true, ReadStatus::Waiting) | (true, false, ReadStatus::Requested) => return Vec::new(),
-        (false, false, ReadStatus::Cancelled) => return Vec::new(),
+        (true, true, ReadStatus::Waiting) | (true, false, ReadStatus::Requested) => return false,
+        (false, false, ReadStatus::Cancelled) => return false,
         // A read of a cancelled read, or a release of an eager, requested
         // or served one: the executor contradicts itself.
         _ => {
             state.dropped += 1;
-            return Vec::new();
+            return false;
         }
     };
     timeline.set_read(timestamp, ReadMarker { status, ..marker });
-    vec![key]
+    true
 }
 
 /// `KvsWrite`: a pending write is written (`Some`) or released (`None`).
 /// The same resolution again is a no-op; another one is refused and
-/// listed as a conflict. Returns the keys touched.
-fn write(state: &mut ShardState, timestamp: Timestamp, key: Key, datum: Option<Datum>, sender: &EngineId) -> Vec<Key> {
-    let Some(timeline) = own_timeline(state, timestamp, &key, sender) else { return Vec::new() };
-    let Some(status) = timeline.accesses.get(&timestamp).and_then(|a| a.write.as_ref()) else {
+/// listed as a conflict. Returns whether the key's writes changed.
+fn write(state: &mut ShardState, timestamp: Timestamp, key: &Key, datum: Option<&Datum>, sender: &EngineId) -> bool {
+    let Some(timeline) = own_timeline(state, timestamp, key, sender) else { return false };
+    let Some(status) = timeline.accesses.get(timestamp).and_then(|a| a.write.as_ref()) else {
         state.dropped += 1;
-        return Vec::new();
+        return false;
     };
     match (status, datum) {
         (WriteStatus::Pending, datum) => {
-            timeline.set_write(timestamp, datum.map_or(WriteStatus::Released, WriteStatus::Written));
-            vec![key]
+            timeline.set_write(timestamp, datum.map_or(WriteStatus::Released, |d| WriteStatus::Written(d.clone())));
+            true
         }
-        (WriteStatus::Written(written), Some(datum)) if *written == datum => Vec::new(),
-        (WriteStatus::Released, None) => Vec::new(),
+        (WriteStatus::Written(written), Some(datum)) if written == datum => false,
+        (WriteStatus::Released, None) => false,
         (recorded, datum) => {
             tracing::warn!(
                 timestamp,
-                key = %String::from_utf8_lossy(&key),
+                key = %String::from_utf8_lossy(key),
                 recorded = ?recorded,
                 now = ?datum,
                 "a second, different write for one timestamp and key refused: the transaction is nondeterministic"
             );
-            state.conflicting_writes.push((timestamp, key));
-            Vec::new()
+            state.conflicting_writes.push((timestamp, key.clone()));
+            false
         }
     }
 }
@@ -545,22 +639,23 @@ fn seen_all(state: &mut ShardState, timestamp: Timestamp, write: bool) -> Vec<Ke
 fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<Shard>) {
     let Some(timeline) = state.keys.get_mut(key) else { return };
     collect(timeline, state.heard_all_reads);
-    let limit = timeline.pending_writes.first().map_or(state.heard_all_writes, |p| (*p).min(state.heard_all_writes));
-    let mut due = timeline.due_reads.range(..=limit).peekable();
-    let (Some(&&first), Some(&last)) = (due.peek(), timeline.due_reads.range(..=limit).next_back()) else { return };
+    let limit = timeline.pending_writes.first().map_or(state.heard_all_writes, |(p, ())| p.min(state.heard_all_writes));
+    let mut due = timeline.due_reads.range(..=limit).map(|(t, ())| t).peekable();
+    let (Some(&first), Some((last, ()))) = (due.peek(), timeline.due_reads.range(..=limit).next_back()) else { return };
     // One walk from the first due read to the last, carrying the value
     // forward: looking each one's value up on its own would walk back over
     // the same readers again and again on a read-mostly key.
     let mut served = Vec::new();
     let mut value = timeline.value_before(first);
-    for (&timestamp, access) in timeline.accesses.range(first..=last) {
-        if due.next_if_eq(&&timestamp).is_some() {
+    for (timestamp, access) in timeline.accesses.range(first..=last) {
+        if due.next_if_eq(&timestamp).is_some() {
             served.push((timestamp, access.executor.clone(), access.read, value.cloned()));
         }
         if let Some(WriteStatus::Written(datum)) = &access.write {
             value = Some(datum);
         }
     }
+    drop(due);
     for (timestamp, executor, marker, data) in served {
         if let Some(marker) = marker {
             timeline.set_read(timestamp, ReadMarker { status: ReadStatus::Served, ..marker });
@@ -574,11 +669,11 @@ fn serve(state: &mut ShardState, key: &Key, me: &EngineId, effect: &mut Effect<S
 /// into its base value: no reader can need those versions any more (every
 /// later read lock has been heard, and every reader before them is served).
 fn collect(timeline: &mut Timeline, heard_all_reads: Timestamp) {
-    while let Some(entry) = timeline.accesses.first_entry() {
-        if *entry.key() >= heard_all_reads || !entry.get().resolved() {
+    while let Some((timestamp, access)) = timeline.accesses.first() {
+        if timestamp >= heard_all_reads || !access.resolved() {
             break;
         }
-        if let Some(WriteStatus::Written(datum)) = entry.remove().write {
+        if let Some((_, Access { write: Some(WriteStatus::Written(datum)), .. })) = timeline.accesses.pop_first() {
             timeline.base = Some(datum);
         }
     }
