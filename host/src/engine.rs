@@ -58,8 +58,8 @@ impl EngineId {
 
 /// Equal when node and name are. The pointer shortcut is written out
 /// because `Arc<str>`'s own `==` does not take it: std's pointer-equality
-/// shortcut applies only to sized contents, so deriving this compared the
-/// text of every id (8% of a native run's time, in `memcmp`).
+/// shortcut applies only to sized contents, so a derived equality compares
+/// the text of every id, clones of one id included.
 impl PartialEq for EngineId {
     fn eq(&self, other: &Self) -> bool {
         let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
