@@ -10,8 +10,11 @@
 //! once, so latency includes queueing), CPU time and heap allocations per
 //! transaction, and peak heap; then the same transfers in a plain serial
 //! loop over a `HashMap` (parse the executable, read both balances, write
-//! both back) and the ratios; then an open-loop run at half the measured
-//! native rate with p50/p99/p999 latency. `E2E_TRANSACTIONS` sets the
+//! both back) and the ratios; then the same in a closed loop, 1,000
+//! transactions in flight at a time (so the working set fits the caches,
+//! as a node that bounds its in-flight transactions has it); then an
+//! open-loop run at half the measured native rate with p50/p99/p999
+//! latency. `E2E_TRANSACTIONS` sets the
 //! count (default 50,000).
 
 // A benchmark over inputs it builds itself: a panic is a bug in it.
@@ -77,12 +80,53 @@ fn serial(workload: &Workload) -> (f64, usize) {
     (workload.transactions.len() as f64 / start.elapsed().as_secs_f64(), succeeded)
 }
 
-fn main() -> anyhow::Result<()> {
-    let transactions: usize = std::env::var("E2E_TRANSACTIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(50_000);
-    let sandbox = Sandbox::new(SandboxConfig::default())?;
-    let wasm: Arc<dyn Program> = Arc::new(sandbox.load(&std::fs::read(guest_artifacts::TRANSFER)?)?);
-    let native: Arc<dyn Program> = Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default()));
-    println!("{transactions} transfers, 2 shards, concurrent delivery, 2 threads, all submitted at once");
+/// One run's measurements.
+struct Run {
+    rate: f64,
+    latencies: Vec<Duration>,
+    /// Per transaction.
+    cpu: Duration,
+    /// Per transaction.
+    allocations: f64,
+    peak_heap: usize,
+}
+
+/// Runs `workload` on `program` under `delivery` and measures it.
+fn run(workload: &Workload, program: &Arc<dyn Program>, delivery: Delivery) -> anyhow::Result<Run> {
+    let transactions = workload.transactions.len();
+    let base = executor_testkit::heap::live();
+    executor_testkit::heap::reset_peak();
+    let allocations = executor_testkit::heap::allocations();
+    let cpu = cpu_time();
+    let start = Instant::now();
+    let outcome = harness::execute(workload, program.clone(), &ExecutorOptions::default(), delivery)?;
+    let elapsed = start.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu);
+    let allocations = executor_testkit::heap::allocations() - allocations;
+    assert_eq!(outcome.transactions.len(), transactions);
+    assert_eq!(outcome.pending_markers, 0);
+    let mut latencies = outcome.latencies.clone();
+    latencies.sort();
+    Ok(Run {
+        rate: transactions as f64 / elapsed.as_secs_f64(),
+        latencies,
+        cpu: cpu / u32::try_from(transactions.max(1))?,
+        allocations: allocations as f64 / transactions.max(1) as f64,
+        peak_heap: executor_testkit::heap::peak().saturating_sub(base),
+    })
+}
+
+/// Prints a table of native and wasm runs under `delivery`, at both
+/// contention levels; returns the native low-contention rate.
+fn table(
+    title: &str,
+    transactions: usize,
+    native: &Arc<dyn Program>,
+    wasm: &Arc<dyn Program>,
+    delivery: Delivery,
+    with_serial: bool,
+) -> anyhow::Result<f64> {
+    println!("{title}");
     println!(
         "{:<26} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>12}",
         "contention / program", "tx/s", "p50", "p99", "CPU/tx", "allocs/tx", "peak heap", "ratio"
@@ -91,76 +135,82 @@ fn main() -> anyhow::Result<()> {
     for (label, accounts) in [("low (10,000 accounts)", 10_000), ("high (10 accounts)", 10)] {
         let workload = harness::uniform_transfers(transactions, accounts, 2);
         let mut rates = Vec::new();
-        for (program_name, program) in [("native", &native), ("wasm", &wasm)] {
-            let base = executor_testkit::heap::live();
-            executor_testkit::heap::reset_peak();
-            let allocations = executor_testkit::heap::allocations();
-            let cpu = cpu_time();
-            let start = Instant::now();
-            let outcome = harness::execute(
-                &workload,
-                program.clone(),
-                &ExecutorOptions::default(),
-                Delivery::Concurrent { threads: 2 },
-            )?;
-            let elapsed = start.elapsed();
-            let cpu = cpu_time().saturating_sub(cpu);
-            let allocations = executor_testkit::heap::allocations() - allocations;
-            assert_eq!(outcome.transactions.len(), transactions);
-            assert_eq!(outcome.pending_markers, 0);
-            let mut latencies = outcome.latencies.clone();
-            latencies.sort();
-            let rate = transactions as f64 / elapsed.as_secs_f64();
-            rates.push(rate);
+        for (program_name, program) in [("native", native), ("wasm", wasm)] {
+            let result = run(&workload, program, delivery)?;
+            rates.push(result.rate);
             if accounts == 10_000 && program_name == "native" {
-                native_rate = rate;
+                native_rate = result.rate;
             }
             let ratio = if rates.len() == 2 { format!("wasm {:.2}x", rates[1] / rates[0]) } else { String::new() };
             println!(
                 "{:<26} {:>9.0} {:>7.1}ms {:>7.1}ms {:>8.1}us {:>10.1} {:>8.1}MB {:>12}",
                 format!("{label} {program_name}"),
-                rate,
-                percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-                percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-                cpu.as_secs_f64() * 1e6 / transactions as f64,
-                allocations as f64 / transactions as f64,
-                (executor_testkit::heap::peak().saturating_sub(base)) as f64 / 1e6,
+                result.rate,
+                percentile(&result.latencies, 0.5).as_secs_f64() * 1e3,
+                percentile(&result.latencies, 0.99).as_secs_f64() * 1e3,
+                result.cpu.as_secs_f64() * 1e6,
+                result.allocations,
+                result.peak_heap as f64 / 1e6,
                 ratio
             );
         }
-        let (serial_rate, _) = serial(&workload);
-        println!(
-            "{:<26} {:>9.0} {:>41} {:>12}",
-            format!("{label} serial loop"),
-            serial_rate,
-            "",
-            format!("e2e {:.4}x", rates[0] / serial_rate)
-        );
+        if with_serial {
+            let (serial_rate, _) = serial(&workload);
+            println!(
+                "{:<26} {:>9.0} {:>41} {:>12}",
+                format!("{label} serial loop"),
+                serial_rate,
+                "",
+                format!("e2e {:.4}x", rates[0] / serial_rate)
+            );
+        }
     }
+    Ok(native_rate)
+}
+
+fn main() -> anyhow::Result<()> {
+    let transactions: usize = std::env::var("E2E_TRANSACTIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(50_000);
+    let sandbox = Sandbox::new(SandboxConfig::default())?;
+    let wasm: Arc<dyn Program> = Arc::new(sandbox.load(&std::fs::read(guest_artifacts::TRANSFER)?)?);
+    let native: Arc<dyn Program> = Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default()));
+    let native_rate = table(
+        &format!("{transactions} transfers, 2 shards, concurrent delivery, 2 threads, all submitted at once"),
+        transactions,
+        &native,
+        &wasm,
+        Delivery::Concurrent { threads: 2 },
+        true,
+    )?;
+    // A node bounds what it has in flight (`run` does, with `--in-flight`):
+    // the same work with a working set that fits the caches.
+    println!();
+    table(
+        &format!("closed loop: the same {transactions} transfers, {CLOSED_LOOP_IN_FLIGHT} in flight at a time"),
+        transactions,
+        &native,
+        &wasm,
+        Delivery::ClosedLoop { threads: 2, in_flight: CLOSED_LOOP_IN_FLIGHT },
+        false,
+    )?;
     // Open loop at half the native rate measured above.
     let workload = harness::uniform_transfers(transactions, 10_000, 2);
     let per_second = (native_rate / 2.0).max(1.0) as u32;
     println!("\nopen loop, low contention, {per_second} tx/s offered (half the native rate above)");
     println!("{:<26} {:>9} {:>9} {:>9} {:>9}", "program", "tx/s", "p50", "p99", "p999");
     for (program_name, program) in [("native", &native), ("wasm", &wasm)] {
-        let start = Instant::now();
-        let outcome = harness::execute(
-            &workload,
-            program.clone(),
-            &ExecutorOptions::default(),
-            Delivery::OpenLoop { threads: 2, per_second },
-        )?;
-        let rate = transactions as f64 / start.elapsed().as_secs_f64();
-        let mut latencies = outcome.latencies.clone();
-        latencies.sort();
+        let result = run(&workload, program, Delivery::OpenLoop { threads: 2, per_second })?;
+        let latencies = &result.latencies;
         println!(
             "{:<26} {:>9.0} {:>7.2}ms {:>7.2}ms {:>7.2}ms",
             program_name,
-            rate,
-            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-            percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-            percentile(&latencies, 0.999).as_secs_f64() * 1e3,
+            result.rate,
+            percentile(latencies, 0.5).as_secs_f64() * 1e3,
+            percentile(latencies, 0.99).as_secs_f64() * 1e3,
+            percentile(latencies, 0.999).as_secs_f64() * 1e3,
         );
     }
     Ok(())
 }
+
+/// Transactions in flight in the closed-loop table.
+const CLOSED_LOOP_IN_FLIGHT: usize = 1_000;
