@@ -7,9 +7,11 @@
 //!
 //! The transfer is the one the end-to-end benchmark runs: both balances
 //! declared eager, so the executor feeds it one round of two steps (the
-//! first computes the starting state), in one instance. For comparison,
-//! the same two steps in a fresh instance each (the strategy before
-//! rounds), and natively.
+//! first computes the starting state), in one instance; then the same
+//! round in a pool slot a larger instance used before (its pages stay
+//! resident and are reset on every later use). For comparison, the same
+//! two steps in a fresh instance each (the strategy before rounds), and
+//! natively.
 
 // A benchmark over fixed inputs it builds itself: a panic is a bug in it.
 #![allow(clippy::indexing_slicing, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
