@@ -345,9 +345,16 @@ pub trait Behaviour: Sized + Send + 'static {
     }
 
     /// Runs `action` for the engine `id` (the sender of what it sends).
+    ///
+    /// The trigger is the action's to take from: what the engine keeps of
+    /// a message (a transaction, a key, a value) it may move out of it
+    /// (`std::mem::take`) instead of copying it; under
+    /// [`GuardStrategy::AnyMatch`] the later actions see what the earlier
+    /// ones left. An elapsed trigger's timers must be left as they are:
+    /// the host reads them after the actions ran.
     fn act(
         action: Self::Action,
-        trigger: &Trigger<Self::Msg, Self::Timer>,
+        trigger: &mut Trigger<Self::Msg, Self::Timer>,
         id: &EngineId,
         config: &Self::Config,
         env: &mut Environment<Self>,
@@ -383,8 +390,8 @@ impl<B: Behaviour> Instance<B> {
     /// Evaluates the guards on `trigger` and runs the actions they name.
     /// Applies the effect's timer operations to `env.timers` (the host reads
     /// them from the returned effect to schedule them).
-    pub fn handle(&mut self, trigger: &Trigger<B::Msg, B::Timer>) -> Effect<B> {
-        let actions = self.choose(trigger);
+    pub fn handle(&mut self, trigger: Trigger<B::Msg, B::Timer>) -> Effect<B> {
+        let actions = self.choose(&trigger);
         self.perform(actions, trigger)
     }
 
@@ -403,12 +410,13 @@ impl<B: Behaviour> Instance<B> {
         chosen
     }
 
-    /// The action step: runs `actions` in order and applies their timer
+    /// The action step: runs `actions` in order (they may take what they
+    /// keep out of `trigger`, [`Behaviour::act`]) and applies their timer
     /// operations to the environment.
-    pub fn perform(&mut self, actions: Actions<B::Action>, trigger: &Trigger<B::Msg, B::Timer>) -> Effect<B> {
+    pub fn perform(&mut self, actions: Actions<B::Action>, mut trigger: Trigger<B::Msg, B::Timer>) -> Effect<B> {
         let mut effect = Effect::default();
         for action in actions {
-            effect.absorb(B::act(action, trigger, &self.id, &self.config, &mut self.env));
+            effect.absorb(B::act(action, &mut trigger, &self.id, &self.config, &mut self.env));
         }
         for op in &effect.timers {
             match op {
@@ -419,7 +427,7 @@ impl<B: Behaviour> Instance<B> {
                 TimerOp::Cancel(handle) => self.env.timers.retain(|t| &t.handle != handle),
             }
         }
-        if let Trigger::Elapsed { timers, .. } = trigger {
+        if let Trigger::Elapsed { timers, .. } = &trigger {
             self.env.timers.retain(|t| !timers.contains(&t.handle) || effect_sets(&effect, &t.handle));
         }
         effect

@@ -343,13 +343,10 @@ pub enum ExecutorTimer {
 pub enum ExecutorAction {
     /// Run the first step (the `Start` timer elapsed).
     Start,
-    /// Take a value a shard sent, and feed the program every value now due
-    /// in the canonical order.
+    /// Take the value a shard sent (the key and value are moved out of
+    /// the `KvsRead`), and feed the program every value now due in the
+    /// canonical order.
     Read {
-        /// The key read.
-        key: Key,
-        /// Its value (`None`: absent).
-        data: Option<Datum>,
         /// Whether it is the value due next, so a guest call follows (the
         /// host then runs the action off its event loop).
         due: bool,
@@ -491,7 +488,7 @@ fn guard_timers(trigger: &Trig, config: &ExecutorConfig, _: &Env) -> Option<Exec
 /// nor held yet.
 fn guard_read(trigger: &Trig, config: &ExecutorConfig, env: &Env) -> Option<ExecutorAction> {
     let Trigger::Message { envelope, .. } = trigger else { return None };
-    let Message::KvsRead { timestamp, key, data } = &envelope.payload else { return None };
+    let Message::KvsRead { timestamp, key, .. } = &envelope.payload else { return None };
     let state = &env.local;
     let reason = if *timestamp != config.tx.timestamp {
         DropReason::WrongTimestamp
@@ -506,7 +503,7 @@ fn guard_read(trigger: &Trig, config: &ExecutorConfig, env: &Env) -> Option<Exec
         // values are fed one by one, sets off a guest call.
         let round = round(config, state);
         let due = if config.rounds { state.held.len() + 1 == round.len() } else { round.first() == Some(key) };
-        return Some(ExecutorAction::Read { key: key.clone(), data: data.clone(), due });
+        return Some(ExecutorAction::Read { due });
     };
     Some(ExecutorAction::Drop(reason))
 }
@@ -584,7 +581,7 @@ impl Behaviour for Executor {
 
     fn act(
         action: ExecutorAction,
-        trigger: &Trig,
+        trigger: &mut Trig,
         id: &EngineId,
         config: &ExecutorConfig,
         env: &mut Env,
@@ -602,8 +599,13 @@ impl Behaviour for Executor {
                     turn.resend();
                 }
             }
-            ExecutorAction::Read { key, data, .. } => {
-                turn.state.held.insert(key, data);
+            ExecutorAction::Read { .. } => {
+                // The guard named this action for a `KvsRead` only.
+                if let Trigger::Message { envelope, .. } = trigger
+                    && let Message::KvsRead { key, data, .. } = &mut envelope.payload
+                {
+                    turn.state.held.insert(std::mem::take(key), data.take());
+                }
                 turn.feed_due();
             }
             ExecutorAction::Resend => turn.resend(),

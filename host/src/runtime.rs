@@ -436,7 +436,7 @@ type Done<B> = (Instance<B>, Option<crate::engine::Effect<B>>);
 fn perform<B: Behaviour>(
     instance: &mut Instance<B>,
     actions: Actions<B::Action>,
-    trigger: &Trigger<B::Msg, B::Timer>,
+    trigger: Trigger<B::Msg, B::Timer>,
 ) -> Option<crate::engine::Effect<B>> {
     let _span = tracing::debug_span!("engine", id = %instance.id).entered();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.perform(actions, trigger))).ok()
@@ -696,7 +696,7 @@ where
             }
             return;
         }
-        match perform(instance, actions, &trigger) {
+        match perform(instance, actions, trigger) {
             Some(effect) => self.apply(id, effect),
             None => self.remove_panicked(id),
         }
@@ -757,7 +757,7 @@ impl<B: Behaviour> Pool<B> {
                 loop {
                     let job = receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
                     let Ok((mut instance, actions, trigger)) = job else { return };
-                    let effect = perform(&mut instance, actions, &trigger);
+                    let effect = perform(&mut instance, actions, trigger);
                     if done.send((instance, effect)).is_err() {
                         return;
                     }

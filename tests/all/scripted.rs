@@ -147,7 +147,7 @@ impl Driver {
     }
 
     pub fn trigger(&mut self, trigger: Trigger<Message, ExecutorTimer>) -> Vec<Envelope<Message>> {
-        let effect = self.instance.handle(&trigger);
+        let effect = self.instance.handle(trigger);
         self.stopped |= effect.stop;
         effect.send
     }

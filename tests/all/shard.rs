@@ -24,7 +24,7 @@ impl Fixture {
 
     fn send(&mut self, sender: EngineId, payload: Message) -> Vec<(EngineId, Message)> {
         let envelope = Envelope::new(sender, self.shard.id.clone(), payload);
-        let effect = self.shard.handle(&Trigger::Message { envelope, at: std::time::Duration::ZERO });
+        let effect = self.shard.handle(Trigger::Message { envelope, at: std::time::Duration::ZERO });
         effect.send.into_iter().map(|e| (e.target, e.payload)).collect()
     }
 

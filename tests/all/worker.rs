@@ -15,7 +15,7 @@ fn worker(shards: usize) -> (Instance<Worker>, HashShards) {
 
 fn send(worker: &mut Instance<Worker>, sender: EngineId, payload: Message) -> (usize, Vec<Envelope<Message>>) {
     let envelope = Envelope::new(sender, worker.id.clone(), payload);
-    let effect = worker.handle(&Trigger::Message { envelope, at: std::time::Duration::ZERO });
+    let effect = worker.handle(Trigger::Message { envelope, at: std::time::Duration::ZERO });
     (effect.spawn.len(), effect.send)
 }
 
@@ -115,7 +115,7 @@ fn the_read_watermark_does_not_pass_an_unfinished_transaction() {
 #[test]
 fn a_timer_the_worker_never_set_is_dropped_and_counted() {
     let (mut w, _) = worker(1);
-    let effect = w.handle(&Trigger::Elapsed { timers: vec![()], at: std::time::Duration::ZERO });
+    let effect = w.handle(Trigger::Elapsed { timers: vec![()], at: std::time::Duration::ZERO });
     assert!(effect.send.is_empty() && effect.spawn.is_empty());
     assert_eq!(w.env.local.dropped, 1);
 }

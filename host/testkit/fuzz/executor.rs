@@ -298,7 +298,7 @@ impl Case {
         }
         let trigger = Trigger::Elapsed { timers, at: self.now };
         stats.messages += 1;
-        let effect = self.instance.handle(&trigger);
+        let effect = self.instance.handle(trigger);
         self.log.effect(&effect, reap)?;
         self.apply_timers(&effect.timers);
         self.asked_again(&effect.send);
@@ -342,7 +342,7 @@ impl Case {
         if admission == Admission::Drop && self.screens {
             return Ok(());
         }
-        let effect = self.instance.perform(actions, &trigger);
+        let effect = self.instance.perform(actions, trigger);
         self.log.effect(&effect, false)?;
         self.apply_timers(&effect.timers);
         self.asked_again(&effect.send);

@@ -340,7 +340,7 @@ impl Case {
             }
         };
         expected.extend(self.model.serve());
-        let effect = self.shard.handle(&trigger);
+        let effect = self.shard.handle(trigger.clone());
         let mut actual = Vec::new();
         for envelope in effect.send {
             if envelope.sender != self.shard.id || envelope.mailbox != 0 {

@@ -282,7 +282,7 @@ impl Sim {
         let target = envelope.target.clone();
         let at = self.now;
         if let Some(shard) = self.shards.get_mut(&target) {
-            let effect = shard.handle(&Trigger::Message { envelope, at });
+            let effect = shard.handle(Trigger::Message { envelope, at });
             for sent in &effect.send {
                 match &sent.payload {
                     Message::KvsRead { key, data, .. } => {
@@ -294,7 +294,7 @@ impl Sim {
             }
             self.in_flight.extend(effect.send);
         } else if target == self.worker.id {
-            let effect = self.worker.handle(&Trigger::Message { envelope, at });
+            let effect = self.worker.handle(Trigger::Message { envelope, at });
             for spawn in effect.spawn {
                 self.spawn(stats, spawn)?;
             }
@@ -305,7 +305,7 @@ impl Sim {
             if Executor::admit(&hosted.instance.config, &envelope) == Admission::Drop && self.rng.chance(50) {
                 return Ok(());
             }
-            let effect = hosted.instance.handle(&Trigger::Message { envelope, at });
+            let effect = hosted.instance.handle(Trigger::Message { envelope, at });
             self.apply(stats, &target, effect, false)?;
         }
         // Anything else (the client, strangers, reaped executors) is lost.
@@ -357,7 +357,7 @@ impl Sim {
         let Some(hosted) = self.executors.get_mut(id) else { return Ok(()) };
         stats.messages += 1;
         let reap = timers.contains(&ExecutorTimer::Reap);
-        let effect = hosted.instance.handle(&Trigger::Elapsed { timers, at: self.now });
+        let effect = hosted.instance.handle(Trigger::Elapsed { timers, at: self.now });
         self.apply(stats, id, effect, reap)
     }
 

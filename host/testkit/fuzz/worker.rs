@@ -227,7 +227,7 @@ impl Case {
     fn deliver(&mut self, stats: &mut Stats, sender: &EngineId, trigger: &Trigger<Message, ()>) -> Result<(), String> {
         stats.messages += 1;
         let (send, spawn) = self.expect(sender, trigger);
-        let effect = self.worker.handle(trigger);
+        let effect = self.worker.handle(trigger.clone());
         if effect.send != send {
             return Err(format!(
                 "sent {:?}, model expects {:?}",

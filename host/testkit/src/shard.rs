@@ -296,8 +296,8 @@ impl ShardState {
 
 /// What a shard's guard names: one action per protocol message (see
 /// [`Message`] for their fields). Actions carry no fields: `act` reads
-/// them from the message, so keys and values are copied only where the
-/// shard keeps them.
+/// them from the message and takes what the shard keeps (a lock's keys, a
+/// written value) out of it instead of copying it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShardAction {
     /// `KvsAcquireLock`: register the accesses and acknowledge them.
@@ -381,7 +381,7 @@ impl Behaviour for Shard {
 
     fn act(
         action: ShardAction,
-        trigger: &Trigger<Message, ()>,
+        trigger: &mut Trigger<Message, ()>,
         me: &EngineId,
         _: &ShardConfig,
         env: &mut Environment<Self>,
@@ -393,9 +393,9 @@ impl Behaviour for Shard {
             return effect;
         };
         let sender = &envelope.sender;
-        match (action, &envelope.payload) {
+        match (action, &mut envelope.payload) {
             (ShardAction::Lock, Message::KvsAcquireLock { timestamp, keys, worker, executor }) => {
-                lock(state, *timestamp, keys, executor, worker, me, &mut effect);
+                lock(state, *timestamp, std::mem::take(&mut **keys), executor, worker, me, &mut effect);
             }
             (ShardAction::ReadRequest, Message::KvsReadRequest { timestamp, key, actual }) => {
                 if read_request(state, *timestamp, key, *actual, sender) {
@@ -403,7 +403,7 @@ impl Behaviour for Shard {
                 }
             }
             (ShardAction::Write, Message::KvsWrite { timestamp, key, datum }) => {
-                if write(state, *timestamp, key, datum.as_ref(), sender) {
+                if write(state, *timestamp, key, datum.take(), sender) {
                     serve(state, key, me, &mut effect);
                 }
             }
@@ -424,24 +424,14 @@ impl Behaviour for Shard {
     }
 }
 
-/// Whether `keys` is already what [`KeySets::normalized`] makes of it:
-/// each set strictly increasing, and no key both eager and lazy, or both
-/// will and may. The worker sends locks normalized, so a lock is copied
-/// only when it is not.
-fn is_normalized(keys: &KeySets) -> bool {
-    let increasing = |set: &[Key]| set.windows(2).all(|pair| matches!(pair, [a, b] if a < b));
-    let sets = [&keys.lazy_read_keys, &keys.eager_read_keys, &keys.will_write_keys, &keys.may_write_keys];
-    sets.into_iter().all(|set| increasing(set))
-        && keys.lazy_read_keys.iter().all(|k| keys.eager_read_keys.binary_search(k).is_err())
-        && keys.may_write_keys.iter().all(|k| keys.will_write_keys.binary_search(k).is_err())
-}
-
 /// `KvsAcquireLock`: registers a transaction's accesses to this shard's
-/// keys, acknowledges them, and serves the keys it touched.
+/// keys (normalized here: the lock may come from anyone when the shard
+/// takes locks from anyone), acknowledges them, and serves the keys it
+/// touched.
 fn lock(
     state: &mut ShardState,
     timestamp: Timestamp,
-    keys: &KeySets,
+    keys: KeySets,
     executor: &EngineId,
     worker: &EngineId,
     me: &EngineId,
@@ -453,21 +443,13 @@ fn lock(
         state.dropped += 1;
         return;
     }
-    let normalized;
-    let keys = if is_normalized(keys) {
-        keys
-    } else {
-        normalized = keys.clone().normalized();
-        &normalized
-    };
-    let all_keys = keys.all_keys();
-    let declared: Vec<Key> = all_keys.iter().map(|&key| key.clone()).collect();
+    let keys = keys.normalized();
     if let Some(locked) = state.locks_by_ts.get(&timestamp) {
         // A repeated lock (a retry) must not reset markers: that would
         // serve a read twice or forget a write. The same keys again are
         // acknowledged again, idempotently; other keys for the same
         // timestamp are a protocol violation.
-        if *locked == declared {
+        if locked.iter().eq(keys.all_keys()) {
             effect.send.push(Envelope::new(me.clone(), worker.clone(), Message::KvsLockAcquired { timestamp }));
         } else {
             tracing::warn!(timestamp, "a second, different lock for one timestamp dropped");
@@ -498,11 +480,17 @@ fn lock(
             }
         }
     }
-    state.locks_by_ts.insert(timestamp, declared);
+    // The keys are the shard's now: kept in the lock window, not copied.
+    let KeySets { lazy_read_keys, eager_read_keys, will_write_keys, may_write_keys } = keys;
+    let mut declared: Vec<Key> =
+        lazy_read_keys.into_iter().chain(eager_read_keys).chain(will_write_keys).chain(may_write_keys).collect();
+    declared.sort();
+    declared.dedup();
     effect.send.push(Envelope::new(me.clone(), worker.clone(), Message::KvsLockAcquired { timestamp }));
-    for key in all_keys {
+    for key in &declared {
         serve(state, key, me, effect);
     }
+    state.locks_by_ts.insert(timestamp, declared);
 }
 
 /// The timeline of `key`, if `timestamp` has an access to it and `sender`
@@ -571,7 +559,7 @@ fn read_request(state: &mut ShardState, timestamp: Timestamp, key: &Key, actual:
 /// `KvsWrite`: a pending write is written (`Some`) or released (`None`).
 /// The same resolution again is a no-op; another one is refused and
 /// listed as a conflict. Returns whether the key's writes changed.
-fn write(state: &mut ShardState, timestamp: Timestamp, key: &Key, datum: Option<&Datum>, sender: &EngineId) -> bool {
+fn write(state: &mut ShardState, timestamp: Timestamp, key: &Key, datum: Option<Datum>, sender: &EngineId) -> bool {
     let Some(timeline) = own_timeline(state, timestamp, key, sender) else { return false };
     let Some(status) = timeline.accesses.get(timestamp).and_then(|a| a.write.as_ref()) else {
         state.dropped += 1;
@@ -579,10 +567,10 @@ fn write(state: &mut ShardState, timestamp: Timestamp, key: &Key, datum: Option<
     };
     match (status, datum) {
         (WriteStatus::Pending, datum) => {
-            timeline.set_write(timestamp, datum.map_or(WriteStatus::Released, |d| WriteStatus::Written(d.clone())));
+            timeline.set_write(timestamp, datum.map_or(WriteStatus::Released, WriteStatus::Written));
             true
         }
-        (WriteStatus::Written(written), Some(datum)) if written == datum => false,
+        (WriteStatus::Written(written), Some(datum)) if *written == datum => false,
         (WriteStatus::Released, None) => false,
         (recorded, datum) => {
             tracing::warn!(

@@ -98,15 +98,10 @@ pub struct WorkerState {
 /// What the worker's guard names.
 #[derive(Debug)]
 pub enum WorkerAction {
-    /// A `TransactionRequest`: give it the next timestamp and lock its keys.
-    Order {
-        /// The transaction's code.
-        executable: Vec<u8>,
-        /// Its key sets, normalized.
-        keys: KeySets,
-        /// Who submitted it.
-        issuer: EngineId,
-    },
+    /// A `TransactionRequest`: give it the next timestamp and lock its keys
+    /// (the transaction is moved out of the request, its key sets
+    /// normalized; its sender is the issuer).
+    Order,
     /// A shard acknowledged the locks of `timestamp`, for the first time.
     Acquired {
         /// The transaction whose locks a shard holds.
@@ -151,11 +146,7 @@ impl Worker {
 fn guard(trigger: &Trigger<Message, ()>, _: &WorkerConfig, env: &Environment<Worker>) -> Option<WorkerAction> {
     let Trigger::Message { envelope, .. } = trigger else { return Some(WorkerAction::Drop) };
     Some(match &envelope.payload {
-        Message::TransactionRequest { executable, keys, .. } => WorkerAction::Order {
-            executable: executable.clone(),
-            keys: keys.clone().normalized(),
-            issuer: envelope.sender.clone(),
-        },
+        Message::TransactionRequest { .. } => WorkerAction::Order,
         Message::KvsLockAcquired { timestamp }
             if env.local.waiting.get(timestamp).is_some_and(|shards| shards.contains(&envelope.sender)) =>
         {
@@ -188,7 +179,7 @@ impl Behaviour for Worker {
 
     fn act(
         action: WorkerAction,
-        trigger: &Trigger<Message, ()>,
+        trigger: &mut Trigger<Message, ()>,
         me: &EngineId,
         config: &WorkerConfig,
         env: &mut Environment<Self>,
@@ -206,7 +197,15 @@ impl Behaviour for Worker {
             effect.send.push(Envelope::new(me.clone(), target, payload));
         };
         match action {
-            WorkerAction::Order { executable, keys, issuer } => {
+            WorkerAction::Order => {
+                // The guard names `Order` for a request only.
+                let Message::TransactionRequest { executable, keys, .. } = &mut envelope.payload else {
+                    state.dropped += 1;
+                    return effect;
+                };
+                let executable = std::mem::take(executable);
+                let keys = std::mem::take(&mut **keys).normalized();
+                let issuer = envelope.sender.clone();
                 let timestamp = state.next;
                 state.next += 1;
                 let per_shard = split_by_shard(&keys, config.shards.as_ref());

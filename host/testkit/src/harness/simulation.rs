@@ -128,16 +128,16 @@ impl Simulation {
         let now = self.now;
         let target = envelope.target.clone();
         if let Some(shard) = self.shards.get_mut(&target) {
-            let effect = shard.handle(&Trigger::Message { envelope, at: now });
+            let effect = shard.handle(Trigger::Message { envelope, at: now });
             self.in_flight.extend(effect.send);
         } else if target == self.worker.id {
-            let effect = self.worker.handle(&Trigger::Message { envelope, at: now });
+            let effect = self.worker.handle(Trigger::Message { envelope, at: now });
             for spawn in effect.spawn {
                 self.spawn(spawn);
             }
             self.in_flight.extend(effect.send);
         } else if let Some(hosted) = self.executors.get_mut(&target) {
-            let effect = hosted.instance.handle(&Trigger::Message { envelope, at: now });
+            let effect = hosted.instance.handle(Trigger::Message { envelope, at: now });
             self.apply(&target, effect);
         } else if target != client_id() {
             self.unknown += 1;
@@ -172,7 +172,7 @@ impl Simulation {
 
     fn elapse(&mut self, id: &EngineId, timers: Vec<ExecutorTimer>) {
         let Some(hosted) = self.executors.get_mut(id) else { return };
-        let effect = hosted.instance.handle(&Trigger::Elapsed { timers, at: self.now });
+        let effect = hosted.instance.handle(Trigger::Elapsed { timers, at: self.now });
         self.apply(id, effect);
     }
 
