@@ -139,7 +139,7 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
                                 serve.shards
                             );
                         }
-                        (scenario.workload().initial, serve.shards)
+                        (scenario.into_workload().initial, serve.shards)
                     }
                     None => (Default::default(), serve.shards),
                 };
@@ -216,7 +216,7 @@ fn executors_config(guest: &GuestArgs, config: &Config) -> Result<ExecutorsConfi
 /// Submits a scenario's transactions and prints the report `run` prints.
 pub fn submit(args: SubmitArgs, config: &Config) -> Result<ExitCode> {
     let (scenario, _) = read_scenario(&args.scenario)?;
-    let workload = scenario.workload();
+    let workload = scenario.into_workload();
     let bar = crate::output::progress_bar(workload.transactions.len());
     let progress = bar
         .clone()

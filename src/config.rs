@@ -63,7 +63,7 @@ impl Default for NatsSettings {
 /// The CLI's own settings: how `run` delivers messages and where deployed
 /// guests live. (Not the library's `HostConfig`: the harness `run` uses
 /// builds its host itself, with an unbounded inbox, and takes only a
-/// thread count.)
+/// thread count and a window of transactions in flight.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostSettings {
@@ -76,8 +76,9 @@ pub struct HostSettings {
     /// Omitted: concurrent delivery.
     pub seed: Option<u64>,
     /// Transactions a concurrent run keeps submitted and not finished, at
-    /// most: its memory follows this, not the scenario's length. By
-    /// default 10,000.
+    /// most: what is in flight (executors, the shards' pending versions)
+    /// follows this; the reports, one per transaction, are kept to the
+    /// end. By default 10,000.
     pub in_flight: NonZeroUsize,
 }
 
@@ -227,13 +228,17 @@ fn render_section(path: &str, table: &toml::Table, out: &mut String) -> Result<(
 /// scenario's `options` object names (the scenario file is already
 /// validated, so its options parse), then `--gas-limit`.
 pub fn executor_options(file: &ExecutorOptions, scenario: &str, gas_limit: Option<u64>) -> Result<ExecutorOptions> {
+    /// Only the scenario's `options`: the transactions are skipped, not
+    /// built into a tree (a large scenario would be in memory again).
+    #[derive(serde::Deserialize)]
+    struct OptionsOnly {
+        #[serde(default)]
+        options: Option<serde_json::Value>,
+    }
     let mut merged = serde_json::to_value(file).context("serializing the executor options")?;
-    let scenario: serde_json::Value = serde_json::from_str(scenario).context("reading the scenario's options")?;
-    if let (Some(merged), Some(serde_json::Value::Object(options))) = (merged.as_object_mut(), scenario.get("options"))
-    {
-        for (key, value) in options {
-            merged.insert(key.clone(), value.clone());
-        }
+    let scenario: OptionsOnly = serde_json::from_str(scenario).context("reading the scenario's options")?;
+    if let (Some(merged), Some(serde_json::Value::Object(options))) = (merged.as_object_mut(), scenario.options) {
+        merged.extend(options);
     }
     let mut options: ExecutorOptions = serde_json::from_value(merged).context("the scenario's options")?;
     if let Some(gas_limit) = gas_limit {

@@ -207,8 +207,9 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     threads: Option<NonZeroUsize>,
     /// Transactions a concurrent run keeps submitted and not finished, at
-    /// most (default: `host.in_flight`, else 10,000): a run's memory
-    /// follows this, not the scenario's length.
+    /// most (default: `host.in_flight`, else 10,000): what is in flight
+    /// (executors, the shards' pending versions) follows this; the
+    /// reports, one per transaction, are kept to the end.
     #[arg(long, value_name = "N")]
     in_flight: Option<NonZeroUsize>,
     /// Gas budget per transaction, over the configuration file's and the
@@ -500,13 +501,13 @@ fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path) -> Result<WasmProgra
 /// `run --record`: prints the recorded key sets, and writes the scenario
 /// with them if asked.
 fn record(
-    scenario: &Scenario,
+    scenario: Scenario,
     text: &str,
     program: &dyn Program,
     options: &executor_host::ExecutorOptions,
     args: &RunArgs,
 ) -> Result<ExitCode> {
-    let recorded = executor_testkit::record::record(&scenario.workload(), program, options);
+    let recorded = executor_testkit::record::record(&scenario.into_workload(), program, options);
     let format = Output::resolve(args.output.output);
     emit(&output::recorded(&recorded, format)?)?;
     if let Some(path) = &args.write_scenario {
@@ -628,7 +629,7 @@ fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
     options.step_trace |= args.step_trace;
     let program = program(&args.guest, config, args.dev)?;
     if args.record {
-        return record(&scenario, &text, program.as_ref(), &options, &args);
+        return record(scenario, &text, program.as_ref(), &options, &args);
     }
     let seed = if args.concurrent { None } else { args.seed.or(config.host.seed) };
     let delivery = match seed {

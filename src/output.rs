@@ -10,7 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use executor_host::{ComponentInfo, Deployed, Program, StepCall, StepReport};
+use executor_host::{ComponentInfo, Deployed, Program, Session, StepCall, StepReport};
 use executor_testkit::scenario::Report;
 
 /// `--output`: for people or for programs.
@@ -224,7 +224,10 @@ pub fn progress_bar(transactions: usize) -> Option<ProgressBar> {
 /// A program that advances a progress bar by one for each transaction that
 /// ends in a step: a step that fails or halts. (A transaction that ends
 /// otherwise, past its deadline or on an access violation, is not counted;
-/// the harness gives no progress callback.)
+/// the harness gives no progress callback.) It serves the rounds its
+/// program serves ([`Program::session`]): a wrapper that did not would
+/// turn them off, and a wasm guest's gas would then depend on whether
+/// the bar is shown.
 pub struct Counted {
     pub inner: Arc<dyn Program>,
     pub bar: ProgressBar,
@@ -236,13 +239,35 @@ impl fmt::Debug for Counted {
     }
 }
 
-impl Program for Counted {
-    fn step(&self, call: StepCall<'_>) -> StepReport {
-        let report = self.inner.step(call);
+impl Counted {
+    fn count(&self, report: StepReport) -> StepReport {
         if report.result.as_ref().map_or(true, |output| output.halted) {
             self.bar.inc(1);
         }
         report
+    }
+}
+
+impl Program for Counted {
+    fn step(&self, call: StepCall<'_>) -> StepReport {
+        self.count(self.inner.step(call))
+    }
+
+    fn session(&self) -> Option<Box<dyn Session + '_>> {
+        let inner = self.inner.session()?;
+        Some(Box::new(CountedSession { counted: self, inner }))
+    }
+}
+
+/// A round of a [`Counted`] program's steps.
+struct CountedSession<'a> {
+    counted: &'a Counted,
+    inner: Box<dyn Session + 'a>,
+}
+
+impl Session for CountedSession<'_> {
+    fn step(&mut self, call: StepCall<'_>) -> StepReport {
+        self.counted.count(self.inner.step(call))
     }
 }
 
@@ -286,5 +311,57 @@ pub fn recorded(recorded: &[executor_testkit::record::Recorded], format: Output)
             }
             Ok(out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use executor_host::{GuestLog, StepOutput};
+
+    /// A program whose steps halt, counting the steps its sessions ran.
+    #[derive(Debug, Default)]
+    struct Rounds {
+        in_sessions: std::sync::atomic::AtomicU32,
+    }
+
+    fn halted() -> StepReport {
+        StepReport {
+            result: Ok(StepOutput { state: Vec::new(), requests: Vec::new(), halted: true }),
+            gas_used: 1,
+            log: GuestLog::default(),
+        }
+    }
+
+    impl Program for Rounds {
+        fn step(&self, _: StepCall<'_>) -> StepReport {
+            halted()
+        }
+
+        fn session(&self) -> Option<Box<dyn Session + '_>> {
+            Some(Box::new(RoundsSession(self)))
+        }
+    }
+
+    struct RoundsSession<'a>(&'a Rounds);
+
+    impl Session for RoundsSession<'_> {
+        fn step(&mut self, _: StepCall<'_>) -> StepReport {
+            self.0.in_sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            halted()
+        }
+    }
+
+    #[test]
+    fn the_progress_bar_keeps_its_programs_rounds_and_counts_their_steps() {
+        let inner = Arc::new(Rounds::default());
+        let counted = Counted { inner: inner.clone(), bar: ProgressBar::hidden() };
+        let call = StepCall { executable: b"", state: None, input: None, gas_limit: 10 };
+        let mut session = counted.session().expect("the wrapped program serves rounds, so the wrapper must too");
+        session.step(call);
+        drop(session);
+        counted.step(call);
+        assert_eq!(inner.in_sessions.load(std::sync::atomic::Ordering::Relaxed), 1, "the round ran in the session");
+        assert_eq!(counted.bar.position(), 2, "both halting steps counted");
     }
 }

@@ -65,7 +65,7 @@ impl Transfer {
         ];
         let first = StepCall { executable: &exe, state: None, input: Some(&inputs[0]), gas_limit: GAS };
         let after_first = program.step(first).result.expect("first step").state;
-        let transfer = Self { exe: exe.clone(), inputs, after_first };
+        let transfer = Self { exe, inputs, after_first };
         let last = program.step(transfer.calls()[1]).result.expect("last step");
         assert!(last.halted && last.requests.len() == 2, "{last:?}");
         transfer

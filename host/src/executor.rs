@@ -398,6 +398,14 @@ pub fn is_executor_id(id: &EngineId, worker: &EngineId, timestamp: Timestamp) ->
             .is_some_and(|number| number == Decimal::of(timestamp).as_str())
 }
 
+/// The timestamp an executor id names, whichever worker spawned it:
+/// `Some` only for a name of [`executor_id`]'s form.
+pub fn executor_timestamp(id: &EngineId) -> Option<Timestamp> {
+    let (worker, number) = id.name.strip_prefix("executor/")?.rsplit_once('/')?;
+    let timestamp: Timestamp = number.parse().ok()?;
+    (!worker.is_empty() && number == Decimal::of(timestamp).as_str()).then_some(timestamp)
+}
+
 /// A number's decimal digits, on the stack.
 struct Decimal {
     digits: [u8; 20],
@@ -674,43 +682,38 @@ impl Turn<'_> {
     /// before it have arrived. Stops at the first value missing, or when
     /// the transaction is over.
     fn feed_due(&mut self) {
-        if !self.config.rounds {
+        let config = self.config;
+        if !config.rounds {
             while !self.state.finished {
-                let Some(key) = round(self.config, self.state).first().cloned() else { return };
-                let Some(datum) = self.state.held.remove(&key) else { return };
-                if self.state.eager_fed < self.config.tx.keys.eager_read_keys.len() {
-                    self.state.eager_fed += 1;
-                } else {
-                    self.state.lazy_fed += 1;
-                }
-                self.step(None, Some(Input { key, datum }));
+                let Some(input) = self.take_next_due() else { return };
+                self.step(None, Some(input));
             }
             return;
         }
-        while !self.state.finished && round_complete(self.config, self.state) {
-            let eager = self.state.eager_fed < self.config.tx.keys.eager_read_keys.len();
-            let len = round(self.config, self.state).len();
-            let program = &self.config.tx.program;
-            let mut session = program.session();
+        while !self.state.finished && round_complete(config, self.state) {
+            let len = round(config, self.state).len();
+            let mut session = config.tx.program.session();
             for _ in 0..len {
-                let key = if eager {
-                    self.config.tx.keys.eager_read_keys.get(self.state.eager_fed)
-                } else {
-                    self.state.requested.get(self.state.lazy_fed)
-                };
-                let Some(key) = key.cloned() else { return };
-                let Some(datum) = self.state.held.remove(&key) else { return };
-                if eager {
-                    self.state.eager_fed += 1;
-                } else {
-                    self.state.lazy_fed += 1;
-                }
-                self.step(session.as_deref_mut(), Some(Input { key, datum }));
+                let Some(input) = self.take_next_due() else { return };
+                self.step(session.as_deref_mut(), Some(input));
                 if self.state.finished {
                     return;
                 }
             }
         }
+    }
+
+    /// Takes the next value in the canonical order ([`round`]) out of
+    /// those held, and counts it fed; `None` if it has not arrived.
+    fn take_next_due(&mut self) -> Option<Input> {
+        let key = round(self.config, self.state).first()?.clone();
+        let datum = self.state.held.remove(&key)?;
+        if self.state.eager_fed < self.config.tx.keys.eager_read_keys.len() {
+            self.state.eager_fed += 1;
+        } else {
+            self.state.lazy_fed += 1;
+        }
+        Some(Input { key, datum })
     }
 
     fn step(&mut self, session: Option<&mut (dyn Session + '_)>, input: Option<Input>) {
@@ -902,7 +905,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{EngineId, executor_id, is_executor_id};
+    use super::{EngineId, executor_id, executor_timestamp, is_executor_id};
 
     #[test]
     fn an_executor_id_is_recognized_without_being_built() {
@@ -922,5 +925,15 @@ mod tests {
         let remote = EngineId { node: Some("n".into()), name: "worker".into() };
         assert!(is_executor_id(&executor_id(&remote, 3), &remote, 3));
         assert!(!is_executor_id(&executor_id(&remote, 3), &worker, 3));
+    }
+
+    #[test]
+    fn an_executor_id_names_its_timestamp_whatever_its_worker() {
+        for (worker, timestamp) in [("worker", 0), ("a/b", 12_345), ("w", u64::MAX)] {
+            assert_eq!(executor_timestamp(&executor_id(&EngineId::local(worker), timestamp)), Some(timestamp));
+        }
+        for name in ["worker", "shard-0", "executor/7", "executor//7", "executor/w/07", "executor/w/x", "client/7"] {
+            assert_eq!(executor_timestamp(&EngineId::local(name)), None, "{name}");
+        }
     }
 }

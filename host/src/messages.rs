@@ -67,6 +67,18 @@ impl KeySets {
         keys.dedup();
         keys
     }
+
+    /// Every declared key, once, in key order ([`KeySets::all_keys`]),
+    /// moved out of the sets.
+    pub fn into_all_keys(self) -> Vec<Key> {
+        let mut keys: Vec<Key> = [self.lazy_read_keys, self.eager_read_keys, self.will_write_keys, self.may_write_keys]
+            .into_iter()
+            .flatten()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
 }
 
 /// How an executor's run ended.

@@ -70,8 +70,9 @@ pub trait Spawner<S>: Send + Sync {
     fn spawn(&self, request: S);
 
     /// Starts every engine of `requests`, in order; it may take them out
-    /// (the runtime empties `requests` afterwards). Called before the messages of the same turn are routed. By default,
-    /// [`Spawner::spawn`] for each.
+    /// (the runtime empties `requests` afterwards). Called before the
+    /// messages of the same turn are routed. By default, [`Spawner::spawn`]
+    /// for each.
     fn spawn_all(&self, requests: &mut Vec<S>) {
         for request in requests.drain(..) {
             self.spawn(request);

@@ -533,13 +533,9 @@ impl WasmProgram {
 }
 
 impl Program for WasmProgram {
+    /// A session of one step: a fresh instance, dropped with it.
     fn step(&self, call: StepCall<'_>) -> StepReport {
-        let _slot = self.inner.slots.acquire();
-        let mut store = self.store();
-        self.metered(&mut store, call, |store, call| {
-            let instance = self.inner.pre.instantiate(&mut *store)?;
-            self.run(store, &instance, call)
-        })
+        WasmSession { program: self, live: None }.step(call)
     }
 
     /// One instance for a round's steps: instantiated for the first, kept
@@ -597,9 +593,9 @@ impl Session for WasmSession<'_> {
 /// a pool slot keeps resident: the host's real cost of memory is faulting
 /// pages in and zeroing them for every instance, which fuel does not see.
 /// An instance pays for the pages it grows to, in the call that grows it
-/// (a round's later calls pay only for growth beyond it). Priced so that the worst case of
-/// wall time per unit of gas stays within 10× of pure computation (see
-/// the README's "What gas buys").
+/// (a round's later calls pay only for growth beyond it). Priced so that
+/// the worst case of wall time per unit of gas stays within 10× of pure
+/// computation (see the README's "What gas buys").
 pub const GAS_PER_MEMORY_PAGE: u64 = 4096;
 
 /// The memory charge of a call whose linear memory peaked at `peak` bytes.

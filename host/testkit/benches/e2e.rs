@@ -105,7 +105,7 @@ fn run(workload: &Workload, program: &Arc<dyn Program>, delivery: Delivery) -> a
     let allocations = executor_testkit::heap::allocations() - allocations;
     assert_eq!(outcome.transactions.len(), transactions);
     assert_eq!(outcome.pending_markers, 0);
-    let mut latencies = outcome.latencies.clone();
+    let mut latencies = outcome.latencies;
     latencies.sort();
     Ok(Run {
         rate: transactions as f64 / elapsed.as_secs_f64(),

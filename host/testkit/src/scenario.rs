@@ -292,12 +292,6 @@ pub struct TxReport {
 pub struct KeyMap<V>(pub Vec<(KeyText, V)>);
 
 impl<V> KeyMap<V> {
-    /// From pairs sorted by key, each key once (as an `ExecutorFinished`
-    /// lists them).
-    fn sorted(pairs: Vec<(KeyText, V)>) -> Self {
-        Self(pairs)
-    }
-
     /// The value of `key`, if listed.
     pub fn get(&self, key: &[u8]) -> Option<&V> {
         self.0.binary_search_by(|(k, _)| k.0.as_slice().cmp(key)).ok().and_then(|i| self.0.get(i)).map(|(_, v)| v)
@@ -412,12 +406,6 @@ impl fmt::Display for NondeterministicWrite {
     }
 }
 
-impl From<&Outcome> for Report {
-    fn from(outcome: &Outcome) -> Self {
-        Self::from(outcome.clone())
-    }
-}
-
 /// The report of `outcome`, taking its values instead of copying them: a
 /// large run's outcome and its report must not both be in memory.
 impl From<Outcome> for Report {
@@ -435,12 +423,8 @@ impl From<Outcome> for Report {
                     failure: f.failure.as_ref().map(ToString::to_string),
                     failure_kind: f.failure,
                     gas_used: f.gas_used,
-                    values_read: KeyMap::sorted(
-                        f.values_read.into_iter().map(|(k, v)| (KeyText(k), v.map(Bytes))).collect(),
-                    ),
-                    values_written: KeyMap::sorted(
-                        f.values_written.into_iter().map(|(k, v)| (KeyText(k), Bytes(v))).collect(),
-                    ),
+                    values_read: KeyMap(f.values_read.into_iter().map(|(k, v)| (KeyText(k), v.map(Bytes))).collect()),
+                    values_written: KeyMap(f.values_written.into_iter().map(|(k, v)| (KeyText(k), Bytes(v))).collect()),
                     steps: f.diagnostics.steps.iter().map(StepRow::from).collect(),
                     log: f.diagnostics.log,
                 }

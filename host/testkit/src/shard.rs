@@ -481,11 +481,7 @@ fn lock(
         }
     }
     // The keys are the shard's now: kept in the lock window, not copied.
-    let KeySets { lazy_read_keys, eager_read_keys, will_write_keys, may_write_keys } = keys;
-    let mut declared: Vec<Key> =
-        lazy_read_keys.into_iter().chain(eager_read_keys).chain(will_write_keys).chain(may_write_keys).collect();
-    declared.sort();
-    declared.dedup();
+    let declared = keys.into_all_keys();
     effect.send.push(Envelope::new(me.clone(), worker.clone(), Message::KvsLockAcquired { timestamp }));
     for key in &declared {
         serve(state, key, me, effect);

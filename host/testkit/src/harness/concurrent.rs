@@ -1,6 +1,6 @@
-//! The concurrent run: each shard, the worker and the executors on their
-//! own engine runtimes over a multi-threaded tokio runtime, guest calls on
-//! the executor host's thread pool. In four parts: [`wire`] the network,
+//! The concurrent run: each shard, the worker and one executor host per
+//! thread on their own engine runtimes over a multi-threaded tokio
+//! runtime, guest calls inline on those threads. In four parts: [`wire`] the network,
 //! [`submit`] the workload, [`settle`] until nothing moves, [`collect`]
 //! what happened.
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use executor_host::runtime::{self, RuntimeConfig, RuntimeHandle};
 use executor_host::{
     EngineId, Envelope, Execution, ExecutorHost, ExecutorOptions, HostConfig, Inbox, Message, Program, Router, Spawner,
-    Timestamp,
+    Timestamp, executor_timestamp,
 };
 
 use super::{
@@ -55,18 +55,12 @@ fn partition(timestamp: Timestamp, hosts: usize) -> usize {
     usize::try_from(timestamp % hosts.max(1) as u64).unwrap_or(0)
 }
 
-/// The timestamp an executor id names (`executor/<worker>/<timestamp>`);
-/// anything else goes to the first host, which counts it as unknown.
-fn named_timestamp(id: &EngineId) -> Timestamp {
-    id.name.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0)
-}
-
 impl Network {
     fn destination(runtimes: &Runtimes, target: &EngineId) -> Destination {
         // Executors first: most messages are for them, and a run may have
         // many shards. No other engine of a run is named like one.
-        if target.name.starts_with("executor/") {
-            Destination::Executors(partition(named_timestamp(target), runtimes.executors.len()))
+        if let Some(timestamp) = executor_timestamp(target) {
+            Destination::Executors(partition(timestamp, runtimes.executors.len()))
         } else if let Some(index) = runtimes.shards.iter().position(|(id, _)| id == target) {
             Destination::Shard(index)
         } else if *target == runtimes.worker_id {
@@ -74,7 +68,8 @@ impl Network {
         } else if *target == runtimes.client_id {
             Destination::Client
         } else {
-            Destination::Executors(partition(named_timestamp(target), runtimes.executors.len()))
+            // No engine of the run: the first host counts it as unknown.
+            Destination::Executors(0)
         }
     }
 
@@ -194,7 +189,8 @@ fn coalesce_watermarks(batch: &mut Vec<Envelope<Message>>) {
     });
 }
 
-/// Spawns the worker's executors on the executor host.
+/// Spawns the worker's executors on the executor hosts (each on the host
+/// its timestamp picks, as its messages are).
 struct SpawnOnHost {
     network: Arc<Network>,
     program: Arc<dyn Program>,
@@ -226,6 +222,8 @@ impl Spawner<SpawnExecutor> for SpawnOnHost {
     }
 }
 
+/// Runs `workload` on `threads` threads (at least 1), one executor host
+/// each, submitting at `pace`.
 pub(super) async fn execute(
     workload: &Workload,
     program: Arc<dyn Program>,
@@ -240,7 +238,7 @@ pub(super) async fn execute(
     collect(&network, runtimes, workload, &submitted).await
 }
 
-/// Starts the shards, the worker and the executor host, and connects them.
+/// Starts the shards, the worker and the executor hosts, and connects them.
 async fn wire(
     workload: &Workload,
     program: Arc<dyn Program>,
@@ -279,9 +277,8 @@ async fn wire(
         inbox: Inbox::Unbounded,
         ..HostConfig::default()
     };
-    let executors = (0..threads.max(1))
-        .map(|_| ExecutorHost::start(host_config.clone(), shard_map.clone(), router.clone()))
-        .collect();
+    let executors =
+        (0..threads).map(|_| ExecutorHost::start(host_config.clone(), shard_map.clone(), router.clone())).collect();
     let runtimes = Runtimes { shards, worker, executors, worker_id: worker_id(), client_id: client_id() };
     if network.runtimes.set(runtimes).is_err() {
         return Err(HarnessError::Stuck("network already wired".into()));
@@ -291,7 +288,7 @@ async fn wire(
 
 /// Submits every transaction in order (so the i-th gets timestamp i + 1)
 /// at `pace`, and returns when each was submitted. With a window, fails if
-/// no report arrives for `stall` while it waits.
+/// nothing moves for `stall` while it waits.
 async fn submit(
     workload: &Workload,
     network: &Network,
@@ -310,41 +307,17 @@ async fn submit(
                 let due = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
                 tokio::time::sleep_until(due).await;
             }
-            Pace::Window(in_flight) => wait_for_room(network, i, in_flight, stall).await?,
+            // Room for one more: fewer than `in_flight` of the `i`
+            // submitted are unfinished.
+            Pace::Window(in_flight) if i >= in_flight => {
+                wait_for_reports(network, runtimes, i + 1 - in_flight, stall).await?;
+            }
+            Pace::Window(_) => {}
         }
         submitted.push(Instant::now());
         runtimes.worker.deliver(request).await?;
     }
     Ok(submitted)
-}
-
-/// Waits until fewer than `in_flight` of the `submitted` transactions are
-/// unfinished.
-async fn wait_for_room(
-    network: &Network,
-    submitted: usize,
-    in_flight: usize,
-    stall: Duration,
-) -> Result<(), HarnessError> {
-    let reported = || network.reports.lock().unwrap_or_else(PoisonError::into_inner).len();
-    let mut last = reported();
-    let mut last_change = Instant::now();
-    loop {
-        let notified = network.notify.notified();
-        let now = reported();
-        if submitted.saturating_sub(now) < in_flight {
-            return Ok(());
-        }
-        if now != last {
-            (last, last_change) = (now, Instant::now());
-        } else if last_change.elapsed() > stall {
-            return Err(HarnessError::Stuck(format!(
-                "{now} of {submitted} transactions finished, and none for {} s",
-                stall.as_secs()
-            )));
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
-    }
 }
 
 /// How long a run may make no progress at all before the harness gives
@@ -364,15 +337,20 @@ fn progress(network: &Network, runtimes: &Runtimes) -> (u64, usize) {
     (handled, network.reports.lock().unwrap_or_else(PoisonError::into_inner).len())
 }
 
-/// Waits for every report, then for trailing messages (releases, late
-/// reads) to settle. Fails if nothing moves for `stall`.
-async fn settle(network: &Network, runtimes: &Runtimes, expected: usize, stall: Duration) -> Result<(), HarnessError> {
+/// Waits until at least `reports` reports have arrived. Fails if nothing
+/// moves for `stall`.
+async fn wait_for_reports(
+    network: &Network,
+    runtimes: &Runtimes,
+    reports: usize,
+    stall: Duration,
+) -> Result<(), HarnessError> {
     let mut last = progress(network, runtimes);
     let mut last_change = Instant::now();
     loop {
         let notified = network.notify.notified();
-        if last.1 >= expected {
-            break;
+        if last.1 >= reports {
+            return Ok(());
         }
         // Woken by a report, or every so often to look for progress.
         let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
@@ -382,12 +360,18 @@ async fn settle(network: &Network, runtimes: &Runtimes, expected: usize, stall: 
             last_change = Instant::now();
         } else if last_change.elapsed() > stall {
             return Err(HarnessError::Stuck(format!(
-                "{} of {expected} transactions finished, and nothing moved for {} s",
+                "{} of the {reports} transactions waited for finished, and nothing moved for {} s",
                 now.1,
                 stall.as_secs()
             )));
         }
     }
+}
+
+/// Waits for every report, then for trailing messages (releases, late
+/// reads) to settle. Fails if nothing moves for `stall`.
+async fn settle(network: &Network, runtimes: &Runtimes, expected: usize, stall: Duration) -> Result<(), HarnessError> {
+    wait_for_reports(network, runtimes, expected, stall).await?;
     loop {
         let before = progress(network, runtimes).0;
         for (_, shard) in &runtimes.shards {

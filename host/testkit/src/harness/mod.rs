@@ -10,9 +10,11 @@
 //! - [`Delivery::Deterministic`]: one thread, a virtual clock, and every
 //!   message in flight delivered in an order drawn from a seeded generator:
 //!   the same seed gives the same run, message for message.
-//! - [`Delivery::Concurrent`]: each shard, the worker and the executors on
-//!   their own tokio nodes over a multi-threaded runtime, guest calls on the
-//!   executor host's thread pool.
+//! - [`Delivery::Concurrent`], [`Delivery::OpenLoop`] and
+//!   [`Delivery::ClosedLoop`]: each shard, the worker and one executor host
+//!   per thread on their own runtimes over a multi-threaded tokio runtime,
+//!   guest calls inline on those threads; every transaction submitted at
+//!   once, at a fixed rate, or with at most a window of them unfinished.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -81,7 +83,7 @@ pub enum Delivery {
         seed: u64,
     },
     /// tokio, multi-threaded, real time, every transaction submitted at
-    /// once (closed loop: latency includes queueing behind the others).
+    /// once (latency includes queueing behind all the others).
     Concurrent {
         /// Threads of the tokio runtime; guest calls run on them.
         threads: usize,
@@ -97,9 +99,10 @@ pub enum Delivery {
     },
     /// As [`Delivery::Concurrent`], with at most `in_flight` transactions
     /// submitted and not yet finished: what the `run` command uses, so
-    /// that a run's memory follows `in_flight`, not the scenario's length
-    /// (outcomes are the same; latency then counts queueing behind at
-    /// most `in_flight` others).
+    /// that what is in flight (executors, the shards' pending versions)
+    /// follows `in_flight`, not the scenario's length (outcomes are the
+    /// same; latency then counts queueing behind at most `in_flight`
+    /// others). The reports, one per transaction, are kept to the end.
     ClosedLoop {
         /// Threads of the tokio runtime; guest calls run on them.
         threads: usize,
@@ -285,12 +288,13 @@ pub fn execute(
                 Delivery::ClosedLoop { in_flight, .. } => Pace::Window(in_flight.max(1)),
                 _ => Pace::AllAtOnce,
             };
+            let threads = threads.max(1);
             let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads.max(1))
+                .worker_threads(threads)
                 .enable_all()
                 .build()
                 .map_err(HarnessError::Runtime)?;
-            runtime.block_on(concurrent::execute(workload, program, options, threads.max(1), pace))
+            runtime.block_on(concurrent::execute(workload, program, options, threads, pace))
         }
     }
 }
