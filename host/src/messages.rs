@@ -56,29 +56,24 @@ impl KeySets {
         self
     }
 
-    /// Every declared key, once.
+    /// Every declared key, once, in key order.
     pub fn all_keys(&self) -> Vec<&Key> {
-        let mut keys: Vec<&Key> =
-            [&self.lazy_read_keys, &self.eager_read_keys, &self.will_write_keys, &self.may_write_keys]
-                .into_iter()
-                .flatten()
-                .collect();
-        keys.sort();
-        keys.dedup();
-        keys
+        sorted_once([&self.lazy_read_keys, &self.eager_read_keys, &self.will_write_keys, &self.may_write_keys])
     }
 
     /// Every declared key, once, in key order ([`KeySets::all_keys`]),
     /// moved out of the sets.
     pub fn into_all_keys(self) -> Vec<Key> {
-        let mut keys: Vec<Key> = [self.lazy_read_keys, self.eager_read_keys, self.will_write_keys, self.may_write_keys]
-            .into_iter()
-            .flatten()
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys
+        sorted_once([self.lazy_read_keys, self.eager_read_keys, self.will_write_keys, self.may_write_keys])
     }
+}
+
+/// The items of `sets`, each once, in order.
+fn sorted_once<T: Ord>(sets: [impl IntoIterator<Item = T>; 4]) -> Vec<T> {
+    let mut items: Vec<T> = sets.into_iter().flatten().collect();
+    items.sort();
+    items.dedup();
+    items
 }
 
 /// How an executor's run ended.
