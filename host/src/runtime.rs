@@ -398,20 +398,22 @@ where
     let pool = config.execution.threads().map(|threads| Pool::start(threads, done_tx));
     let runtime = Runtime::<B> {
         engines: HashMap::default(),
-        timers: TimerQueue::default(),
-        router,
-        spawner,
-        metrics: metrics.clone(),
+        core: Core {
+            timers: TimerQueue::default(),
+            router,
+            spawner,
+            metrics: metrics.clone(),
+            mailbox: config.mailbox.get(),
+            pool,
+            busy: 0,
+            // Kept across turns (the router drains it): a batch is built in
+            // place, not regrown every turn.
+            outbox: Vec::with_capacity(OUTBOX),
+            spawns: Vec::new(),
+            clock: Time::ZERO,
+        },
         epoch,
-        mailbox: config.mailbox.get(),
-        pool,
-        busy: 0,
         idle_waiters: Vec::new(),
-        // Kept across turns (the router drains it): a batch is built in
-        // place, not regrown every turn.
-        outbox: Vec::with_capacity(OUTBOX),
-        spawns: Vec::new(),
-        clock: Time::ZERO,
     };
     tokio::spawn(runtime.serve(inbox, done_rx));
     RuntimeHandle { commands, metrics, epoch }
@@ -457,21 +459,40 @@ struct Runtime<B: Behaviour> {
     /// Boxed: the table then holds only a key and a pointer per engine,
     /// so its spare capacity costs little.
     engines: Table<B>,
+    /// Everything else a trigger's handling touches: kept apart from the
+    /// table so that an engine's slot, looked up once per trigger, can be
+    /// worked on beside it (each lookup hashes the id, and compares its
+    /// text when the sender built the id anew).
+    core: Core<B>,
+    epoch: Instant,
+    idle_waiters: Vec<oneshot::Sender<()>>,
+}
+
+struct Core<B: Behaviour> {
     timers: TimerQueue<B::Timer>,
     router: Arc<dyn Router<B::Msg>>,
     spawner: Option<Arc<dyn Spawner<B::Spawn>>>,
     metrics: Arc<RuntimeMetrics>,
-    epoch: Instant,
     mailbox: usize,
     pool: Option<Pool<B>>,
     busy: usize,
-    idle_waiters: Vec<oneshot::Sender<()>>,
     /// What the engines sent this turn, in order.
     outbox: Vec<Envelope<B::Msg>>,
     /// What the engines asked to spawn this turn, in order.
     spawns: Vec<B::Spawn>,
-    /// When this turn started ([`Runtime::now`]).
+    /// When this turn started ([`Core::now`]).
     clock: Time,
+}
+
+/// Whether an engine is still hosted after what was just done to it. A
+/// stopped or panicked one takes no further trigger, and is removed by the
+/// runtime once its slot is no longer borrowed ([`Runtime::bury`]).
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Stays,
+    Stopped,
+    Panicked,
 }
 
 impl<B: Behaviour> Runtime<B>
@@ -481,14 +502,14 @@ where
     async fn serve(mut self, mut inbox: InboxReceiver<B>, mut done: mpsc::UnboundedReceiver<Done<B>>) {
         let mut commands = Vec::with_capacity(TURN);
         let mut finished = Vec::new();
-        let mut pool_open = self.pool.is_some();
+        let mut pool_open = self.core.pool.is_some();
         // One sleep, moved when the next timer changes: a new one per
         // turn would register and cancel a timer entry every time.
         let sleep = tokio::time::sleep_until(self.epoch);
         tokio::pin!(sleep);
         let mut armed: Option<Time> = None;
         loop {
-            let next = self.timers.next_due();
+            let next = self.core.timers.next_due();
             if next != armed {
                 armed = next;
                 // A time too far to represent never comes: such a timer
@@ -522,8 +543,8 @@ where
                     self.fire_timers();
                 }
             }
-            self.flush();
-            if self.busy == 0 && !self.idle_waiters.is_empty() {
+            self.core.flush();
+            if self.core.busy == 0 && !self.idle_waiters.is_empty() {
                 for waiter in self.idle_waiters.drain(..) {
                     let _ = waiter.send(());
                 }
@@ -557,17 +578,111 @@ where
 
     /// An offloaded action came back from the pool.
     fn offloaded(&mut self, instance: Instance<B>, effect: Option<crate::engine::Effect<B>>) {
-        self.busy -= 1;
+        self.core.busy -= 1;
         let id = instance.id.clone();
-        let Some(effect) = effect else {
-            self.remove_panicked(&id);
+        let fate = match (effect, self.engines.get_mut(&id)) {
+            (None, _) => Fate::Panicked,
+            (Some(effect), Some(slot)) => {
+                slot.instance = Some(instance);
+                match self.core.apply(&id, slot, effect) {
+                    Fate::Stays => self.core.drain(&id, slot),
+                    gone => gone,
+                }
+            }
+            // Cannot happen: only its own stop or panic removes an engine,
+            // and a busy one handles nothing.
+            (Some(_), None) => Fate::Stays,
+        };
+        self.bury(&id, fate);
+    }
+
+    /// The time of this turn: read once when it starts, not for every
+    /// message (a clock read costs as much as handling a small message).
+    fn tick(&mut self) {
+        self.core.clock = Instant::now().saturating_duration_since(self.epoch);
+    }
+
+    fn spawn(&mut self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) {
+        let id = instance.id.clone();
+        let slot = match self.engines.entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                // Replacing it would hand the running engine's timers and
+                // mail to the newcomer and lose its state: keep the first.
+                tracing::warn!(%id, "an engine with this id is hosted already: spawn refused");
+                self.core.metrics.duplicate_spawns.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            std::collections::hash_map::Entry::Vacant(vacant) => vacant.insert(Box::new(Slot {
+                config: instance.config.clone(),
+                instance: Some(instance),
+                backlog: VecDeque::new(),
+                timers: EngineTimers::default(),
+            })),
+        };
+        self.core.metrics.engines.fetch_add(1, Ordering::Relaxed);
+        let fate = self.core.schedule(&id, slot, timers);
+        self.bury(&id, fate);
+    }
+
+    fn deliver(&mut self, envelope: Envelope<B::Msg>) {
+        let at = self.core.now();
+        let Some(slot) = self.engines.get_mut(&envelope.target) else {
+            tracing::debug!(target = %envelope.target, "no such engine: message dropped");
+            self.core.metrics.unknown_target.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if let Some(slot) = self.engines.get_mut(&id) {
-            slot.instance = Some(instance);
+        let essential = match B::admit(&slot.config, &envelope) {
+            Admission::Drop => {
+                self.core.metrics.screened.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Admission::Queue => false,
+            Admission::Always => true,
+        };
+        let id = envelope.target.clone();
+        let fate = self.core.dispatch(&id, slot, Trigger::Message { envelope, at }, essential);
+        self.bury(&id, fate);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.core.now();
+        let engines = &mut self.engines;
+        let due = self.core.timers.take_due(now, |id, key| {
+            if let Some(slot) = engines.get_mut(id) {
+                slot.timers.forget(key);
+            }
+        });
+        for (id, timers) in due {
+            let Some(slot) = self.engines.get_mut(&id) else { continue };
+            let fate = self.core.dispatch(&id, slot, Trigger::Elapsed { timers, at: now }, true);
+            self.bury(&id, fate);
         }
-        self.apply(&id, effect);
-        self.drain(&id);
+    }
+
+    /// Removes an engine that stopped or panicked, with its timers.
+    fn bury(&mut self, id: &EngineId, fate: Fate) {
+        if fate == Fate::Stays {
+            return;
+        }
+        if let Some(slot) = self.engines.remove(id) {
+            self.core.timers.remove(slot.timers);
+            self.core.metrics.engines.fetch_sub(1, Ordering::Relaxed);
+        }
+        if fate == Fate::Panicked {
+            // The engine's state is suspect, so it goes; the runtime
+            // carries on.
+            self.core.metrics.panicked.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%id, "an engine's action panicked: engine removed");
+        }
+    }
+}
+
+impl<B: Behaviour> Core<B>
+where
+    B::Msg: Clone,
+{
+    fn now(&self) -> Time {
+        self.clock
     }
 
     /// Hands this turn's spawns to the spawner, then its envelopes to the
@@ -585,109 +700,54 @@ where
         }
     }
 
-    /// The time of this turn: read once when it starts, not for every
-    /// message (a clock read costs as much as handling a small message).
-    fn now(&self) -> Time {
-        self.clock
-    }
-
-    fn tick(&mut self) {
-        self.clock = Instant::now().saturating_duration_since(self.epoch);
-    }
-
-    fn spawn(&mut self, instance: Instance<B>, timers: Vec<TimerOp<B::Timer>>) {
-        let id = instance.id.clone();
-        if self.engines.contains_key(&id) {
-            // Replacing it would hand the running engine's timers and mail
-            // to the newcomer and lose its state: keep the first.
-            tracing::warn!(%id, "an engine with this id is hosted already: spawn refused");
-            self.metrics.duplicate_spawns.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let slot = Box::new(Slot {
-            config: instance.config.clone(),
-            instance: Some(instance),
-            backlog: VecDeque::new(),
-            timers: EngineTimers::default(),
-        });
-        self.engines.insert(id.clone(), slot);
-        self.metrics.engines.fetch_add(1, Ordering::Relaxed);
-        self.schedule(&id, timers);
-    }
-
-    fn deliver(&mut self, envelope: Envelope<B::Msg>) {
-        let at = self.now();
-        let Some(slot) = self.engines.get(&envelope.target) else {
-            tracing::debug!(target = %envelope.target, "no such engine: message dropped");
-            self.metrics.unknown_target.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let essential = match B::admit(&slot.config, &envelope) {
-            Admission::Drop => {
-                self.metrics.screened.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Admission::Queue => false,
-            Admission::Always => true,
-        };
-        let id = envelope.target.clone();
-        self.dispatch(&id, Trigger::Message { envelope, at }, essential);
-    }
-
-    fn fire_timers(&mut self) {
-        let now = self.now();
-        let engines = &mut self.engines;
-        let due = self.timers.take_due(now, |id, key| {
-            if let Some(slot) = engines.get_mut(id) {
-                slot.timers.forget(key);
-            }
-        });
-        for (id, timers) in due {
-            self.dispatch(&id, Trigger::Elapsed { timers, at: now }, true);
-        }
-    }
-
     /// Hands a trigger to an engine: at once if it is idle (the common
     /// case, which then costs no queue), else behind what it has queued.
     /// Messages beyond the mailbox bound are dropped unless `essential`;
     /// timers are always essential.
-    fn dispatch(&mut self, id: &EngineId, trigger: Trigger<B::Msg, B::Timer>, essential: bool) {
-        let Some(slot) = self.engines.get_mut(id) else { return };
+    fn dispatch(
+        &mut self,
+        id: &EngineId,
+        slot: &mut Slot<B>,
+        trigger: Trigger<B::Msg, B::Timer>,
+        essential: bool,
+    ) -> Fate {
         if slot.instance.is_some() && slot.backlog.is_empty() {
-            self.handle(id, trigger);
+            let fate = self.handle(id, slot, trigger);
+            if fate != Fate::Stays {
+                return fate;
+            }
         } else if !essential && slot.backlog.len() >= self.mailbox {
             tracing::warn!(target = %id, "mailbox full: message dropped");
             self.metrics.mailbox_full.fetch_add(1, Ordering::Relaxed);
-            return;
+            return Fate::Stays;
         } else {
             slot.backlog.push_back(trigger);
         }
-        self.drain(id);
+        self.drain(id, slot)
     }
 
     /// Handles queued triggers of one engine until it is empty or busy.
-    fn drain(&mut self, id: &EngineId) {
-        loop {
-            let Some(slot) = self.engines.get_mut(id) else { return };
-            if slot.instance.is_none() {
-                return;
-            }
+    fn drain(&mut self, id: &EngineId, slot: &mut Slot<B>) -> Fate {
+        while slot.instance.is_some() {
             let Some(trigger) = slot.backlog.pop_front() else {
                 // An idle engine keeps no queue buffer.
                 if slot.backlog.capacity() > 0 {
                     slot.backlog = VecDeque::new();
                 }
-                return;
+                break;
             };
-            self.handle(id, trigger);
+            let fate = self.handle(id, slot, trigger);
+            if fate != Fate::Stays {
+                return fate;
+            }
         }
+        Fate::Stays
     }
 
     /// Runs one trigger on an idle engine: guards here, actions here or on
     /// the pool.
-    fn handle(&mut self, id: &EngineId, trigger: Trigger<B::Msg, B::Timer>) {
-        let Some(slot) = self.engines.get_mut(id) else { return };
-        let Some(instance) = slot.instance.as_mut() else { return };
+    fn handle(&mut self, id: &EngineId, slot: &mut Slot<B>, trigger: Trigger<B::Msg, B::Timer>) -> Fate {
+        let Some(instance) = slot.instance.as_mut() else { return Fate::Stays };
         self.metrics.handled.fetch_add(1, Ordering::Relaxed);
         let actions = instance.choose(&trigger);
         if let Some(pool) = self.pool.as_ref().filter(|_| actions.iter().any(B::offload)) {
@@ -695,50 +755,36 @@ where
                 self.busy += 1;
                 pool.submit((instance, actions, trigger));
             }
-            return;
+            return Fate::Stays;
         }
         match perform(instance, actions, trigger) {
-            Some(effect) => self.apply(id, effect),
-            None => self.remove_panicked(id),
+            Some(effect) => self.apply(id, slot, effect),
+            None => Fate::Panicked,
         }
     }
 
-    /// An action panicked: the engine's state is suspect, so it goes (with
-    /// its timers), and is counted; the runtime carries on.
-    fn remove_panicked(&mut self, id: &EngineId) {
-        if let Some(slot) = self.engines.remove(id) {
-            self.timers.remove(slot.timers);
-            self.metrics.engines.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.metrics.panicked.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(%id, "an engine's action panicked: engine removed");
-    }
-
-    fn apply(&mut self, id: &EngineId, effect: crate::engine::Effect<B>) {
+    fn apply(&mut self, id: &EngineId, slot: &mut Slot<B>, effect: crate::engine::Effect<B>) -> Fate {
         // Held until the end of the turn, spawns before sends (`flush`).
         self.spawns.extend(effect.spawn);
         self.outbox.extend(effect.send);
         if self.outbox.len() >= OUTBOX {
             self.flush();
         }
-        self.schedule(id, effect.timers);
-        if effect.stop
-            && let Some(slot) = self.engines.remove(id)
-        {
-            self.timers.remove(slot.timers);
-            self.metrics.engines.fetch_sub(1, Ordering::Relaxed);
+        match self.schedule(id, slot, effect.timers) {
+            Fate::Stays if effect.stop => Fate::Stopped,
+            fate => fate,
         }
     }
 
-    fn schedule(&mut self, id: &EngineId, ops: Vec<TimerOp<B::Timer>>) {
+    fn schedule(&mut self, id: &EngineId, slot: &mut Slot<B>, ops: Vec<TimerOp<B::Timer>>) -> Fate {
         let now = self.now();
-        let Some(slot) = self.engines.get_mut(id) else { return };
         // Due already (an engine's "at once" timer): no trip through the
         // timer queue.
         let due_now = self.timers.apply(id, &mut slot.timers, ops, now);
-        if !due_now.is_empty() {
-            self.dispatch(id, Trigger::Elapsed { timers: due_now, at: now }, true);
+        if due_now.is_empty() {
+            return Fate::Stays;
         }
+        self.dispatch(id, slot, Trigger::Elapsed { timers: due_now, at: now }, true)
     }
 }
 
@@ -781,6 +827,6 @@ impl<B: Behaviour> Pool<B> {
 
 impl<B: Behaviour> Drop for Runtime<B> {
     fn drop(&mut self) {
-        self.metrics.engines.store(0, Ordering::Relaxed);
+        self.core.metrics.engines.store(0, Ordering::Relaxed);
     }
 }

@@ -19,6 +19,8 @@
 //!   executor on a virtual clock.
 //! - `executor`: one test per correction of nspec in the executor engine.
 //! - `host`: the embedding API on tokio.
+//! - `runtime`: the engine runtime with an engine of its own: stops,
+//!   panics, timers and mail of a busy engine.
 //! - `executor_props`: random scripts and key sets against the invariants.
 //! - `nockma`: nspec's Nock executor function, wasm against native.
 //! - `harness`: the harness and scenario format against extreme input.
@@ -48,6 +50,7 @@ mod module_store;
 mod nats;
 mod nockma;
 mod oracle;
+mod runtime;
 mod sandbox;
 mod scripted;
 mod shard;
