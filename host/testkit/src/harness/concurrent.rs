@@ -255,18 +255,21 @@ async fn wire(
     // Unbounded inboxes: a router must never wait on another runtime.
     let config = RuntimeConfig { inbox: Inbox::Unbounded, execution: Execution::Inline, ..RuntimeConfig::default() };
     let mut initial = shard_initial(&shard_map, &workload.initial);
+    // One worker id for every engine that names it: ids compare by
+    // pointer first.
+    let worker_id = worker_id();
     let mut shards = Vec::new();
     for id in shard_map.all() {
         let handle = runtime::start::<Shard>(config.clone(), router.clone(), None);
         handle
-            .spawn(Shard::serving(id.clone(), worker_id(), initial.remove(id).unwrap_or_default()), Vec::new())
+            .spawn(Shard::serving(id.clone(), worker_id.clone(), initial.remove(id).unwrap_or_default()), Vec::new())
             .await?;
         shards.push((id.clone(), handle));
     }
     let spawner = Arc::new(SpawnOnHost { network: network.clone(), program });
     let worker = runtime::start::<Worker>(config, router.clone(), Some(spawner));
     let worker_config = WorkerConfig { shards: shard_map.clone(), all_shards: shard_map.all().to_vec() };
-    worker.spawn(Worker::instance(worker_id(), worker_config), Vec::new()).await?;
+    worker.spawn(Worker::instance(worker_id.clone(), worker_config), Vec::new()).await?;
     let host_config = HostConfig {
         executor: options.clone(),
         // Guest calls on the runtime's own threads, as many as cores: a
@@ -279,7 +282,7 @@ async fn wire(
     };
     let executors =
         (0..threads).map(|_| ExecutorHost::start(host_config.clone(), shard_map.clone(), router.clone())).collect();
-    let runtimes = Runtimes { shards, worker, executors, worker_id: worker_id(), client_id: client_id() };
+    let runtimes = Runtimes { shards, worker, executors, worker_id, client_id: client_id() };
     if network.runtimes.set(runtimes).is_err() {
         return Err(HarnessError::Stuck("network already wired".into()));
     }
@@ -298,7 +301,7 @@ async fn submit(
 ) -> Result<Vec<Instant>, HarnessError> {
     let mut submitted = Vec::with_capacity(workload.transactions.len());
     let start = tokio::time::Instant::now();
-    for (i, request) in requests(workload).enumerate() {
+    for (i, request) in requests(workload, &runtimes.client_id, &runtimes.worker_id).enumerate() {
         match pace {
             Pace::AllAtOnce => {}
             Pace::Rate(rate) => {

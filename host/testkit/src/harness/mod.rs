@@ -238,15 +238,22 @@ fn shard_initial(shards: &HashShards, initial: &BTreeMap<Key, Datum>) -> HashMap
     out
 }
 
-/// The client's requests, in submission order.
-fn requests(workload: &Workload) -> impl Iterator<Item = Envelope<Message>> + '_ {
+/// The client's requests, in submission order, from `client` to
+/// `worker`: one id each for all of them, as a real client has (ids
+/// compare by pointer first, and a request's issuer is compared again
+/// when its transaction finishes, by then out of cache were it a copy).
+fn requests<'a>(
+    workload: &'a Workload,
+    client: &'a EngineId,
+    worker: &'a EngineId,
+) -> impl Iterator<Item = Envelope<Message>> + 'a {
     workload.transactions.iter().map(|tx| {
         let request = Message::TransactionRequest {
             executable: tx.executable.clone(),
             keys: Box::new(tx.keys.clone()),
             resubmission: None,
         };
-        Envelope::new(client_id(), worker_id(), request)
+        Envelope::new(client.clone(), worker.clone(), request)
     })
 }
 

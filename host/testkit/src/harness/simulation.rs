@@ -74,7 +74,7 @@ impl Simulation {
     pub(super) fn settle(mut self, workload: &Workload) -> Result<Outcome, HarnessError> {
         // The client submits in order, so timestamps follow the workload's
         // order; everything after that is delivered in random order.
-        for request in requests(workload) {
+        for request in requests(workload, &client_id(), &worker_id()) {
             self.deliver(request);
         }
         // Generous: a transaction exchanges a few dozen messages per key.
