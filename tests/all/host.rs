@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use executor_host::DropReason;
 use executor_host::Message;
-use executor_host::Router;
 use executor_host::engine::{EngineId, Envelope};
 use executor_host::{Execution, ExecutorHost, HostConfig, Transaction};
 use executor_host::{ExecutorFinished, Failure};
@@ -14,21 +13,7 @@ use executor_host::{ExecutorFinished, Failure};
 use crate::scripted::{Op::*, *};
 use crate::support;
 
-/// A router that records every envelope.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Envelope<Message>>>);
-
-impl Router<Message> for Recorder {
-    fn route(&self, envelope: Envelope<Message>) {
-        self.0.lock().unwrap().push(envelope);
-    }
-}
-
-impl Recorder {
-    fn take(&self) -> Vec<Envelope<Message>> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
+type Recorder = support::Recorder<Message>;
 
 fn host(execution: Execution) -> (ExecutorHost, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());

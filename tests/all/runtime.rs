@@ -3,14 +3,14 @@
 //! its timers and to mail for it afterwards, and mail that waits while an
 //! engine is busy.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use executor_host::Execution;
 use executor_host::engine::{
     Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Timer, TimerOp, Trigger,
 };
 use executor_host::runtime::{self, RuntimeConfig, RuntimeHandle};
-use executor_host::{Execution, Router};
 
 /// A command to the test engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,28 +101,18 @@ impl Behaviour for Tally {
     }
 }
 
-/// Keeps every envelope routed.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Envelope<Cmd>>>);
+type Recorder = crate::support::Recorder<Cmd>;
 
-impl Router<Cmd> for Recorder {
-    fn route(&self, envelope: Envelope<Cmd>) {
-        self.0.lock().unwrap().push(envelope);
-    }
-}
-
-impl Recorder {
-    /// The replies each engine sent, in order.
-    fn replies(&self, from: &str) -> Vec<u64> {
-        let sent = self.0.lock().unwrap();
-        sent.iter()
-            .filter(|e| &*e.sender.name == from)
-            .filter_map(|e| match e.payload {
-                Cmd::Reply(n) => Some(n),
-                _ => None,
-            })
-            .collect()
-    }
+/// The replies the engine `from` sent, in order.
+fn replies(recorder: &Recorder, from: &str) -> Vec<u64> {
+    let sent = recorder.sent();
+    sent.iter()
+        .filter(|e| &*e.sender.name == from)
+        .filter_map(|e| match e.payload {
+            Cmd::Reply(n) => Some(n),
+            _ => None,
+        })
+        .collect()
 }
 
 fn watcher() -> EngineId {
@@ -168,13 +158,13 @@ async fn a_panicking_engine_goes_with_its_timers_and_the_others_carry_on() {
         let metrics = handle.metrics();
         assert_eq!(metrics.panicked(), 1);
         assert_eq!(metrics.engines(), 1);
-        assert!(recorder.replies("doomed").is_empty(), "the removed engine's timer never fired: {execution:?}");
-        assert_eq!(recorder.replies("steady"), vec![2], "the neighbour's timer fired");
+        assert!(replies(&recorder, "doomed").is_empty(), "the removed engine's timer never fired: {execution:?}");
+        assert_eq!(replies(&recorder, "steady"), vec![2], "the neighbour's timer fired");
         send(&handle, "doomed", Cmd::Ping).await;
         send(&handle, "steady", Cmd::Ping).await;
         settle(&handle, Duration::ZERO).await;
-        assert_eq!(recorder.replies("steady"), vec![2, 3]);
-        assert!(recorder.replies("doomed").is_empty());
+        assert_eq!(replies(&recorder, "steady"), vec![2, 3]);
+        assert!(replies(&recorder, "doomed").is_empty());
         assert!(metrics.unknown_target() >= 1, "{execution:?}");
     }
 }
@@ -188,7 +178,7 @@ async fn a_stopped_engine_goes_with_its_timers_and_its_id_is_free_again() {
     send(&handle, "once", Cmd::Stop).await;
     settle(&handle, Duration::from_millis(100)).await;
     assert_eq!(handle.metrics().engines(), 0);
-    assert!(recorder.replies("once").is_empty(), "the stopped engine's timer never fired");
+    assert!(replies(&recorder, "once").is_empty(), "the stopped engine's timer never fired");
     send(&handle, "once", Cmd::Ping).await;
     settle(&handle, Duration::ZERO).await;
     assert_eq!(handle.metrics().unknown_target(), 1);
@@ -196,7 +186,7 @@ async fn a_stopped_engine_goes_with_its_timers_and_its_id_is_free_again() {
     handle.spawn(again, Vec::new()).await.unwrap();
     send(&handle, "once", Cmd::Ping).await;
     settle(&handle, Duration::ZERO).await;
-    assert_eq!(recorder.replies("once"), vec![1]);
+    assert_eq!(replies(&recorder, "once"), vec![1]);
     assert_eq!(handle.metrics().duplicate_spawns(), 0);
 }
 
@@ -216,9 +206,8 @@ async fn mail_for_a_busy_engine_waits_and_none_is_lost() {
     settle(&handle, Duration::from_millis(100)).await;
     // Arm is 1 and Slow 2; the three pings and the timer that came due
     // during the sleep follow it.
-    let replies = recorder.replies("busy");
-    assert_eq!(replies, vec![2, 3, 4, 5, 6], "{replies:?}");
-    assert_eq!(recorder.replies("free"), vec![1]);
+    assert_eq!(replies(&recorder, "busy"), vec![2, 3, 4, 5, 6]);
+    assert_eq!(replies(&recorder, "free"), vec![1]);
     assert_eq!(handle.metrics().panicked(), 0);
     assert_eq!(handle.metrics().engines(), 2);
 }

@@ -1,12 +1,40 @@
 //! Helpers shared by the tests.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use executor_host::{Failure, Input, Program, Request, StepCall, StepOutput};
+use executor_host::engine::Envelope;
+use executor_host::{Failure, Input, Program, Request, Router, StepCall, StepOutput};
 use executor_host::{Sandbox, SandboxConfig, WasmProgram};
 
 /// A generous per-transaction budget for well-behaved guests.
 pub const GAS: u64 = 50_000_000;
+
+/// A router that records every envelope it is handed, in order.
+pub struct Recorder<M>(Mutex<Vec<Envelope<M>>>);
+
+impl<M> Default for Recorder<M> {
+    fn default() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+}
+
+impl<M: Send> Router<M> for Recorder<M> {
+    fn route(&self, envelope: Envelope<M>) {
+        self.sent().push(envelope);
+    }
+}
+
+impl<M> Recorder<M> {
+    /// What was routed since the last `take`, taken out.
+    pub fn take(&self) -> Vec<Envelope<M>> {
+        std::mem::take(&mut *self.sent())
+    }
+
+    /// What was routed since the last `take`, left in place.
+    pub fn sent(&self) -> MutexGuard<'_, Vec<Envelope<M>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// The default sandbox, created once per test binary.
 pub fn sandbox() -> &'static Sandbox {
