@@ -20,7 +20,8 @@
 //! - `executor`: one test per correction of nspec in the executor engine.
 //! - `host`: the embedding API on tokio.
 //! - `runtime`: the engine runtime with an engine of its own: stops,
-//!   panics, timers and mail of a busy engine.
+//!   panics, timers and mail of a busy engine, and random runs against a
+//!   model of each engine.
 //! - `executor_props`: random scripts and key sets against the invariants.
 //! - `nockma`: nspec's Nock executor function, wasm against native.
 //! - `harness`: the harness and scenario format against extreme input.
