@@ -239,9 +239,9 @@ fn shard_initial(shards: &HashShards, initial: &BTreeMap<Key, Datum>) -> HashMap
 }
 
 /// The client's requests, in submission order, from `client` to
-/// `worker`: one id each for all of them, as a real client has (ids
-/// compare by pointer first, and a request's issuer is compared again
-/// when its transaction finishes, by then out of cache were it a copy).
+/// `worker`: one id each for all of them, as a real client has (a copy
+/// per request would be an allocation each, and ids compare by pointer
+/// first).
 fn requests<'a>(
     workload: &'a Workload,
     client: &'a EngineId,
