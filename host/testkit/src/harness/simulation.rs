@@ -34,6 +34,8 @@ pub(super) struct Simulation {
     in_flight: Vec<Envelope<Message>>,
     program: Arc<dyn Program>,
     shared: Arc<Shared>,
+    /// The client's id, built once: every report to it is checked against it.
+    client: EngineId,
     unknown: u64,
 }
 
@@ -41,13 +43,18 @@ impl Simulation {
     pub(super) fn new(workload: &Workload, program: Arc<dyn Program>, options: &ExecutorOptions, seed: u64) -> Self {
         let shard_map = Arc::new(HashShards::new(workload.shards));
         let mut initial = shard_initial(&shard_map, &workload.initial);
+        // One worker id for every engine that names it, as in the
+        // concurrent run.
+        let worker_id = worker_id();
         let shards = shard_map
             .all()
             .iter()
-            .map(|id| (id.clone(), Shard::serving(id.clone(), worker_id(), initial.remove(id).unwrap_or_default())))
+            .map(|id| {
+                (id.clone(), Shard::serving(id.clone(), worker_id.clone(), initial.remove(id).unwrap_or_default()))
+            })
             .collect();
         let worker = Worker::instance(
-            worker_id(),
+            worker_id,
             WorkerConfig { shards: shard_map.clone(), all_shards: shard_map.all().to_vec() },
         );
         let shared = Arc::new(Shared {
@@ -65,6 +72,7 @@ impl Simulation {
             in_flight: Vec::new(),
             program,
             shared,
+            client: client_id(),
             unknown: 0,
         }
     }
@@ -74,7 +82,8 @@ impl Simulation {
     pub(super) fn settle(mut self, workload: &Workload) -> Result<Outcome, HarnessError> {
         // The client submits in order, so timestamps follow the workload's
         // order; everything after that is delivered in random order.
-        for request in requests(workload, &client_id(), &worker_id()) {
+        let (client, worker) = (self.client.clone(), self.worker.id.clone());
+        for request in requests(workload, &client, &worker) {
             self.deliver(request);
         }
         // Generous: a transaction exchanges a few dozen messages per key.
@@ -139,7 +148,7 @@ impl Simulation {
         } else if let Some(hosted) = self.executors.get_mut(&target) {
             let effect = hosted.instance.handle(Trigger::Message { envelope, at: now });
             self.apply(&target, effect);
-        } else if target != client_id() {
+        } else if target != self.client {
             self.unknown += 1;
         }
     }
