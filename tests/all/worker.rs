@@ -119,3 +119,64 @@ fn a_timer_the_worker_never_set_is_dropped_and_counted() {
     assert!(effect.send.is_empty() && effect.spawn.is_empty());
     assert_eq!(w.env.local.dropped, 1);
 }
+
+/// A windowed worker orders at most its window of transactions not yet
+/// finished: later requests wait without a timestamp, and each report
+/// that frees the window orders the next one waiting, in arrival order,
+/// after telling the shards the read watermark the report moved.
+#[test]
+fn a_windowed_worker_orders_requests_as_reports_free_the_window() {
+    let map = HashShards::new(1);
+    let config = WorkerConfig { shards: Arc::new(map.clone()), all_shards: map.all().to_vec() };
+    let window = std::num::NonZeroU64::new(2).unwrap();
+    let mut w = Worker::windowed(EngineId::local("worker"), config, window);
+    let shard = map.all()[0].clone();
+    let executor = |timestamp| executor_id(&EngineId::local("worker"), timestamp);
+    let request = |n: u8| Message::TransactionRequest {
+        executable: vec![n],
+        keys: Box::new(KeySets { will_write_keys: vec![vec![b'k', n]], ..KeySets::default() }),
+        resubmission: None,
+    };
+    let locks = |sent: &[Envelope<Message>]| -> Vec<u64> {
+        sent.iter()
+            .filter_map(|e| match e.payload {
+                Message::KvsAcquireLock { timestamp, .. } => Some(timestamp),
+                _ => None,
+            })
+            .collect()
+    };
+    for n in 1..=5 {
+        let (_, sent) = send(&mut w, EngineId::local(format!("client{n}")), request(n));
+        assert_eq!(locks(&sent), if n <= 2 { vec![u64::from(n)] } else { vec![] }, "request {n}");
+    }
+    assert_eq!((w.env.local.next_timestamp(), w.env.local.queued()), (3, 3));
+    for timestamp in 1..=2 {
+        assert_eq!(send(&mut w, shard.clone(), Message::KvsLockAcquired { timestamp }).0, 1);
+    }
+    // A report for a timestamp not given yet is not one: nothing moves.
+    let (_, sent) = send(&mut w, executor(3), finished(3));
+    assert!(sent.is_empty() && w.env.local.queued() == 3, "{sent:?}");
+
+    // Transaction 2 finishes first: the read watermark stays (1 has not
+    // finished), and the third request gets timestamp 3.
+    let (_, sent) = send(&mut w, executor(2), finished(2));
+    assert_eq!(locks(&sent), vec![3]);
+    assert!(watermarks(&sent, map.all()).is_empty(), "{sent:?}");
+    let ordered = |w: &Instance<Worker>, ts: u64| w.env.local.transactions.get(&ts).map(|tx| tx.executable.clone());
+    assert_eq!(ordered(&w, 3), Some(vec![3]));
+
+    // Then 1: the read watermark moves to 2 first, then request 4 is
+    // ordered; request 5 waits for the next report.
+    let (_, sent) = send(&mut w, executor(1), finished(1));
+    assert_eq!(watermarks(&sent, map.all()), vec![(2, false)]);
+    let first_lock = sent.iter().position(|e| matches!(e.payload, Message::KvsAcquireLock { .. }));
+    let last_watermark = sent.iter().rposition(|e| matches!(e.payload, Message::UpdateSeenAll { .. }));
+    assert!(last_watermark < first_lock, "{sent:?}");
+    assert_eq!(locks(&sent), vec![4]);
+    assert_eq!((ordered(&w, 4), w.env.local.queued()), (Some(vec![4]), 1));
+    let issuer = w.env.local.transactions.get(&4).map(|tx| tx.issuer.clone());
+    assert_eq!(issuer, Some(EngineId::local("client4")));
+
+    let (_, sent) = send(&mut w, executor(3), finished(3));
+    assert_eq!((locks(&sent), w.env.local.queued()), (vec![5], 0));
+}

@@ -105,6 +105,9 @@ impl Sim {
         // of thirty transactions on one key must still end in time.
         let resend = apart.chance(40).then(|| Duration::from_millis(100 + apart.below(500)));
         let loss_pct = if resend.is_some() { [0, 10, 25][apart.index(3)] } else { 0 };
+        // Now and then a worker that orders only a few transactions ahead
+        // of the finished ones, as the concurrent harness's does.
+        let window = if apart.chance(30) { std::num::NonZeroU64::new(1 + apart.below(4)) } else { None };
         let mut rng = Rng::new(seed);
         let shard_map = Arc::new(HashShards::new(1 + rng.index(4)));
         let mut universe: Vec<Key> = (0..1 + rng.below(12)).map(|i| format!("k{i}").into_bytes()).collect();
@@ -138,10 +141,11 @@ impl Sim {
                 (id.clone(), Shard::instance(id.clone(), mine.collect::<Vec<_>>()))
             })
             .collect();
-        let worker = Worker::instance(
-            EngineId::local("worker"),
-            WorkerConfig { shards: shard_map.clone(), all_shards: shard_map.all().to_vec() },
-        );
+        let worker_config = WorkerConfig { shards: shard_map.clone(), all_shards: shard_map.all().to_vec() };
+        let worker = match window {
+            Some(window) => Worker::windowed(EngineId::local("worker"), worker_config, window),
+            None => Worker::instance(EngineId::local("worker"), worker_config),
+        };
         let shared = Arc::new(Shared {
             options,
             shards: shard_map.clone() as Arc<dyn ShardMap>,
@@ -513,6 +517,9 @@ impl Sim {
         let ordered = usize::try_from(worker.next_timestamp() - 1).unwrap_or(usize::MAX);
         if !worker.transactions.is_empty() {
             return Err(format!("{} transactions never got their locks", worker.transactions.len()));
+        }
+        if worker.queued() != 0 {
+            return Err(format!("{} requests never ordered", worker.queued()));
         }
         if ordered != worker.finished.len() {
             return Err(format!("{} of {ordered} transactions finished", worker.finished.len()));

@@ -13,8 +13,15 @@
 //! the traffic, every missing acknowledgement is sent: every transaction
 //! must then have been spawned exactly once and the watermark must cover
 //! them all; then every missing report: the read watermark must too.
+//!
+//! Half the cases bound the worker's window (1 to 4 transactions ordered
+//! and not finished): a request beyond it waits, unordered, and the
+//! reports that free the window order the waiting ones, in arrival order,
+//! after telling the shards the read watermark. Those cases go on
+//! acknowledging and reporting until nothing waits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use executor_host::engine::{Envelope, Instance, Trigger};
@@ -35,10 +42,15 @@ impl Fuzzer for WorkerFuzzer {
         let universe = common::universe(&mut rng, 8);
         let id = EngineId::local("worker");
         let config = WorkerConfig { shards: shards.clone(), all_shards: shards.all().to_vec() };
+        let window = if rng.chance(50) { NonZeroU64::new(1 + rng.below(4)) } else { None };
+        let worker = match window {
+            Some(window) => Worker::windowed(id.clone(), config, window),
+            None => Worker::instance(id.clone(), config),
+        };
         let mut case = Case {
-            worker: Worker::instance(id.clone(), config),
+            worker,
             shards,
-            model: Model { next: 1, ..Model::default() },
+            model: Model { next: 1, window: window.map(NonZeroU64::get), ..Model::default() },
             rng,
             universe,
             id,
@@ -48,36 +60,50 @@ impl Fuzzer for WorkerFuzzer {
             let (sender, trigger) = case.event();
             case.deliver(stats, &sender, &trigger)?;
         }
-        // Every missing acknowledgement, in random order.
-        let mut missing: Vec<(Timestamp, EngineId)> =
-            case.model.txs.iter().flat_map(|(ts, tx)| tx.waiting.iter().map(|shard| (*ts, shard.clone()))).collect();
-        while !missing.is_empty() {
-            let (timestamp, shard) = missing.swap_remove(case.rng.index(missing.len()));
-            let trigger = case.message(shard.clone(), Message::KvsLockAcquired { timestamp });
-            case.deliver(stats, &shard, &trigger)?;
+        // Every missing acknowledgement, then every missing report, each
+        // in random order, until no request waits for the window.
+        loop {
+            let mut missing: Vec<(Timestamp, EngineId)> = case
+                .model
+                .txs
+                .iter()
+                .flat_map(|(ts, tx)| tx.waiting.iter().map(|shard| (*ts, shard.clone())))
+                .collect();
+            while !missing.is_empty() {
+                let (timestamp, shard) = missing.swap_remove(case.rng.index(missing.len()));
+                let trigger = case.message(shard.clone(), Message::KvsLockAcquired { timestamp });
+                case.deliver(stats, &shard, &trigger)?;
+            }
+            let count = case.model.txs.len() as u64;
+            if case.model.txs.values().any(|tx| !tx.spawned) || case.worker.env.local.watermark != count {
+                return Err(format!(
+                    "after every acknowledgement: watermark {} of {count} transactions",
+                    case.worker.env.local.watermark
+                ));
+            }
+            let mut unfinished: Vec<Timestamp> =
+                case.model.txs.keys().filter(|ts| !case.model.finished.contains_key(ts)).copied().collect();
+            while !unfinished.is_empty() {
+                let timestamp = unfinished.swap_remove(case.rng.index(unfinished.len()));
+                let report = common::report(&mut case.rng, timestamp);
+                let sender = executor_id(&case.id, timestamp);
+                let trigger = case.message(sender.clone(), Message::ExecutorFinished(report.into()));
+                case.deliver(stats, &sender, &trigger)?;
+            }
+            if case.model.queued.is_empty() && case.model.finished.len() == case.model.txs.len() {
+                break;
+            }
         }
         let count = case.model.txs.len() as u64;
-        if case.model.txs.values().any(|tx| !tx.spawned) || case.worker.env.local.watermark != count {
+        if case.worker.env.local.read_watermark != count || case.worker.env.local.queued() != 0 {
             return Err(format!(
-                "after every acknowledgement: watermark {} of {count} transactions",
-                case.worker.env.local.watermark
+                "after every report: read watermark {} of {count} transactions, {} requests waiting",
+                case.worker.env.local.read_watermark,
+                case.worker.env.local.queued()
             ));
         }
-        // Every missing report, in random order.
-        let mut unfinished: Vec<Timestamp> =
-            case.model.txs.keys().filter(|ts| !case.model.finished.contains_key(ts)).copied().collect();
-        while !unfinished.is_empty() {
-            let timestamp = unfinished.swap_remove(case.rng.index(unfinished.len()));
-            let report = common::report(&mut case.rng, timestamp);
-            let sender = executor_id(&case.id, timestamp);
-            let trigger = case.message(sender.clone(), Message::ExecutorFinished(report.into()));
-            case.deliver(stats, &sender, &trigger)?;
-        }
-        if case.worker.env.local.read_watermark != count {
-            return Err(format!(
-                "after every report: read watermark {} of {count} transactions",
-                case.worker.env.local.read_watermark
-            ));
+        if case.model.window.is_some() {
+            stats.outcome("worker:windowed");
         }
         stats.outcome(format!("worker:transactions {}", if count < 10 { "<10" } else { "10+" }));
         Ok(())
@@ -101,6 +127,10 @@ struct Model {
     /// The read watermark last sent.
     read_watermark: Timestamp,
     dropped: u64,
+    /// Transactions ordered and not finished, at most.
+    window: Option<u64>,
+    /// Requests waiting for the window, in arrival order.
+    queued: VecDeque<(Vec<u8>, KeySets, EngineId)>,
 }
 
 impl Model {
@@ -111,6 +141,11 @@ impl Model {
             n += 1;
         }
         n
+    }
+
+    fn window_full(&self) -> bool {
+        let in_flight = self.txs.len() - self.finished.len();
+        self.window.is_some_and(|window| in_flight as u64 >= window)
     }
 }
 
@@ -151,68 +186,98 @@ impl Case {
             self.model.dropped += 1;
             return (send, Vec::new());
         };
-        let model = &mut self.model;
-        let locked = match &envelope.payload {
+        let mut spawn = Vec::new();
+        match &envelope.payload {
             Message::TransactionRequest { executable, keys, .. } => {
-                let timestamp = model.next;
-                model.next += 1;
-                let keys = keys.clone().normalized();
-                let owners: BTreeSet<EngineId> =
-                    keys.all_keys().into_iter().map(|k| self.shards.shard_for(k).clone()).collect();
-                for shard in &owners {
-                    let payload = Message::KvsAcquireLock {
-                        timestamp,
-                        keys: Box::new(part(&keys, &self.shards, shard)),
-                        worker: self.id.clone(),
-                        executor: executor_id(&self.id, timestamp),
-                    };
-                    send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
+                let request = (executable.clone(), (**keys).clone(), sender.clone());
+                if self.model.window_full() {
+                    self.model.queued.push_back(request);
+                } else {
+                    self.order(request, &mut send, &mut spawn);
                 }
-                let tx = Ordered { executable: executable.clone(), keys, issuer: sender.clone() };
-                let done = owners.is_empty();
-                model.txs.insert(timestamp, Tx { tx, waiting: owners, spawned: false });
-                done.then_some(timestamp)
             }
             Message::KvsLockAcquired { timestamp } => {
-                match model.txs.get_mut(timestamp).filter(|tx| tx.waiting.contains(sender)) {
+                match self.model.txs.get_mut(timestamp).filter(|tx| tx.waiting.contains(sender)) {
                     Some(tx) => {
                         tx.waiting.remove(sender);
-                        tx.waiting.is_empty().then_some(*timestamp)
+                        if tx.waiting.is_empty() {
+                            self.locked(*timestamp, &mut send, &mut spawn);
+                        }
                     }
-                    None => {
-                        model.dropped += 1;
-                        None
-                    }
+                    None => self.model.dropped += 1,
                 }
             }
             Message::ExecutorFinished(report)
                 if *sender == executor_id(&self.id, report.timestamp)
-                    && model.txs.contains_key(&report.timestamp)
-                    && !model.finished.contains_key(&report.timestamp) =>
+                    && self.model.txs.contains_key(&report.timestamp)
+                    && !self.model.finished.contains_key(&report.timestamp) =>
             {
-                model.finished.insert(report.timestamp, report.clone());
-                None
+                self.model.finished.insert(report.timestamp, report.clone());
+                self.announce(false, &mut send);
+                while !self.model.window_full()
+                    && let Some(request) = self.model.queued.pop_front()
+                {
+                    self.order(request, &mut send, &mut spawn);
+                }
             }
-            _ => {
-                model.dropped += 1;
-                None
-            }
-        };
-        let mut spawn = Vec::new();
+            _ => self.model.dropped += 1,
+        }
+        (send, spawn)
+    }
+
+    /// The next timestamp for a request: its locks, or at once its spawn.
+    fn order(
+        &mut self,
+        (executable, keys, issuer): (Vec<u8>, KeySets, EngineId),
+        send: &mut Vec<Envelope<Message>>,
+        spawn: &mut Vec<SpawnExecutor>,
+    ) {
+        let timestamp = self.model.next;
+        self.model.next += 1;
+        let keys = keys.normalized();
+        let owners: BTreeSet<EngineId> =
+            keys.all_keys().into_iter().map(|k| self.shards.shard_for(k).clone()).collect();
+        for shard in &owners {
+            let payload = Message::KvsAcquireLock {
+                timestamp,
+                keys: Box::new(part(&keys, &self.shards, shard)),
+                worker: self.id.clone(),
+                executor: executor_id(&self.id, timestamp),
+            };
+            send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
+        }
+        let done = owners.is_empty();
+        let tx = Ordered { executable, keys, issuer };
+        self.model.txs.insert(timestamp, Tx { tx, waiting: owners, spawned: false });
+        if done {
+            self.locked(timestamp, send, spawn);
+        }
+    }
+
+    /// Every lock of `timestamp` is held: its spawn, and the watermarks.
+    fn locked(&mut self, timestamp: Timestamp, send: &mut Vec<Envelope<Message>>, spawn: &mut Vec<SpawnExecutor>) {
+        let model = &mut self.model;
         let before = model.watermark;
-        if let Some(tx) = locked.and_then(|ts| model.txs.get_mut(&ts).map(|tx| (ts, tx))) {
-            let (timestamp, tx) = tx;
+        if let Some(tx) = model.txs.get_mut(&timestamp) {
             tx.spawned = true;
             spawn.push(SpawnExecutor { timestamp, worker: self.id.clone(), tx: tx.tx.clone() });
             while model.txs.get(&(model.watermark + 1)).is_some_and(|tx| tx.spawned) {
                 model.watermark += 1;
             }
         }
+        let moved = model.watermark != before;
+        self.announce(moved, send);
+    }
+
+    /// Each shard, in order, told heard-all-writes if it moved and
+    /// heard-all-reads if that grew.
+    fn announce(&mut self, write_moved: bool, send: &mut Vec<Envelope<Message>>) {
+        let model = &mut self.model;
         let read = model.watermark.min(model.finished_prefix());
         let read_moved = read > model.read_watermark;
         model.read_watermark = model.read_watermark.max(read);
         for shard in self.shards.all() {
-            if model.watermark != before {
+            if write_moved {
                 let payload = Message::UpdateSeenAll { timestamp: model.watermark, write: true };
                 send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
             }
@@ -221,7 +286,6 @@ impl Case {
                 send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
             }
         }
-        (send, spawn)
     }
 
     fn deliver(&mut self, stats: &mut Stats, sender: &EngineId, trigger: &Trigger<Message, ()>) -> Result<(), String> {
@@ -250,6 +314,9 @@ impl Case {
         }
         if state.finished != self.model.finished {
             return Err("the recorded reports differ from the model's".into());
+        }
+        if state.queued() != self.model.queued.len() {
+            return Err(format!("{} requests waiting, model {}", state.queued(), self.model.queued.len()));
         }
         Ok(())
     }

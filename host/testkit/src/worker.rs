@@ -7,6 +7,13 @@
 //! [`executor_id`]). It collects `ExecutorFinished` from the executor's
 //! real id.
 //!
+//! A windowed worker ([`Worker::windowed`]) orders at most a window of
+//! transactions not yet finished. A request beyond it waits, without a
+//! timestamp, and the reports that free the window order the waiting ones
+//! in arrival order: timestamps follow arrival order as without a window,
+//! but a flood of requests costs the node only a queue of requests, not
+//! every transaction's locks, versions and executor at once.
+//!
 //! It tells every shard two watermarks, each only when it changes (for
 //! each shard the write watermark first):
 //!
@@ -25,7 +32,7 @@
 //! is addressed by the id it sends from. Resubmission is not supported: a
 //! resubmitted transaction is treated as new.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -93,6 +100,20 @@ pub struct WorkerState {
     pub finished: BTreeMap<Timestamp, Arc<ExecutorFinished>>,
     /// Messages dropped (unknown acknowledgements, reports from impostors).
     pub dropped: u64,
+    /// At most this many transactions ordered and not finished; `None`:
+    /// no bound.
+    window: Option<u64>,
+    /// Requests received while the window was full, in arrival order:
+    /// not yet ordered (no timestamp, no lock).
+    queued: VecDeque<Request>,
+}
+
+/// A transaction request not yet ordered.
+#[derive(Debug)]
+struct Request {
+    executable: Vec<u8>,
+    keys: KeySets,
+    issuer: EngineId,
 }
 
 /// What the worker's guard names.
@@ -130,6 +151,17 @@ impl WorkerState {
     pub fn ordered(&self, timestamp: Timestamp) -> bool {
         (1..self.next).contains(&timestamp)
     }
+
+    /// Requests received and not yet ordered (the window was full).
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
+    fn window_full(&self) -> bool {
+        let finished = u64::try_from(self.finished.len()).unwrap_or(u64::MAX);
+        let in_flight = (self.next - 1).saturating_sub(finished);
+        self.window.is_some_and(|window| in_flight >= window)
+    }
 }
 
 impl Worker {
@@ -140,6 +172,14 @@ impl Worker {
             config: Arc::new(config),
             env: Environment::new(WorkerState { next: 1, ..WorkerState::default() }),
         }
+    }
+
+    /// A worker that orders at most `window` transactions not yet
+    /// finished, and queues the requests beyond them in arrival order.
+    pub fn windowed(id: EngineId, config: WorkerConfig, window: std::num::NonZeroU64) -> Instance<Self> {
+        let mut instance = Self::instance(id, config);
+        instance.env.local.window = Some(window.get());
+        instance
     }
 }
 
@@ -193,9 +233,6 @@ impl Behaviour for Worker {
             state.dropped += 1;
             return effect;
         };
-        let send = |effect: &mut Effect<Self>, target: EngineId, payload| {
-            effect.send.push(Envelope::new(me.clone(), target, payload));
-        };
         match action {
             WorkerAction::Order => {
                 // The guard names `Order` for a request only.
@@ -203,26 +240,17 @@ impl Behaviour for Worker {
                     state.dropped += 1;
                     return effect;
                 };
-                let executable = std::mem::take(executable);
-                let keys = std::mem::take(&mut **keys).normalized();
-                let issuer = envelope.sender.clone();
-                let timestamp = state.next;
-                state.next += 1;
-                let per_shard = split_by_shard(&keys, config.shards.as_ref());
-                state.transactions.insert(timestamp, Ordered { executable, keys, issuer });
-                state.waiting.insert(timestamp, per_shard.keys().cloned().collect());
-                let executor = executor_id(me, timestamp);
-                for (shard, keys) in per_shard {
-                    let payload = Message::KvsAcquireLock {
-                        timestamp,
-                        keys: Box::new(keys),
-                        worker: me.clone(),
-                        executor: executor.clone(),
-                    };
-                    send(&mut effect, shard, payload);
-                }
-                if state.waiting.get(&timestamp).is_some_and(Vec::is_empty) {
-                    locked(state, timestamp, me, config, &mut effect);
+                let request = Request {
+                    executable: std::mem::take(executable),
+                    keys: std::mem::take(&mut **keys),
+                    issuer: envelope.sender.clone(),
+                };
+                // Requests wait only while the window is full (a report
+                // that frees it orders them), so they keep arrival order.
+                if state.window_full() {
+                    state.queued.push_back(request);
+                } else {
+                    order(state, request, me, config, &mut effect);
                 }
             }
             WorkerAction::Acquired { timestamp, shard } => {
@@ -239,6 +267,11 @@ impl Behaviour for Worker {
                     state.finished_watermark += 1;
                 }
                 announce(state, false, me, config, &mut effect);
+                while !state.window_full()
+                    && let Some(request) = state.queued.pop_front()
+                {
+                    order(state, request, me, config, &mut effect);
+                }
             }
             WorkerAction::Drop => {
                 tracing::debug!(?envelope.payload, "worker dropped a message");
@@ -246,6 +279,27 @@ impl Behaviour for Worker {
             }
         }
         effect
+    }
+}
+
+/// Gives `request` the next timestamp and asks each shard it touches for
+/// its locks.
+fn order(state: &mut WorkerState, request: Request, me: &EngineId, config: &WorkerConfig, effect: &mut Effect<Worker>) {
+    let Request { executable, keys, issuer } = request;
+    let keys = keys.normalized();
+    let timestamp = state.next;
+    state.next += 1;
+    let per_shard = split_by_shard(&keys, config.shards.as_ref());
+    state.transactions.insert(timestamp, Ordered { executable, keys, issuer });
+    state.waiting.insert(timestamp, per_shard.keys().cloned().collect());
+    let executor = executor_id(me, timestamp);
+    for (shard, keys) in per_shard {
+        let payload =
+            Message::KvsAcquireLock { timestamp, keys: Box::new(keys), worker: me.clone(), executor: executor.clone() };
+        effect.send.push(Envelope::new(me.clone(), shard, payload));
+    }
+    if state.waiting.get(&timestamp).is_some_and(Vec::is_empty) {
+        locked(state, timestamp, me, config, effect);
     }
 }
 

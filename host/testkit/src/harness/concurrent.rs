@@ -15,8 +15,8 @@ use executor_host::{
 };
 
 use super::{
-    HarnessError, HashShards, Outcome, Pace, ShardSummary, Workload, assemble_outcome, client_id, outcomes, requests,
-    shard_initial, transaction, worker_id,
+    HarnessError, HashShards, Outcome, Pace, ShardSummary, WORKER_WINDOW, Workload, assemble_outcome, client_id,
+    outcomes, requests, shard_initial, transaction, worker_id,
 };
 use crate::shard::Shard;
 use crate::worker::{SpawnExecutor, Worker, WorkerConfig};
@@ -269,7 +269,8 @@ async fn wire(
     let spawner = Arc::new(SpawnOnHost { network: network.clone(), program });
     let worker = runtime::start::<Worker>(config, router.clone(), Some(spawner));
     let worker_config = WorkerConfig { shards: shard_map.clone(), all_shards: shard_map.all().to_vec() };
-    worker.spawn(Worker::instance(worker_id.clone(), worker_config), Vec::new()).await?;
+    let instance = Worker::windowed(worker_id.clone(), worker_config, WORKER_WINDOW);
+    worker.spawn(instance, Vec::new()).await?;
     let host_config = HostConfig {
         executor: options.clone(),
         // Guest calls on the runtime's own threads, as many as cores: a
