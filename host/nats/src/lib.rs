@@ -13,7 +13,7 @@
 //! - [`subjects`]: engine ids to NATS subjects and streams;
 //! - [`link`]: a process's connection, its router and receivers;
 //! - [`roles`]: the shard, worker and executor-host processes;
-//! - [`submit`]: the client;
+//! - [`submit`](mod@submit): the client;
 //! - [`metrics`]: Prometheus text and a health check on a local port;
 //! - [`local`]: a deployment on one machine, as child processes (tests,
 //!   benchmarks).

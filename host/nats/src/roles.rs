@@ -21,7 +21,7 @@ use executor_host::{
 };
 use executor_testkit::harness::{HashShards, ShardSummary};
 use executor_testkit::shard::Shard;
-use executor_testkit::worker::{SpawnExecutor, Worker, WorkerConfig};
+use executor_testkit::worker::{DEFAULT_WINDOW, SpawnExecutor, Worker, WorkerConfig};
 use futures_util::StreamExt as _;
 use tokio::task::JoinHandle;
 
@@ -181,7 +181,9 @@ impl Spawner<SpawnExecutor> for SpawnOverNats {
 }
 
 /// Serves the mempool worker of a deployment of `shards` shards. It
-/// creates (and empties) the spawn queue and the clients' stream.
+/// creates (and empties) the spawn queue and the clients' stream, and
+/// orders at most [`DEFAULT_WINDOW`] transactions not yet finished (a
+/// flood of requests waits as requests, not as locks and executors).
 pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, NatsError> {
     let map = Arc::new(HashShards::new(shards));
     let id = worker_id();
@@ -198,7 +200,10 @@ pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, Nat
     let spawner = Arc::new(SpawnOverNats { link: link.clone(), process: link.message_id() });
     let worker = runtime::start::<Worker>(runtime_config(), router, Some(spawner));
     let config = WorkerConfig { shards: map.clone(), all_shards: map.all().to_vec() };
-    worker.spawn(Worker::instance(id.clone(), config), Vec::new()).await.map_err(|_| NatsError::Stopped)?;
+    worker
+        .spawn(Worker::windowed(id.clone(), config, DEFAULT_WINDOW), Vec::new())
+        .await
+        .map_err(|_| NatsError::Stopped)?;
     let mut metrics = Metrics::new(link.clone());
     metrics.runtime("worker", worker.metrics().clone());
     let tasks = vec![link.receive(own.cached_info().config.name.clone(), String::new(), id, into_runtime(worker))];

@@ -7,7 +7,9 @@
 //! contention level (many accounts, few accounts) and each program it
 //! prints transactions per second, p50/p99 latency from submission to the
 //! client receiving `ExecutorFinished` (every transaction is submitted at
-//! once, so latency includes queueing), CPU time and heap allocations per
+//! once, so latency includes queueing; the worker orders at most
+//! [`worker::DEFAULT_WINDOW`] of them not yet finished and queues the
+//! rest, as a node's mempool does), CPU time and heap allocations per
 //! transaction, and peak heap; then the same transfers in a plain serial
 //! loop over a `HashMap` (parse the executable, read both balances, write
 //! both back) and the ratios; then the same in a closed loop, 1,000
@@ -27,6 +29,7 @@ use executor_host::ExecutorOptions;
 use executor_host::{Limits, NativeProgram, Program};
 use executor_host::{Sandbox, SandboxConfig};
 use executor_testkit::harness::{self, Delivery, Workload};
+use executor_testkit::worker;
 
 #[global_allocator]
 // The allocator the `executor-host` binary uses (see src/main.rs), counted.
@@ -174,7 +177,11 @@ fn main() -> anyhow::Result<()> {
     let wasm: Arc<dyn Program> = Arc::new(sandbox.load(&std::fs::read(guest_artifacts::TRANSFER)?)?);
     let native: Arc<dyn Program> = Arc::new(NativeProgram::<transfer_guest::TransferFunction>::new(Limits::default()));
     let native_rate = table(
-        &format!("{transactions} transfers, 2 shards, concurrent delivery, 2 threads, all submitted at once"),
+        &format!(
+            "{transactions} transfers, 2 shards, concurrent delivery, 2 threads, all submitted at once \
+             (the worker orders {} ahead of the finished)",
+            worker::DEFAULT_WINDOW
+        ),
         transactions,
         &native,
         &wasm,

@@ -15,11 +15,11 @@ use executor_host::{
 };
 
 use super::{
-    HarnessError, HashShards, Outcome, Pace, ShardSummary, WORKER_WINDOW, Workload, assemble_outcome, client_id,
-    outcomes, requests, shard_initial, transaction, worker_id,
+    HarnessError, HashShards, Outcome, Pace, ShardSummary, Workload, assemble_outcome, client_id, outcomes, requests,
+    shard_initial, transaction, worker_id,
 };
 use crate::shard::Shard;
-use crate::worker::{SpawnExecutor, Worker, WorkerConfig};
+use crate::worker::{self, SpawnExecutor, Worker, WorkerConfig};
 
 /// Routes envelopes between the runtimes of a concurrent run.
 struct Network {
@@ -269,7 +269,7 @@ async fn wire(
     let spawner = Arc::new(SpawnOnHost { network: network.clone(), program });
     let worker = runtime::start::<Worker>(config, router.clone(), Some(spawner));
     let worker_config = WorkerConfig { shards: shard_map.clone(), all_shards: shard_map.all().to_vec() };
-    let instance = Worker::windowed(worker_id.clone(), worker_config, WORKER_WINDOW);
+    let instance = Worker::windowed(worker_id.clone(), worker_config, worker::DEFAULT_WINDOW);
     worker.spawn(instance, Vec::new()).await?;
     let host_config = HostConfig {
         executor: options.clone(),

@@ -15,9 +15,9 @@
 //!   per thread on their own runtimes over a multi-threaded tokio runtime,
 //!   guest calls inline on those threads; every transaction submitted at
 //!   once, at a fixed rate, or with at most a window of them unfinished.
-//!   Their worker orders at most [`WORKER_WINDOW`] transactions ahead of
-//!   the finished ones and queues the rest of the requests, in arrival
-//!   order, as a node's mempool would.
+//!   Their worker orders at most [`crate::worker::DEFAULT_WINDOW`]
+//!   transactions ahead of the finished ones and queues the rest of the
+//!   requests, in arrival order, as a node's mempool would.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -188,18 +188,6 @@ pub enum HarnessError {
 /// The most shards a harness run hosts: each is an engine with its own
 /// state, and a workload beyond this is a mistake, not a test.
 pub const MAX_SHARDS: usize = 1024;
-
-/// How many transactions the worker of a concurrent run orders and not yet
-/// finished, at most ([`crate::worker::Worker::windowed`]): a request
-/// beyond them waits, unordered, until one finishes. Timestamps follow
-/// arrival order either way, so outcomes are the same; what changes is
-/// how much is in flight inside the node. With everything submitted at
-/// once and no bound, every transaction's locks, versions and executor
-/// are live together, and each message finds its transaction's state
-/// evicted from the caches: 50,000 native transfers ran about 25% slower
-/// than with this bound (measured from 128 to 4,000: 512 to 2,000 were
-/// alike).
-pub const WORKER_WINDOW: std::num::NonZeroU64 = std::num::NonZeroU64::MIN.saturating_add(1023);
 
 /// Keys spread over `shard-0 .. shard-{n-1}` by an FNV-1a hash: stable
 /// across runs and platforms.
