@@ -166,9 +166,11 @@ impl WorkerState {
     }
 
     fn window_full(&self) -> bool {
-        let finished = u64::try_from(self.finished.len()).unwrap_or(u64::MAX);
-        let in_flight = (self.next - 1).saturating_sub(finished);
-        self.window.is_some_and(|window| in_flight >= window)
+        self.window.is_some_and(|window| {
+            let ordered = self.next.saturating_sub(1);
+            let finished = u64::try_from(self.finished.len()).unwrap_or(u64::MAX);
+            ordered.saturating_sub(finished) >= window
+        })
     }
 }
 
