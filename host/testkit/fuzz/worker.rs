@@ -133,7 +133,7 @@ struct Model {
     /// Transactions ordered and not finished, at most.
     window: Option<u64>,
     /// Requests waiting for the window, in arrival order.
-    queued: VecDeque<(Vec<u8>, KeySets, EngineId)>,
+    queued: VecDeque<Ordered>,
 }
 
 impl Model {
@@ -192,11 +192,12 @@ impl Case {
         let mut spawn = Vec::new();
         match &envelope.payload {
             Message::TransactionRequest { executable, keys, .. } => {
-                let request = (executable.clone(), (**keys).clone(), sender.clone());
+                let tx =
+                    Ordered { executable: executable.clone(), keys: keys.clone().normalized(), issuer: sender.clone() };
                 if self.model.window_full() {
-                    self.model.queued.push_back(request);
+                    self.model.queued.push_back(tx);
                 } else {
-                    self.order(request, &mut send, &mut spawn);
+                    self.order(tx, &mut send, &mut spawn);
                 }
             }
             Message::KvsLockAcquired { timestamp } => {
@@ -218,9 +219,9 @@ impl Case {
                 self.model.finished.insert(report.timestamp, report.clone());
                 self.announce(false, &mut send);
                 while !self.model.window_full()
-                    && let Some(request) = self.model.queued.pop_front()
+                    && let Some(tx) = self.model.queued.pop_front()
                 {
-                    self.order(request, &mut send, &mut spawn);
+                    self.order(tx, &mut send, &mut spawn);
                 }
             }
             _ => self.model.dropped += 1,
@@ -229,28 +230,21 @@ impl Case {
     }
 
     /// The next timestamp for a request: its locks, or at once its spawn.
-    fn order(
-        &mut self,
-        (executable, keys, issuer): (Vec<u8>, KeySets, EngineId),
-        send: &mut Vec<Envelope<Message>>,
-        spawn: &mut Vec<SpawnExecutor>,
-    ) {
+    fn order(&mut self, tx: Ordered, send: &mut Vec<Envelope<Message>>, spawn: &mut Vec<SpawnExecutor>) {
         let timestamp = self.model.next;
         self.model.next += 1;
-        let keys = keys.normalized();
         let owners: BTreeSet<EngineId> =
-            keys.all_keys().into_iter().map(|k| self.shards.shard_for(k).clone()).collect();
+            tx.keys.all_keys().into_iter().map(|k| self.shards.shard_for(k).clone()).collect();
         for shard in &owners {
             let payload = Message::KvsAcquireLock {
                 timestamp,
-                keys: Box::new(part(&keys, &self.shards, shard)),
+                keys: Box::new(part(&tx.keys, &self.shards, shard)),
                 worker: self.id.clone(),
                 executor: executor_id(&self.id, timestamp),
             };
             send.push(Envelope::new(self.id.clone(), shard.clone(), payload));
         }
         let done = owners.is_empty();
-        let tx = Ordered { executable, keys, issuer };
         self.model.txs.insert(timestamp, Tx { tx, waiting: owners, spawned: false });
         if done {
             self.locked(timestamp, send, spawn);

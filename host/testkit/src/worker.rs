@@ -111,17 +111,9 @@ pub struct WorkerState {
     /// At most this many transactions ordered and not finished; `None`:
     /// no bound.
     window: Option<u64>,
-    /// Requests received while the window was full, in arrival order:
-    /// not yet ordered (no timestamp, no lock).
-    queued: VecDeque<Request>,
-}
-
-/// A transaction request not yet ordered.
-#[derive(Debug)]
-struct Request {
-    executable: Vec<u8>,
-    keys: KeySets,
-    issuer: EngineId,
+    /// Transactions received while the window was full, in arrival
+    /// order: not yet ordered (no timestamp, no lock).
+    queued: VecDeque<Ordered>,
 }
 
 /// What the worker's guard names.
@@ -250,17 +242,17 @@ impl Behaviour for Worker {
                     state.dropped += 1;
                     return effect;
                 };
-                let request = Request {
+                let tx = Ordered {
                     executable: std::mem::take(executable),
-                    keys: std::mem::take(&mut **keys),
+                    keys: std::mem::take(&mut **keys).normalized(),
                     issuer: envelope.sender.clone(),
                 };
-                // Requests wait only while the window is full (a report
+                // Transactions wait only while the window is full (a report
                 // that frees it orders them), so they keep arrival order.
                 if state.window_full() {
-                    state.queued.push_back(request);
+                    state.queued.push_back(tx);
                 } else {
-                    order(state, request, me, config, &mut effect);
+                    order(state, tx, me, config, &mut effect);
                 }
             }
             WorkerAction::Acquired { timestamp, shard } => {
@@ -278,9 +270,9 @@ impl Behaviour for Worker {
                 }
                 announce(state, false, me, config, &mut effect);
                 while !state.window_full()
-                    && let Some(request) = state.queued.pop_front()
+                    && let Some(tx) = state.queued.pop_front()
                 {
-                    order(state, request, me, config, &mut effect);
+                    order(state, tx, me, config, &mut effect);
                 }
             }
             WorkerAction::Drop => {
@@ -292,15 +284,13 @@ impl Behaviour for Worker {
     }
 }
 
-/// Gives `request` the next timestamp and asks each shard it touches for
-/// its locks.
-fn order(state: &mut WorkerState, request: Request, me: &EngineId, config: &WorkerConfig, effect: &mut Effect<Worker>) {
-    let Request { executable, keys, issuer } = request;
-    let keys = keys.normalized();
+/// Gives `tx` the next timestamp and asks each shard it touches for its
+/// locks.
+fn order(state: &mut WorkerState, tx: Ordered, me: &EngineId, config: &WorkerConfig, effect: &mut Effect<Worker>) {
     let timestamp = state.next;
     state.next += 1;
-    let per_shard = split_by_shard(&keys, config.shards.as_ref());
-    state.transactions.insert(timestamp, Ordered { executable, keys, issuer });
+    let per_shard = split_by_shard(&tx.keys, config.shards.as_ref());
+    state.transactions.insert(timestamp, tx);
     state.waiting.insert(timestamp, per_shard.keys().cloned().collect());
     let executor = executor_id(me, timestamp);
     for (shard, keys) in per_shard {
