@@ -55,7 +55,7 @@ use crate::engine::{
     Admission, Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Timer, TimerOp, Trigger,
 };
 use crate::messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
-use crate::program::{Access, Failure, Input, Program, Request, Session, StepCall, StepReport};
+use crate::program::{Access, Failure, Input, Oversize, Program, Request, Session, StepCall, StepReport};
 
 /// Which shard owns a key (nspec's `key_to_shard`). Returns a reference:
 /// it is asked for every message, and must not allocate.
@@ -123,7 +123,20 @@ pub struct ExecutorOptions {
     /// [`diagnostics`](ExecutorFinished::diagnostics), for debugging a
     /// guest. Off, nothing more is allocated per step. By default off.
     pub step_trace: bool,
+    /// The most a transaction's report may carry: the bytes of every key
+    /// and value it reads and writes, each entry counted with
+    /// [`REPORT_ENTRY_BYTES`] more. A value whose feeding, or a write
+    /// whose sending, would take the report past it fails the transaction
+    /// instead ([`Oversize::Report`]), so no message the executor sends
+    /// outgrows what a transport carries. For networks that bound a
+    /// message (NATS sets it); `None` (no bound) by default.
+    pub report_bytes: Option<u64>,
 }
+
+/// What [`ExecutorOptions::report_bytes`] counts for each key read or
+/// written on top of its key's and value's bytes: the framing a transport
+/// gives an entry.
+pub const REPORT_ENTRY_BYTES: u64 = 16;
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
@@ -135,6 +148,7 @@ impl Default for ExecutorOptions {
             access_mode: AccessMode::Strict,
             resend: None,
             step_trace: false,
+            report_bytes: None,
         }
     }
 }
@@ -321,6 +335,9 @@ pub struct ExecutorState {
     pub log: GuestLog,
     /// Each step so far, with [`ExecutorOptions::step_trace`] only.
     pub steps: Vec<StepTrace>,
+    /// What the report carries so far, as [`ExecutorOptions::report_bytes`]
+    /// counts it.
+    report_size: u64,
 }
 
 /// The executor's timers.
@@ -718,6 +735,13 @@ impl Turn<'_> {
 
     fn step(&mut self, session: Option<&mut (dyn Session + '_)>, input: Option<Input>) {
         let config = self.config;
+        // Checked before the program sees the value: a value fed is a value
+        // reported.
+        if let Some(input) = &input
+            && let Err(failure) = self.report(0, entry_bytes(&input.key, input.datum.as_deref()))
+        {
+            return self.finish(Some(failure));
+        }
         let gas_left = config.shared.options.gas_limit.saturating_sub(self.state.gas_used);
         let call = StepCall {
             executable: &config.tx.executable,
@@ -753,10 +777,16 @@ impl Turn<'_> {
         for request in output.requests {
             if let Err(violation) = self.request(request) {
                 match config.shared.options.access_mode {
-                    // A second write in streaming mode cannot be skipped:
-                    // the program's last word would be lost and the
-                    // transaction reported a success with the wrong value.
-                    _ if matches!(violation, Failure::AccessViolation { access: Access::Rewrite, .. }) => {
+                    // Only an undeclared access can be skipped. A second
+                    // write in streaming mode cannot: the program's last
+                    // word would be lost and the transaction reported a
+                    // success with the wrong value. Nor can a write past
+                    // the report's bound.
+                    _ if !matches!(
+                        violation,
+                        Failure::AccessViolation { access: Access::Read | Access::Write, .. }
+                    ) =>
+                    {
                         return self.finish(Some(violation));
                     }
                     AccessMode::Strict => return self.finish(Some(violation)),
@@ -794,24 +824,49 @@ impl Turn<'_> {
                 if !contains(&keys.will_write_keys, &key) && !contains(&keys.may_write_keys, &key) {
                     return Err(Failure::AccessViolation { key, access: Access::Write });
                 }
-                let previous = self.state.writes.iter_mut().find(|(k, _)| *k == key);
+                let previous = self.state.writes.iter().position(|(k, _)| *k == key);
                 match (self.config.shared.options.write_mode, previous) {
                     (WriteMode::Streaming, Some(_)) => {
                         return Err(Failure::AccessViolation { key, access: Access::Rewrite });
                     }
                     (WriteMode::Streaming, None) => {
+                        self.report(0, entry_bytes(&key, Some(&datum)))?;
                         self.send_to_shard(
                             &key,
                             Message::KvsWrite { timestamp, key: key.clone(), datum: Some(datum.clone()) },
                         );
                         self.state.writes.push((key, datum));
                     }
-                    (WriteMode::Atomic, Some((_, value))) => *value = datum,
-                    (WriteMode::Atomic, None) => self.state.writes.push((key, datum)),
+                    (WriteMode::Atomic, Some(at)) => {
+                        // The report keeps only the last value per key.
+                        let replaced = self.state.writes.get(at).map_or(0, |(_, value)| value.len() as u64);
+                        self.report(replaced, datum.len() as u64)?;
+                        if let Some((_, value)) = self.state.writes.get_mut(at) {
+                            *value = datum;
+                        }
+                    }
+                    (WriteMode::Atomic, None) => {
+                        self.report(0, entry_bytes(&key, Some(&datum)))?;
+                        self.state.writes.push((key, datum));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Counts `added` bytes into the report in place of `removed`, or names
+    /// the failure if that takes it past [`ExecutorOptions::report_bytes`]
+    /// (and counts nothing).
+    fn report(&mut self, removed: u64, added: u64) -> Result<(), Failure> {
+        let size = self.state.report_size.saturating_sub(removed).saturating_add(added);
+        match self.config.shared.options.report_bytes {
+            Some(limit) if size > limit => Err(Failure::TooLarge { what: Oversize::Report, size, limit }),
+            _ => {
+                self.state.report_size = size;
+                Ok(())
+            }
+        }
     }
 
     /// Ends the transaction: writes held for an atomic success, releases
@@ -892,6 +947,12 @@ impl Turn<'_> {
             .timers
             .push(TimerOp::Set(Timer { handle: ExecutorTimer::Reap, at: self.now.saturating_add(options.linger) }));
     }
+}
+
+/// What one key and its value add to a report
+/// ([`ExecutorOptions::report_bytes`]).
+fn entry_bytes(key: &[u8], datum: Option<&[u8]>) -> u64 {
+    (key.len() as u64).saturating_add(datum.map_or(0, |d| d.len() as u64)).saturating_add(REPORT_ENTRY_BYTES)
 }
 
 /// The text of a panic's payload, if it has one.

@@ -287,6 +287,10 @@ pub enum Oversize {
     Datum,
     /// The program state ([`Limits::state_bytes`]).
     State,
+    /// Every key and value a transaction read and wrote, which its report
+    /// carries
+    /// ([`ExecutorOptions::report_bytes`](crate::ExecutorOptions::report_bytes)).
+    Report,
 }
 
 impl fmt::Display for Oversize {
@@ -296,6 +300,7 @@ impl fmt::Display for Oversize {
             Self::Key => "key bytes",
             Self::Datum => "datum bytes",
             Self::State => "state bytes",
+            Self::Report => "report bytes (every key and value read and written)",
         })
     }
 }

@@ -8,7 +8,7 @@ use counter_guest::CounterFunction;
 use executor_host::__internal::ExecutorTimer;
 use executor_host::Message;
 use executor_host::engine::EngineId;
-use executor_host::{Access, Failure, KeySets, Limits, NativeProgram, StepCall};
+use executor_host::{Access, Failure, KeySets, Limits, NativeProgram, Oversize, StepCall};
 use executor_host::{AccessMode, DropReason, ExecutorOptions, WriteMode, executor_id};
 use executor_host::{Sandbox, SandboxConfig};
 
@@ -482,4 +482,54 @@ fn a_wasm_round_waits_for_its_values_and_runs_in_one_instance_whatever_their_ord
     let (asked, gas) = gas_of(lazy.clone(), ["b", "a"]);
     assert_eq!(asked, vec![request("a", true), request("b", true)]);
     assert_eq!(gas_of(lazy, ["a", "b"]).1, gas);
+}
+
+/// A report bound (`ExecutorOptions::report_bytes`, set by transports that
+/// cap a message) fails the write that would pass it, before it is sent,
+/// even in lenient mode; every other lock is released and the report
+/// holds what was sent.
+#[test]
+fn a_write_past_the_report_bound_fails_unsent_and_releases_the_rest() {
+    let options =
+        ExecutorOptions { report_bytes: Some(100), access_mode: AccessMode::Lenient, ..ExecutorOptions::default() };
+    let long = "x".repeat(40);
+    let exe = script(&[&[Write(w("a"), w("0123456789"))], &[Write(w("b"), long), Halt]]);
+    let (mut d, out) = start_with(exe, keys(&[], &["e1", "e2"], &["a", "b"], &[]), options);
+    assert!(out.is_empty());
+    // e1 and its value: 2 + 1 + 16; a and its value: 1 + 10 + 16.
+    assert_eq!(sent(&d.id(), d.read("e1", Some("v"))), vec![write("a", Some("0123456789"))]);
+    // e2, absent: 2 + 16, so 64; b and 40 bytes: 57 more.
+    let (out, report) = split_finished(sent(&d.id(), d.read("e2", None)));
+    assert_eq!(out, vec![write("b", None)]);
+    assert_eq!(report.failure, Some(Failure::TooLarge { what: Oversize::Report, size: 121, limit: 100 }));
+    assert_eq!(report.values_written, vec![kv("a", "0123456789")]);
+    assert_eq!(report.values_read, vec![kv_opt("e1", "v"), (b"e2".to_vec(), None)]);
+}
+
+/// A value that would take the report past its bound is not fed: the
+/// program never sees it and the report does not carry it.
+#[test]
+fn a_value_past_the_report_bound_fails_the_transaction_before_its_step() {
+    let options = ExecutorOptions { report_bytes: Some(50), ..ExecutorOptions::default() };
+    let exe = script(&[&[], &[Write(w("a"), w("1")), Halt]]);
+    let (mut d, _) = start_with(exe, keys(&[], &["e1", "e2"], &["a"], &[]), options);
+    assert!(d.read("e1", Some("v")).is_empty());
+    let (out, report) = split_finished(sent(&d.id(), d.read("e2", Some(&"y".repeat(20)))));
+    assert_eq!(out, vec![write("a", None)], "the step that writes a never ran");
+    assert_eq!(report.failure, Some(Failure::TooLarge { what: Oversize::Report, size: 57, limit: 50 }));
+    assert_eq!(report.values_read, vec![kv_opt("e1", "v")]);
+}
+
+/// In atomic mode the report carries the last value per key, so a value
+/// written again counts once.
+#[test]
+fn an_atomic_rewrite_counts_once_against_the_report_bound() {
+    let options = ExecutorOptions { report_bytes: Some(60), write_mode: WriteMode::Atomic, ..Default::default() };
+    let (first, last) = ("1".repeat(20), "2".repeat(20));
+    let exe = script(&[&[Write(w("b"), first), Write(w("b"), last.clone()), Halt]]);
+    let (mut d, _) = start_with(exe, keys(&[], &["e1"], &["b"], &[]), options);
+    // e1: 18; b: 37, twice would be 92.
+    let (out, report) = split_finished(sent(&d.id(), d.read("e1", None)));
+    assert!(report.success, "{:?}", report.failure);
+    assert_eq!(out, vec![write("b", Some(&last))]);
 }

@@ -40,6 +40,8 @@ pub struct ExecLog {
     atomic: bool,
     /// Whether the executor re-asks for reads (`resend`).
     resend: bool,
+    /// The bound on what the report carries (`report_bytes`).
+    report_bytes: Option<u64>,
     /// Reads asked for again.
     pub asked_again: usize,
     /// Reports sent, with their recipients.
@@ -74,6 +76,7 @@ impl ExecLog {
             shards: config.shared.shards.clone(),
             atomic: config.shared.options.write_mode == WriteMode::Atomic,
             resend: config.shared.options.resend.is_some(),
+            report_bytes: config.shared.options.report_bytes,
             asked_again: 0,
             reports: Vec::new(),
             requests: BTreeMap::new(),
@@ -256,6 +259,14 @@ impl ExecLog {
                 report.values_written.len(),
                 written.len()
             ));
+        }
+        if let Some(limit) = self.report_bytes {
+            let entry = |key: &Key, datum: Option<&Datum>| key.len() + datum.map_or(0, Vec::len) + 16;
+            let read = report.values_read.iter().map(|(k, d)| entry(k, d.as_ref()));
+            let size: usize = read.chain(report.values_written.iter().map(|(k, d)| entry(k, Some(d)))).sum();
+            if size as u64 > limit {
+                return Err(format!("a report of {size} bytes, past its bound of {limit}"));
+            }
         }
         if !report.values_read.windows(2).all(|w| w[0].0 < w[1].0) {
             return Err("values_read not in strict key order".into());

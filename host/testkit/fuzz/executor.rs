@@ -110,12 +110,16 @@ impl Case {
             linger: Duration::from_millis(rng.below(2_000)),
             resend: None,
             step_trace: false,
+            report_bytes: None,
         };
         // Drawn apart, so that the cases of earlier seeds stay as they were.
         let mut apart = Rng::new(seed ^ 0x7265_7365_6e64_0000);
         let resend = apart.chance(40).then(|| Duration::from_millis(apart.below(1_000)));
         let lossy = resend.is_some() && apart.chance(70);
-        let options = ExecutorOptions { resend, ..options };
+        // Now and then a bound on the report small enough to bind (drawn
+        // last, so the draws before it stay as they were).
+        let report_bytes = apart.chance(25).then(|| apart.below(120));
+        let options = ExecutorOptions { resend, report_bytes, ..options };
         let timestamp = match rng.below(10) {
             0 => 0,
             1 => u64::MAX,
