@@ -185,10 +185,16 @@ fn unset_hints(path: &str) -> &'static [(&'static str, &'static str)] {
             ("threads", "# threads = 2    # threads of a concurrent run (omitted: one per core)"),
             ("seed", "# seed = 1       # deterministic delivery drawn from this seed (omitted: concurrent)"),
         ],
-        "executor" => &[(
-            "resend",
-            "# resend = { secs = 0, nanos = 500000000 }   # re-ask shards for missing values (omitted: never; serve: 500 ms)",
-        )],
+        "executor" => &[
+            (
+                "resend",
+                "# resend = { secs = 0, nanos = 500000000 }   # re-ask shards for missing values (omitted: never; serve: 500 ms)",
+            ),
+            (
+                "report_bytes",
+                "# report_bytes = 491520   # most bytes of keys and values a transaction's report carries (omitted: no bound; serve: at most 491520)",
+            ),
+        ],
         "nats" => {
             &[("user", "# user = \"worker\"    # this process's role in the server's authorization (omitted: none)")]
         }
@@ -256,6 +262,15 @@ mod tests {
         let text = Config::default().to_toml().unwrap();
         assert_eq!(Config::parse(&text).unwrap(), Config::default(), "{text}");
         assert!(text.contains("deadline = { secs = 30, nanos = 0 }"), "{text}");
+        // Each hint is a setting that reads back, with the value `serve` uses.
+        for (key, hint) in unset_hints("executor") {
+            let line = hint.trim_start_matches("# ").split("   #").next().unwrap_or_default();
+            let options: ExecutorOptions = toml::from_str(line).unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_ne!(options, ExecutorOptions::default(), "{key}");
+        }
+        let bound = executor_nats::wire::REPORT_BYTES;
+        assert!(text.contains(&format!("# report_bytes = {bound} ")), "{text}");
+        assert!(text.contains(&format!("serve: at most {bound})")), "{text}");
     }
 
     #[test]

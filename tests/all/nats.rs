@@ -303,3 +303,74 @@ async fn executors_embedded_in_a_shard_process_run_the_whole_scenario() {
     assert!(across.transactions == local.transactions, "a transaction was recorded differently");
     assert_eq!(across.pending_markers, 0);
 }
+
+/// On its first value, writes as many bytes as its executable says (in
+/// decimal) under `k`, and halts.
+#[derive(Debug)]
+struct Fill;
+
+impl executor_guest::ExecutorFunction for Fill {
+    fn starting_state(_: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+
+    fn execute_step(exe: &[u8], _: &[u8], _: Option<executor_guest::Input>) -> Result<executor_guest::Step, String> {
+        let n: usize = std::str::from_utf8(exe).ok().and_then(|n| n.parse().ok()).ok_or("not a length")?;
+        Ok(executor_guest::Step::new(b"!".to_vec(), vec![executor_guest::Request::Write(b"k".to_vec(), vec![0xff; n])]))
+    }
+
+    fn halted(state: &[u8]) -> bool {
+        state == b"!"
+    }
+}
+
+/// A message over NATS holds at most 1 MiB. A transaction whose write, or
+/// whose report, could not travel fails instead of leaving its lock held
+/// for ever: the next transactions on its key run, one of them reading a
+/// value of 400,000 bytes. A report that only its step trace makes too
+/// large travels without the trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_too_large_for_a_message_fails_and_frees_its_keys() {
+    use executor_host::{ExecutorOptions, Failure, HostConfig, KeySets, Limits, NativeProgram, Oversize};
+    use executor_nats::{ExecutorsConfig, wire};
+    let Some(server) = server(None) else { return };
+    let url = server.url();
+    let k = b"k".to_vec();
+    let keys = KeySets { eager_read_keys: vec![k.clone()], will_write_keys: vec![k.clone()], ..KeySets::default() };
+    let workload = Workload {
+        shards: 1,
+        initial: [(k.clone(), b"0".to_vec())].into(),
+        transactions: ["800000", "400000", "10"]
+            .map(|n| executor_testkit::harness::TxSpec { executable: n.into(), keys: keys.clone() })
+            .into(),
+    };
+    let host = HostConfig {
+        executor: ExecutorOptions { step_trace: true, ..ExecutorOptions::default() },
+        ..HostConfig::default()
+    };
+    let executors = ExecutorsConfig {
+        program: Arc::new(NativeProgram::<Fill>::new(Limits::default())),
+        host,
+        ack_wait: Duration::from_secs(2),
+    };
+    let _worker = executor_nats::serve_worker(&client(&url).await, 1).await.unwrap();
+    let initial = workload.initial.clone();
+    let _shard = executor_nats::serve_shard(&client(&url).await, 0, 1, initial, Some(executors)).await.unwrap();
+    let patience = Patience { stall: Duration::from_secs(30), ..Patience::default() };
+    let outcome = executor_nats::submit(&client(&url).await, &workload, patience).await.unwrap();
+
+    let [first, second, third] = &outcome.transactions[..] else { panic!("{} reports", outcome.transactions.len()) };
+    let size = (1 + 1 + 16) + (1 + 800_000 + 16);
+    let too_large = Failure::TooLarge { what: Oversize::Report, size, limit: wire::REPORT_BYTES };
+    assert_eq!(first.finished.failure, Some(too_large));
+    assert!(first.finished.values_written.is_empty());
+    assert!(second.finished.success && third.finished.success, "{:?} {:?}", second.finished, third.finished.failure);
+    assert_eq!(second.finished.values_read, vec![(k.clone(), Some(b"0".to_vec()))], "the first wrote nothing");
+    assert_eq!(third.finished.values_read, vec![(k.clone(), Some(vec![0xff; 400_000]))]);
+    assert_eq!(outcome.final_state.get(&k), Some(&vec![0xff; 10]));
+    assert_eq!(outcome.pending_markers, 0);
+    // The second's trace repeats its 400,000-byte write: past the limit,
+    // so it came without; the third's fits.
+    assert!(second.finished.diagnostics.is_empty());
+    assert_eq!(third.finished.diagnostics.steps.len(), 1);
+}

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
-use executor_host::{EngineId, Envelope, Message, Router, Timestamp};
+use executor_host::{Diagnostics, EngineId, Envelope, ExecutorFinished, Message, Router, Timestamp};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
@@ -88,6 +88,25 @@ pub struct LinkCounters {
     pub reconnects: AtomicU64,
 }
 
+/// `envelope` as a payload. A report that only its diagnostics (a step
+/// trace can repeat every value written) make too large travels without
+/// them: the transaction's outcome must arrive, its debugging aid may not.
+fn encode(envelope: &Envelope<Message>) -> Result<Vec<u8>, wire::WireError> {
+    match (wire::encode(envelope), &envelope.payload) {
+        (Err(wire::WireError::Oversize(size)), Message::ExecutorFinished(report)) if !report.diagnostics.is_empty() => {
+            tracing::warn!(
+                timestamp = report.timestamp,
+                size,
+                "a report too large with its diagnostics: sent without them"
+            );
+            let bare = ExecutorFinished { diagnostics: Diagnostics::default(), ..(**report).clone() };
+            let mut envelope = envelope.clone();
+            envelope.payload = Message::ExecutorFinished(Arc::new(bare));
+            wire::encode(&envelope)
+        }
+        (encoded, _) => encoded,
+    }
+}
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -208,7 +227,7 @@ impl Link {
         } else {
             self.subjects.direct(target)
         };
-        let (subject, payload) = match (subject, wire::encode(envelope)) {
+        let (subject, payload) = match (subject, encode(envelope)) {
             (Ok(subject), Ok(payload)) => (subject, Bytes::from(payload)),
             (Err(error), _) => {
                 tracing::warn!(%error, "an envelope for an engine no subject reaches");

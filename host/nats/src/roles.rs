@@ -81,7 +81,9 @@ pub struct ExecutorsConfig {
     /// The guest every executor runs.
     pub program: Arc<dyn Program>,
     /// How the host runs them; its `executor.resend` is set if missing
-    /// (executors must ask again for what a network may lose).
+    /// (executors must ask again for what a network may lose), and its
+    /// `executor.report_bytes` to at most [`wire::REPORT_BYTES`] (what a
+    /// message can carry).
     pub host: HostConfig,
     /// How long a spawn request may go unacknowledged before the server
     /// hands it to another host: a host acknowledges progress every third
@@ -175,6 +177,9 @@ impl Spawner<SpawnExecutor> for SpawnOverNats {
                 bytes,
                 format!("{}-spawn-{}", self.process, request.timestamp),
             ),
+            // Cannot happen: a spawn request is never larger than the
+            // transaction request it comes from (see `wire`'s tests), and
+            // the link refuses a request past the limit on arrival.
             Err(error) => tracing::error!(%error, timestamp = request.timestamp, "a spawn request too large to send"),
         }
     }
@@ -227,9 +232,13 @@ async fn serve_executors_with(
     router: Arc<NatsRouter>,
 ) -> Result<Served, NatsError> {
     let finished = link.take_finished().ok_or(NatsError::ExecutorsTwice)?;
-    if config.host.executor.resend.is_none() {
-        config.host.executor.resend = Some(Duration::from_millis(500));
+    let options = &mut config.host.executor;
+    if options.resend.is_none() {
+        options.resend = Some(Duration::from_millis(500));
     }
+    // A write or report that cannot travel would leave its locks held and
+    // its transaction unfinished: fail the transaction instead.
+    options.report_bytes = Some(options.report_bytes.map_or(wire::REPORT_BYTES, |b| b.min(wire::REPORT_BYTES)));
     config.host.inbox = Inbox::Unbounded;
     let host = ExecutorHost::start(config.host.clone(), map, router);
     let subjects = link.subjects();

@@ -19,6 +19,17 @@ pub const VERSION: u8 = 1;
 /// The largest payload sent or accepted: NATS's default `max_payload`.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
+/// The most a transaction's report may carry over NATS
+/// ([`ExecutorOptions::report_bytes`](executor_host::ExecutorOptions::report_bytes)),
+/// which every executor host of a deployment applies. The encoding takes
+/// at most two bytes for each byte of a key or value (MessagePack writes a
+/// byte string as a sequence of integers) and less than
+/// [`REPORT_ENTRY_BYTES`](executor_host::REPORT_ENTRY_BYTES) for each
+/// entry's framing, so a report within it, and each write it sent, fits in
+/// [`MAX_PAYLOAD`] with 64 KiB to spare for the envelope, the failure and a
+/// debug build's log.
+pub const REPORT_BYTES: u64 = ((MAX_PAYLOAD - (64 << 10)) / 2) as u64;
+
 /// Why bytes could not be turned into a value, or a value into bytes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -205,6 +216,86 @@ mod tests {
         let message = Message::KvsWrite { timestamp: 1, key: vec![], datum: Some(vec![7; MAX_PAYLOAD]) };
         let envelope = Envelope::new(EngineId::local("a"), EngineId::local("b"), message);
         assert!(matches!(encode(&envelope), Err(WireError::Oversize(_))));
+        Ok(())
+    }
+
+    /// The worst a report within [`REPORT_BYTES`] can be still fits: every
+    /// byte of its keys and values one that takes two bytes, as one huge
+    /// entry or as the most entries, with the longest failure message and
+    /// a full debug log, between long engine ids. So does the largest
+    /// write such a transaction sends.
+    #[test]
+    fn a_report_within_its_bound_fits_in_a_payload_at_its_worst() -> Result<(), WireError> {
+        let entry = executor_host::REPORT_ENTRY_BYTES;
+        let (key, bound) = (4096u64, REPORT_BYTES);
+        let huge = (vec![0xff; key as usize], vec![0xff; (bound - key - entry) as usize]);
+        let most = (bound / (1 + entry)) as usize;
+        let mut log = GuestLog::default();
+        for _ in 0..executor_host::LOG_LINES {
+            log.push(&"\u{ff}".repeat(executor_host::LOG_LINE_BYTES));
+        }
+        let failure = Failure::guest("\u{ff}".repeat(1 << 20));
+        let reports = [
+            ExecutorFinished { values_written: vec![huge.clone()], ..finished() },
+            ExecutorFinished { values_read: vec![(huge.0.clone(), Some(huge.1.clone()))], ..finished() },
+            ExecutorFinished { values_read: vec![(vec![0xff], None); most], values_written: vec![], ..finished() },
+        ];
+        let (from, to) =
+            (EngineId::local(format!("executor/{}/{}", "w".repeat(200), u64::MAX)), EngineId::local("c".repeat(200)));
+        for report in reports {
+            let report = ExecutorFinished {
+                success: false,
+                failure: Some(failure.clone()),
+                gas_used: u64::MAX,
+                timestamp: u64::MAX,
+                diagnostics: Diagnostics { log: log.clone(), steps: Vec::new() },
+                ..report
+            };
+            encode(&Envelope::new(from.clone(), to.clone(), Message::ExecutorFinished(report.into())))?;
+        }
+        let write = Message::KvsWrite { timestamp: u64::MAX, key: huge.0, datum: Some(huge.1) };
+        encode(&Envelope::new(from, to, write))?;
+        Ok(())
+    }
+
+    /// The worker's spawn request is never larger than the transaction
+    /// request it comes from (the request carries a tag and a mailbox the
+    /// spawn request does not, its keys are normalized): a request that
+    /// arrived within [`MAX_PAYLOAD`] is always handed on.
+    #[test]
+    fn a_spawn_request_is_never_larger_than_its_transaction_request() -> Result<(), WireError> {
+        use executor_testkit::worker::{Ordered, SpawnExecutor};
+        let worker = crate::roles::worker_id();
+        let issuers =
+            [EngineId::local("c"), EngineId { node: Some("n".repeat(300).into()), name: "c".repeat(300).into() }];
+        let key = |n: usize| vec![0xff; n];
+        let key_sets = [
+            KeySets::default(),
+            KeySets {
+                eager_read_keys: vec![key(1); 1000],
+                will_write_keys: vec![key(0), key(4096)],
+                ..KeySets::default()
+            },
+            KeySets {
+                lazy_read_keys: vec![key(3)],
+                eager_read_keys: vec![key(3)],
+                may_write_keys: vec![key(9); 3],
+                will_write_keys: vec![key(9)],
+            },
+        ];
+        for (issuer, keys) in issuers.iter().flat_map(|i| key_sets.iter().map(move |k| (i, k))) {
+            for executable in [Vec::new(), key(200_000)] {
+                let request = Message::TransactionRequest {
+                    executable: executable.clone(),
+                    keys: Box::new(keys.clone()),
+                    resubmission: None,
+                };
+                let request = encode(&Envelope::new(issuer.clone(), worker.clone(), request))?;
+                let tx = Ordered { executable, keys: keys.clone().normalized(), issuer: issuer.clone() };
+                let spawn = encode(&SpawnExecutor { timestamp: u64::MAX, worker: worker.clone(), tx })?;
+                assert!(spawn.len() <= request.len(), "{} > {}", spawn.len(), request.len());
+            }
+        }
         Ok(())
     }
 }
