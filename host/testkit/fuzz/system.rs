@@ -133,6 +133,11 @@ impl Sim {
         // of the finished ones, as the concurrent harness's does (drawn
         // last, so the draws before it stay as they were).
         let window = if apart.chance(30) { std::num::NonZeroU64::new(1 + apart.below(4)) } else { None };
+        // Now and then a bound on reports small enough to fail some
+        // transactions midway, as a deployment over NATS has (drawn after
+        // the window, for the same reason).
+        let report_bytes = apart.chance(20).then(|| 20 + apart.below(200));
+        let options = ExecutorOptions { report_bytes, ..options };
         let shards = shard_map
             .all()
             .iter()
