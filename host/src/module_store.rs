@@ -133,7 +133,7 @@ impl StoreError {
     }
 }
 
-/// Checks that `name` can name a deployed module: 1 to [`MAX_NAME_LEN`]
+/// Checks that `name` can name a deployed module: 1 to 64 (`MAX_NAME_LEN`)
 /// bytes of `a-z`, `0-9`, `_` and `-`, the first a letter or digit.
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
     let bad = |reason: String| Err(StoreError::BadName { name: name.to_owned(), reason });
