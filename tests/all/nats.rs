@@ -324,6 +324,38 @@ impl executor_guest::ExecutorFunction for Fill {
     }
 }
 
+/// A worker and one shard that hosts executors of `F`, in this process,
+/// the shard loaded with `workload`'s initial state.
+async fn in_process<F: executor_guest::ExecutorFunction + 'static>(
+    url: &str,
+    workload: &Workload,
+    options: executor_host::ExecutorOptions,
+) -> [executor_nats::Served; 2] {
+    let executors = executor_nats::ExecutorsConfig {
+        program: Arc::new(executor_host::NativeProgram::<F>::new(executor_host::Limits::default())),
+        host: executor_host::HostConfig { executor: options, ..executor_host::HostConfig::default() },
+        ack_wait: Duration::from_secs(2),
+    };
+    let worker = executor_nats::serve_worker(&client(url).await, 1).await.unwrap();
+    let initial = workload.initial.clone();
+    let shard = executor_nats::serve_shard(&client(url).await, 0, 1, initial, Some(executors)).await.unwrap();
+    [worker, shard]
+}
+
+/// Transactions of `Fill` on key `k`, one per length.
+fn fills(initial: std::collections::BTreeMap<Vec<u8>, Vec<u8>>, lengths: &[&str]) -> Workload {
+    let k = b"k".to_vec();
+    let keys = executor_host::KeySets {
+        eager_read_keys: vec![k.clone()],
+        will_write_keys: vec![k],
+        ..executor_host::KeySets::default()
+    };
+    let transactions = lengths
+        .iter()
+        .map(|n| executor_testkit::harness::TxSpec { executable: n.as_bytes().to_vec(), keys: keys.clone() });
+    Workload { shards: 1, initial, transactions: transactions.collect() }
+}
+
 /// A message over NATS holds at most 1 MiB. A transaction whose write, or
 /// whose report, could not travel fails instead of leaving its lock held
 /// for ever: the next transactions on its key run, one of them reading a
@@ -331,37 +363,19 @@ impl executor_guest::ExecutorFunction for Fill {
 /// large travels without the trace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_too_large_for_a_message_fails_and_frees_its_keys() {
-    use executor_host::{ExecutorOptions, Failure, HostConfig, KeySets, Limits, NativeProgram, Oversize};
-    use executor_nats::{ExecutorsConfig, wire};
+    use executor_host::{ExecutorOptions, Failure, Oversize};
     let Some(server) = server(None) else { return };
     let url = server.url();
     let k = b"k".to_vec();
-    let keys = KeySets { eager_read_keys: vec![k.clone()], will_write_keys: vec![k.clone()], ..KeySets::default() };
-    let workload = Workload {
-        shards: 1,
-        initial: [(k.clone(), b"0".to_vec())].into(),
-        transactions: ["800000", "400000", "10"]
-            .map(|n| executor_testkit::harness::TxSpec { executable: n.into(), keys: keys.clone() })
-            .into(),
-    };
-    let host = HostConfig {
-        executor: ExecutorOptions { step_trace: true, ..ExecutorOptions::default() },
-        ..HostConfig::default()
-    };
-    let executors = ExecutorsConfig {
-        program: Arc::new(NativeProgram::<Fill>::new(Limits::default())),
-        host,
-        ack_wait: Duration::from_secs(2),
-    };
-    let _worker = executor_nats::serve_worker(&client(&url).await, 1).await.unwrap();
-    let initial = workload.initial.clone();
-    let _shard = executor_nats::serve_shard(&client(&url).await, 0, 1, initial, Some(executors)).await.unwrap();
+    let workload = fills([(k.clone(), b"0".to_vec())].into(), &["800000", "400000", "10"]);
+    let options = ExecutorOptions { step_trace: true, ..ExecutorOptions::default() };
+    let _deployment = in_process::<Fill>(&url, &workload, options).await;
     let patience = Patience { stall: Duration::from_secs(30), ..Patience::default() };
     let outcome = executor_nats::submit(&client(&url).await, &workload, patience).await.unwrap();
 
     let [first, second, third] = &outcome.transactions[..] else { panic!("{} reports", outcome.transactions.len()) };
     let size = (1 + 1 + 16) + (1 + 800_000 + 16);
-    let too_large = Failure::TooLarge { what: Oversize::Report, size, limit: wire::REPORT_BYTES };
+    let too_large = Failure::TooLarge { what: Oversize::Report, size, limit: executor_nats::wire::REPORT_BYTES };
     assert_eq!(first.finished.failure, Some(too_large));
     assert!(first.finished.values_written.is_empty());
     assert!(second.finished.success && third.finished.success, "{:?} {:?}", second.finished, third.finished.failure);
@@ -373,4 +387,23 @@ async fn a_transaction_too_large_for_a_message_fails_and_frees_its_keys() {
     // so it came without; the third's fits.
     assert!(second.finished.diagnostics.is_empty());
     assert_eq!(third.finished.diagnostics.steps.len(), 1);
+}
+
+/// A shard whose state does not fit in one message answers a client's
+/// query in parts that add up to one snapshot: here 60,000 keys, about
+/// 2.5 MB of keys and values as the wire encodes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_a_shard_state_larger_than_a_message() {
+    let Some(server) = server(None) else { return };
+    let url = server.url();
+    let mut initial: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        (0..60_000).map(|i| (format!("acct{i:05}").into_bytes(), vec![0xff; 16])).collect();
+    initial.insert(b"k".to_vec(), b"0".to_vec());
+    let workload = fills(initial.clone(), &["3", "5"]);
+    let _deployment = in_process::<Fill>(&url, &workload, executor_host::ExecutorOptions::default()).await;
+    let outcome = executor_nats::submit(&client(&url).await, &workload, Patience::default()).await.unwrap();
+    assert!(outcome.transactions.iter().all(|t| t.finished.success));
+    initial.insert(b"k".to_vec(), vec![0xff; 5]);
+    assert!(outcome.final_state == initial, "{} keys, not {}", outcome.final_state.len(), initial.len());
+    assert_eq!(outcome.pending_markers, 0);
 }

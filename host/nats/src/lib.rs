@@ -14,6 +14,7 @@
 //! - [`link`]: a process's connection, its router and receivers;
 //! - [`roles`]: the shard, worker and executor-host processes;
 //! - [`submit`](mod@submit): the client;
+//! - `query`: a shard's summary for a client, in parts that fit in messages;
 //! - [`metrics`]: Prometheus text and a health check on a local port;
 //! - [`local`]: a deployment on one machine, as child processes (tests,
 //!   benchmarks).
@@ -27,6 +28,7 @@
 pub mod link;
 pub mod local;
 pub mod metrics;
+mod query;
 pub mod roles;
 pub mod subjects;
 pub mod submit;

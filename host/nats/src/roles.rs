@@ -19,7 +19,7 @@ use executor_host::{
     Datum, EngineId, Execution, ExecutorHost, HostConfig, Inbox, Key, Message, Program, Spawner, Timestamp,
     Transaction, executor_id,
 };
-use executor_testkit::harness::{HashShards, ShardSummary};
+use executor_testkit::harness::HashShards;
 use executor_testkit::shard::Shard;
 use executor_testkit::worker::{DEFAULT_WINDOW, SpawnExecutor, Worker, WorkerConfig};
 use futures_util::StreamExt as _;
@@ -125,7 +125,7 @@ pub async fn serve_shard(
     let mut tasks = vec![
         link.receive(stream.cached_info().config.name.clone(), String::new(), id.clone(), to_shard.clone()),
         link.receive_direct(link.subjects().direct(&id)?, id.clone(), to_shard).await?,
-        answer_queries(link, &id, shard).await?,
+        crate::query::answer(link, &id, shard).await?,
     ];
     if let Some(config) = executors {
         let mut served = serve_executors_with(link, map, config, router).await?;
@@ -133,32 +133,6 @@ pub async fn serve_shard(
         metrics.merge(std::mem::take(&mut served.metrics));
     }
     Ok(Served { tasks, metrics })
-}
-
-/// Answers `<ns>.query.<shard>` with the shard's [`ShardSummary`].
-async fn answer_queries(
-    link: &Arc<Link>,
-    id: &EngineId,
-    shard: RuntimeHandle<Shard>,
-) -> Result<JoinHandle<()>, NatsError> {
-    let client = link.client().clone();
-    let mut queries =
-        client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
-    let id = id.clone();
-    Ok(tokio::spawn(async move {
-        while let Some(query) = queries.next().await {
-            let Some(reply) = query.reply else { continue };
-            let Ok(summary) = shard.inspect(id.clone(), |s| s.map(|s| ShardSummary::of(&s.env.local))).await else {
-                return;
-            };
-            match wire::encode(&summary) {
-                Ok(bytes) => {
-                    let _ = client.publish(reply, bytes.into()).await;
-                }
-                Err(error) => tracing::error!(%error, "the shard's summary does not fit in a message"),
-            }
-        }
-    }))
 }
 
 /// Sends the worker's spawn requests to the executor hosts' work queue.

@@ -208,19 +208,8 @@ async fn settled_shards(link: &Arc<Link>, shards: usize, settle: Duration) -> Re
     }
 }
 
-/// What one shard holds, asked over `<ns>.query.<shard>`.
+/// What one shard holds, asked over `<ns>.query.<shard>` (in as many
+/// requests as the shard needs messages to say it).
 pub async fn shard_summary(link: &Arc<Link>, id: &EngineId) -> Result<ShardSummary, NatsError> {
-    let subject = link.subjects().query(id)?;
-    let mut tries = 0;
-    loop {
-        match link.client().request(subject.clone(), bytes::Bytes::new()).await {
-            Ok(reply) => return Ok(wire::decode(&reply.payload)?),
-            Err(error) if tries < 20 => {
-                tracing::debug!(%error, shard = %id, "asking a shard; retrying");
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(error) => return Err(NatsError::Timeout(format!("shard {id} does not answer: {error}"))),
-        }
-    }
+    crate::query::summary(link, id).await
 }

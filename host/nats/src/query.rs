@@ -1,0 +1,219 @@
+//! A shard's read-only answer to a client's question "what do you hold?"
+//! (`<ns>.query.<shard>`): its [`ShardSummary`] in parts that each fit in
+//! a message, however much the shard holds.
+//!
+//! The client names its query and asks for part 0; the shard takes one
+//! snapshot of its state, splits it ([`split`]), answers part 0 with the
+//! number of parts, and keeps the snapshot to answer the client's
+//! requests for the other parts from it, so that the parts add up to one
+//! state. One request, one reply: what a server's `allow_responses`
+//! permission allows. A shard keeps one snapshot: a part asked of a query
+//! it no longer holds is answered "start again" (no parts), which a
+//! client does a bounded number of times.
+//!
+//! This module must not change what a shard holds: it only reads it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use executor_host::EngineId;
+use executor_host::runtime::RuntimeHandle;
+use executor_testkit::harness::ShardSummary;
+use executor_testkit::shard::Shard;
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::link::Link;
+use crate::{NatsError, wire};
+
+/// A client's request: part `part` of the snapshot its query `query`
+/// started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Ask {
+    query: String,
+    part: u32,
+}
+
+/// A shard's reply: part `part` of `parts`, or `parts == 0` when the shard
+/// no longer holds the query's snapshot (ask again from part 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Part {
+    part: u32,
+    parts: u32,
+    summary: ShardSummary,
+}
+
+/// What one part may carry: the bytes of its keys and values, each entry
+/// counted with 16 more, as a report is ([`wire::REPORT_BYTES`]), so a
+/// part fits in a message.
+const PART_BYTES: u64 = wire::REPORT_BYTES;
+
+/// `summary` in parts of at most `budget` bytes of keys and values each
+/// (an entry larger than that alone in its part): the counts and the
+/// conflicting writes in the first, the latest values split in key order.
+fn split(summary: ShardSummary, budget: u64) -> Vec<ShardSummary> {
+    let entry = |key: &[u8], datum: &[u8]| (key.len() + datum.len()) as u64 + executor_host::REPORT_ENTRY_BYTES;
+    let ShardSummary { latest, pending, dropped, conflicting_writes } = summary;
+    let mut used: u64 = conflicting_writes.iter().map(|(_, key)| entry(key, &[])).sum();
+    let mut parts = vec![ShardSummary { pending, dropped, conflicting_writes, ..ShardSummary::default() }];
+    for (key, datum) in latest {
+        let size = entry(&key, &datum);
+        let fits = used.saturating_add(size) <= budget;
+        match parts.last_mut() {
+            Some(part) if fits || part.latest.is_empty() && part.conflicting_writes.is_empty() => {
+                used = used.saturating_add(size);
+                part.latest.insert(key, datum);
+            }
+            _ => {
+                used = size;
+                parts.push(ShardSummary { latest: [(key, datum)].into(), ..ShardSummary::default() });
+            }
+        }
+    }
+    parts
+}
+
+/// Answers `<ns>.query.<id>` for `shard` until the subscription ends.
+pub(crate) async fn answer(
+    link: &Arc<Link>,
+    id: &EngineId,
+    shard: RuntimeHandle<Shard>,
+) -> Result<JoinHandle<()>, NatsError> {
+    let client = link.client().clone();
+    let mut queries =
+        client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
+    let id = id.clone();
+    Ok(tokio::spawn(async move {
+        // The query whose snapshot is kept, and its parts.
+        let mut kept: Option<(String, Vec<ShardSummary>)> = None;
+        while let Some(request) = queries.next().await {
+            let Some(reply) = request.reply else { continue };
+            let ask = match wire::decode::<Ask>(&request.payload) {
+                Ok(ask) => ask,
+                Err(error) => {
+                    tracing::debug!(%error, "a malformed query, ignored");
+                    continue;
+                }
+            };
+            if ask.part == 0 {
+                let Ok(summary) = shard.inspect(id.clone(), |s| s.map(|s| ShardSummary::of(&s.env.local))).await else {
+                    return;
+                };
+                // Not hosted here (yet): no answer, and the client asks again.
+                let Some(summary) = summary else { continue };
+                kept = Some((ask.query.clone(), split(summary, PART_BYTES)));
+            }
+            let parts = match &kept {
+                Some((query, parts)) if *query == ask.query => parts.as_slice(),
+                _ => &[],
+            };
+            let part = match usize::try_from(ask.part).ok().and_then(|i| parts.get(i)) {
+                Some(summary) => Part {
+                    part: ask.part,
+                    parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+                    summary: summary.clone(),
+                },
+                None => Part { part: ask.part, parts: 0, summary: ShardSummary::default() },
+            };
+            match wire::encode(&part) {
+                Ok(bytes) => {
+                    let _ = client.publish(reply, bytes.into()).await;
+                }
+                Err(error) => tracing::error!(%error, "a part of the shard's summary does not fit in a message"),
+            }
+        }
+    }))
+}
+
+/// Why one attempt at a summary did not give one.
+enum Missed {
+    /// The shard no longer holds the snapshot: start again.
+    Again,
+    /// No answer, or one that does not decode.
+    Failed(String),
+}
+
+/// What shard `id` holds, in as many requests as it has parts; a query
+/// the shard forgot midway starts again (up to 20 times), as does one it
+/// did not answer.
+pub(crate) async fn summary(link: &Link, id: &EngineId) -> Result<ShardSummary, NatsError> {
+    let subject = link.subjects().query(id)?;
+    let mut last = String::new();
+    for _ in 0..20 {
+        match attempt(link, &subject).await {
+            Ok(summary) => return Ok(summary),
+            Err(Missed::Again) => last = "the shard forgot the query midway".into(),
+            Err(Missed::Failed(error)) => {
+                tracing::debug!(%error, shard = %id, "asking a shard; retrying");
+                last = error;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    Err(NatsError::Timeout(format!("shard {id} does not answer: {last}")))
+}
+
+async fn attempt(link: &Link, subject: &str) -> Result<ShardSummary, Missed> {
+    let query = nuid::next().to_string();
+    let query = &query;
+    let ask = |part: u32| async move {
+        let payload = wire::encode(&Ask { query: query.clone(), part }).map_err(|e| Missed::Failed(e.to_string()))?;
+        let reply = link
+            .client()
+            .request(subject.to_owned(), Bytes::from(payload))
+            .await
+            .map_err(|e| Missed::Failed(e.to_string()))?;
+        let answer: Part = wire::decode(&reply.payload).map_err(|e| Missed::Failed(e.to_string()))?;
+        if answer.parts == 0 || answer.part != part { Err(Missed::Again) } else { Ok(answer) }
+    };
+    let first = ask(0).await?;
+    let mut summary = first.summary;
+    for part in 1..first.parts {
+        let answer = ask(part).await?;
+        if answer.parts != first.parts {
+            return Err(Missed::Again);
+        }
+        summary.latest.extend(answer.summary.latest);
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(entries: usize, value: usize) -> ShardSummary {
+        ShardSummary {
+            latest: (0..entries).map(|i| (format!("key{i:06}").into_bytes(), vec![0xff; value])).collect(),
+            pending: 3,
+            dropped: 4,
+            conflicting_writes: vec![(7, b"c".to_vec())],
+        }
+    }
+
+    /// The parts add up to the summary, each within its budget (but an
+    /// entry larger than the budget, alone), the counts in the first; and
+    /// each part, at its worst, fits in a message.
+    #[test]
+    fn a_summary_splits_into_parts_that_each_fit() -> Result<(), wire::WireError> {
+        for (entries, value, budget) in [(0, 0, 100), (10, 5, 1_000), (1_000, 50, 700), (5, 200, 100), (3, 10, 20)] {
+            let whole = summary(entries, value);
+            let parts = split(whole.clone(), budget);
+            let mut joined = ShardSummary { latest: Default::default(), ..parts[0].clone() };
+            for part in &parts {
+                let size: u64 = part.latest.iter().map(|(k, d)| (k.len() + d.len()) as u64 + 16).sum::<u64>()
+                    + part.conflicting_writes.iter().map(|(_, k)| k.len() as u64 + 16).sum::<u64>();
+                assert!(size <= budget || part.latest.len() == 1, "{size} > {budget}");
+                joined.latest.extend(part.latest.clone());
+            }
+            assert_eq!(joined, whole);
+            assert!(parts[1..].iter().all(|p| p.pending == 0 && p.conflicting_writes.is_empty()));
+        }
+        for part in split(summary(40_000, 20), PART_BYTES) {
+            wire::encode(&Part { part: u32::MAX, parts: u32::MAX, summary: part })?;
+        }
+        Ok(())
+    }
+}
