@@ -7,9 +7,11 @@
 //! number of parts, and keeps the snapshot to answer the client's
 //! requests for the other parts from it, so that the parts add up to one
 //! state. One request, one reply: what a server's `allow_responses`
-//! permission allows. A shard keeps one snapshot: a part asked of a query
-//! it no longer holds is answered "start again" (no parts), which a
-//! client does a bounded number of times.
+//! permission allows. A shard keeps a snapshot until its last part is
+//! taken, and at most four at once (clients asking together each get
+//! theirs; an abandoned query does not hold a copy of the shard for
+//! ever): a part asked of a query it no longer holds is answered "start
+//! again" (no parts), which a client does a bounded number of times.
 //!
 //! This module must not change what a shard holds: it only reads it.
 
@@ -86,8 +88,7 @@ pub(crate) async fn answer(
         client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
     let id = id.clone();
     Ok(tokio::spawn(async move {
-        // The query whose snapshot is kept, and its parts.
-        let mut kept: Option<(String, Vec<ShardSummary>)> = None;
+        let mut kept = Snapshots::default();
         while let Some(request) = queries.next().await {
             let Some(reply) = request.reply else { continue };
             let ask = match wire::decode::<Ask>(&request.payload) {
@@ -103,20 +104,9 @@ pub(crate) async fn answer(
                 };
                 // Not hosted here (yet): no answer, and the client asks again.
                 let Some(summary) = summary else { continue };
-                kept = Some((ask.query.clone(), split(summary, PART_BYTES)));
+                kept.keep(ask.query.clone(), split(summary, PART_BYTES));
             }
-            let parts = match &kept {
-                Some((query, parts)) if *query == ask.query => parts.as_slice(),
-                _ => &[],
-            };
-            let part = match usize::try_from(ask.part).ok().and_then(|i| parts.get(i)) {
-                Some(summary) => Part {
-                    part: ask.part,
-                    parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
-                    summary: summary.clone(),
-                },
-                None => Part { part: ask.part, parts: 0, summary: ShardSummary::default() },
-            };
+            let part = kept.take(&ask.query, ask.part);
             match wire::encode(&part) {
                 Ok(bytes) => {
                     let _ = client.publish(reply, bytes.into()).await;
@@ -125,6 +115,42 @@ pub(crate) async fn answer(
             }
         }
     }))
+}
+
+/// The snapshots of the queries being answered, each until its last part
+/// is taken; at most [`Snapshots::KEPT`], so that clients asking at once
+/// each get theirs, and an abandoned query does not hold a copy of the
+/// shard for ever.
+#[derive(Default)]
+struct Snapshots(std::collections::VecDeque<(String, Vec<Option<ShardSummary>>)>);
+
+impl Snapshots {
+    const KEPT: usize = 4;
+
+    fn keep(&mut self, query: String, parts: Vec<ShardSummary>) {
+        self.0.retain(|(q, _)| *q != query);
+        if self.0.len() == Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back((query, parts.into_iter().map(Some).collect()));
+    }
+
+    /// Part `part` of `query`'s snapshot (each part is given once: the
+    /// client starts again from part 0 after any miss), or "start again".
+    fn take(&mut self, query: &str, part: u32) -> Part {
+        let again = Part { part, parts: 0, summary: ShardSummary::default() };
+        let Some(at) = self.0.iter().position(|(q, _)| q == query) else { return again };
+        let Some((_, parts)) = self.0.get_mut(at) else { return again };
+        let total = u32::try_from(parts.len()).unwrap_or(u32::MAX);
+        let taken = usize::try_from(part).ok().and_then(|i| parts.get_mut(i)).and_then(Option::take);
+        if parts.iter().all(Option::is_none) {
+            self.0.remove(at);
+        }
+        match taken {
+            Some(summary) => Part { part, parts: total, summary },
+            None => again,
+        }
+    }
 }
 
 /// Why one attempt at a summary did not give one.
@@ -215,5 +241,27 @@ mod tests {
             wire::encode(&Part { part: u32::MAX, parts: u32::MAX, summary: part })?;
         }
         Ok(())
+    }
+
+    /// Each part is given once; a snapshot goes once its last part is
+    /// taken, or when more queries than kept come after it.
+    #[test]
+    fn snapshots_give_each_part_once_and_forget_old_queries() {
+        let mut kept = Snapshots::default();
+        let parts = split(summary(10, 5), 40);
+        let n = u32::try_from(parts.len()).unwrap();
+        assert!(n > 2, "{n} parts");
+        kept.keep("a".into(), parts.clone());
+        assert_eq!(kept.take("a", 0), Part { part: 0, parts: n, summary: parts[0].clone() });
+        assert_eq!(kept.take("a", 0).parts, 0, "given once");
+        assert_eq!(kept.take("a", n).parts, 0, "no such part");
+        for q in ["b", "c", "d", "e"] {
+            kept.keep(q.into(), parts.clone());
+        }
+        assert_eq!(kept.take("a", 1).parts, 0, "the oldest is forgotten");
+        for part in 0..n {
+            assert_eq!(kept.take("e", part).parts, n);
+        }
+        assert_eq!(kept.0.len(), 3, "a snapshot goes with its last part");
     }
 }
