@@ -107,6 +107,7 @@ fn encode(envelope: &Envelope<Message>) -> Result<Vec<u8>, wire::WireError> {
         (encoded, _) => encoded,
     }
 }
+
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
