@@ -336,7 +336,7 @@ pub struct ExecutorState {
     /// Each step so far, with [`ExecutorOptions::step_trace`] only.
     pub steps: Vec<StepTrace>,
     /// What the report carries so far, as [`ExecutorOptions::report_bytes`]
-    /// counts it.
+    /// counts it (counted only under a bound).
     report_size: u64,
 }
 
@@ -738,7 +738,7 @@ impl Turn<'_> {
         // Checked before the program sees the value: a value fed is a value
         // reported.
         if let Some(input) = &input
-            && let Err(failure) = self.report(0, entry_bytes(&input.key, input.datum.as_deref()))
+            && let Err(failure) = self.report(0, report_entry_bytes(&input.key, input.datum.as_deref()))
         {
             return self.finish(Some(failure));
         }
@@ -830,7 +830,7 @@ impl Turn<'_> {
                         return Err(Failure::AccessViolation { key, access: Access::Rewrite });
                     }
                     (WriteMode::Streaming, None) => {
-                        self.report(0, entry_bytes(&key, Some(&datum)))?;
+                        self.report(0, report_entry_bytes(&key, Some(&datum)))?;
                         self.send_to_shard(
                             &key,
                             Message::KvsWrite { timestamp, key: key.clone(), datum: Some(datum.clone()) },
@@ -846,7 +846,7 @@ impl Turn<'_> {
                         }
                     }
                     (WriteMode::Atomic, None) => {
-                        self.report(0, entry_bytes(&key, Some(&datum)))?;
+                        self.report(0, report_entry_bytes(&key, Some(&datum)))?;
                         self.state.writes.push((key, datum));
                     }
                 }
@@ -857,16 +857,16 @@ impl Turn<'_> {
 
     /// Counts `added` bytes into the report in place of `removed`, or names
     /// the failure if that takes it past [`ExecutorOptions::report_bytes`]
-    /// (and counts nothing).
+    /// (and counts nothing). Without a bound nothing is counted: the
+    /// options do not change during a transaction.
     fn report(&mut self, removed: u64, added: u64) -> Result<(), Failure> {
+        let Some(limit) = self.config.shared.options.report_bytes else { return Ok(()) };
         let size = self.state.report_size.saturating_sub(removed).saturating_add(added);
-        match self.config.shared.options.report_bytes {
-            Some(limit) if size > limit => Err(Failure::TooLarge { what: Oversize::Report, size, limit }),
-            _ => {
-                self.state.report_size = size;
-                Ok(())
-            }
+        if size > limit {
+            return Err(Failure::TooLarge { what: Oversize::Report, size, limit });
         }
+        self.state.report_size = size;
+        Ok(())
     }
 
     /// Ends the transaction: writes held for an atomic success, releases
@@ -949,9 +949,10 @@ impl Turn<'_> {
     }
 }
 
-/// What one key and its value add to a report
-/// ([`ExecutorOptions::report_bytes`]).
-fn entry_bytes(key: &[u8], datum: Option<&[u8]>) -> u64 {
+/// What one key and its value (`None`: absent) add to a report, as
+/// [`ExecutorOptions::report_bytes`] counts it: their bytes and
+/// [`REPORT_ENTRY_BYTES`].
+pub fn report_entry_bytes(key: &[u8], datum: Option<&[u8]>) -> u64 {
     (key.len() as u64).saturating_add(datum.map_or(0, |d| d.len() as u64)).saturating_add(REPORT_ENTRY_BYTES)
 }
 

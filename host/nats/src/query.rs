@@ -56,12 +56,12 @@ const PART_BYTES: u64 = wire::REPORT_BYTES;
 /// (an entry larger than that alone in its part): the counts and the
 /// conflicting writes in the first, the latest values split in key order.
 fn split(summary: ShardSummary, budget: u64) -> Vec<ShardSummary> {
-    let entry = |key: &[u8], datum: &[u8]| (key.len() + datum.len()) as u64 + executor_host::REPORT_ENTRY_BYTES;
+    use executor_host::report_entry_bytes as entry;
     let ShardSummary { latest, pending, dropped, conflicting_writes } = summary;
-    let mut used: u64 = conflicting_writes.iter().map(|(_, key)| entry(key, &[])).sum();
+    let mut used: u64 = conflicting_writes.iter().map(|(_, key)| entry(key, None)).sum();
     let mut parts = vec![ShardSummary { pending, dropped, conflicting_writes, ..ShardSummary::default() }];
     for (key, datum) in latest {
-        let size = entry(&key, &datum);
+        let size = entry(&key, Some(&datum));
         let fits = used.saturating_add(size) <= budget;
         match parts.last_mut() {
             Some(part) if fits || part.latest.is_empty() && part.conflicting_writes.is_empty() => {

@@ -261,10 +261,10 @@ impl ExecLog {
             ));
         }
         if let Some(limit) = self.report_bytes {
-            let entry = |key: &Key, datum: Option<&Datum>| key.len() + datum.map_or(0, Vec::len) + 16;
-            let read = report.values_read.iter().map(|(k, d)| entry(k, d.as_ref()));
-            let size: usize = read.chain(report.values_written.iter().map(|(k, d)| entry(k, Some(d)))).sum();
-            if size as u64 > limit {
+            use executor_host::report_entry_bytes as entry;
+            let read = report.values_read.iter().map(|(k, d)| entry(k, d.as_deref()));
+            let size: u64 = read.chain(report.values_written.iter().map(|(k, d)| entry(k, Some(d)))).sum();
+            if size > limit {
                 return Err(format!("a report of {size} bytes, past its bound of {limit}"));
             }
         }
