@@ -69,6 +69,20 @@ pub enum NatsError {
         /// The deployment's shard count.
         shards: usize,
     },
+    /// A key of a shard's initial state and its value are more than a
+    /// transaction's report may carry over NATS ([`wire::REPORT_BYTES`]):
+    /// no transaction could read them, nor a client.
+    #[error(
+        "the initial value of key {key} is {bytes} bytes with its key; over NATS a key and its value may have at most {limit}, or no read of it could be sent and reported"
+    )]
+    InitialValueTooLarge {
+        /// The key, printable (escaped, and shortened if long).
+        key: String,
+        /// The key's and the value's bytes.
+        bytes: u64,
+        /// The most a key and its value may have.
+        limit: u64,
+    },
     /// A process may host one set of executors.
     #[error("this process already hosts executors")]
     ExecutorsTwice,

@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer, stream};
 use executor_host::runtime::{self, RuntimeConfig, RuntimeHandle};
 use executor_host::{
-    Datum, EngineId, Execution, ExecutorHost, HostConfig, Inbox, Key, Message, Program, Spawner, Timestamp,
-    Transaction, executor_id,
+    Datum, EngineId, Execution, ExecutorHost, HostConfig, Inbox, Key, Message, Program, REPORT_ENTRY_BYTES, Spawner,
+    Timestamp, Transaction, executor_id, report_entry_bytes,
 };
 use executor_testkit::harness::HashShards;
 use executor_testkit::shard::Shard;
@@ -102,6 +102,10 @@ pub async fn serve_shard(
 ) -> Result<Served, NatsError> {
     let map = Arc::new(HashShards::new(shards));
     let id = map.all().get(index).cloned().ok_or(NatsError::NoSuchShard { index, shards })?;
+    let initial: Vec<(Key, Datum)> = initial.into_iter().collect();
+    // Every shard checks the whole state, so that the deployment refuses it
+    // whichever process starts first.
+    check_initial(&initial)?;
     let mine: Vec<(Key, Datum)> = initial.into_iter().filter(|(k, _)| map.shard_for_index(k) == index).collect();
     let stream = link.own_stream(&id).await?;
     // The router needs the shard's handle (for co-located executors) and
@@ -133,6 +137,28 @@ pub async fn serve_shard(
         metrics.merge(std::mem::take(&mut served.metrics));
     }
     Ok(Served { tasks, metrics })
+}
+
+/// Refuses an initial state with a value too large to travel: a read of it
+/// would be dropped as unsendable until its transaction's deadline, and a
+/// client's query could not carry it either.
+fn check_initial(initial: &[(Key, Datum)]) -> Result<(), NatsError> {
+    let limit = wire::REPORT_BYTES.saturating_sub(REPORT_ENTRY_BYTES);
+    match initial.iter().find(|(key, datum)| report_entry_bytes(key, Some(datum)) > wire::REPORT_BYTES) {
+        None => Ok(()),
+        Some((key, datum)) => {
+            const SHOWN: usize = 64;
+            let mut shown: String = key.iter().take(SHOWN).flat_map(|b| b.escape_ascii()).map(char::from).collect();
+            if key.len() > SHOWN {
+                shown.push('…');
+            }
+            Err(NatsError::InitialValueTooLarge {
+                key: shown,
+                bytes: (key.len() as u64).saturating_add(datum.len() as u64),
+                limit,
+            })
+        }
+    }
 }
 
 /// Sends the worker's spawn requests to the executor hosts' work queue.
@@ -365,5 +391,33 @@ impl Executors {
             }
         }
         self.done.insert(timestamp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_initial_value_too_large_to_travel_is_refused_with_its_key() -> Result<(), NatsError> {
+        let limit = wire::REPORT_BYTES - REPORT_ENTRY_BYTES;
+        let largest = limit as usize - 3;
+        check_initial(&[(b"abc".to_vec(), vec![7; largest]), (vec![0xff; 200], b"1".to_vec())])?;
+        let Err(error) = check_initial(&[(b"ok".to_vec(), b"1".to_vec()), (b"big\n".to_vec(), vec![7; largest + 1])])
+        else {
+            panic!("one byte more is refused")
+        };
+        assert!(
+            matches!(&error, NatsError::InitialValueTooLarge { key, bytes, limit: l }
+                if key == "big\\n" && *bytes == limit + 2 && *l == limit),
+            "{error:?}"
+        );
+        // A long binary key is shown escaped and shortened.
+        let Err(NatsError::InitialValueTooLarge { key, .. }) = check_initial(&[(vec![0xff; 1000], vec![0; largest])])
+        else {
+            panic!("a long key counts too")
+        };
+        assert_eq!(key, format!("{}…", "\\xff".repeat(64)));
+        Ok(())
     }
 }
