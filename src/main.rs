@@ -300,6 +300,13 @@ const COMPACT_SETTINGS: &[&str] = &[
     "profile.guest.debug=false",
 ];
 
+/// The 64 KiB stack the guests here have (`.cargo/config.toml`), for the
+/// builds `build` sets up (the compact one and `--dev`), so that a crate
+/// outside this workspace is not linked with Rust's 1 MiB: a fresh
+/// instance's memory, and the gas it is charged, grow with the stack.
+/// `--profile` builds take their flags from the crate's own configuration.
+const GUEST_STACK_SETTING: &str = "target.wasm32-unknown-unknown.rustflags=[\"-C\", \"link-arg=-zstack-size=65536\"]";
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -593,6 +600,9 @@ fn build(
             })
         }
     };
+    if profile.is_none() || dev {
+        guest = guest.cargo_config(GUEST_STACK_SETTING);
+    }
     if let Some(manifest) = manifest {
         guest = guest.manifest_path(manifest);
     }
@@ -601,6 +611,14 @@ fn build(
     }
     tracing::info!(profile = profile.unwrap_or(COMPACT_PROFILE), "building the guest");
     let module = guest.run()?.single().context("pick the guest crate with --package")?;
+    if let Some(stack) = module.stack_pointer_start()?.filter(|&stack| stack > executor_guest_build::GUEST_STACK) {
+        tracing::warn!(
+            "the guest's stack pointer starts at {} KiB (Rust's default stack is 1024 KiB): every instance's memory, \
+             and the gas it is charged, grow with it; link with `-zstack-size=65536` (the crate's \
+             `.cargo/config.toml`, `[target.wasm32-unknown-unknown] rustflags`, read from the directory cargo runs in)",
+            stack >> 10
+        );
+    }
     let component = module.componentize()?;
     let checked = sandbox(config, dev)?.load(&component);
     match checked {

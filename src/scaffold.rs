@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-const FILES: [(&str, &str); 6] = [
+const FILES: [(&str, &str); 7] = [
     ("Cargo.toml", include_str!("templates/guest/Cargo.toml.in")),
     ("src/lib.rs", include_str!("templates/guest/lib.rs.in")),
     ("tests/host.rs", include_str!("templates/guest/host.rs.in")),
     ("scenario.json", include_str!("templates/guest/scenario.json")),
     ("README.md", include_str!("templates/guest/README.md.in")),
     (".gitignore", include_str!("templates/guest/gitignore")),
+    (".cargo/config.toml", include_str!("templates/guest/cargo-config.toml")),
 ];
 
 /// The crate name a directory name gives: lowercase, `-` for anything

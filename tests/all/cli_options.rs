@@ -401,8 +401,23 @@ serde_json = "1"
     let (component, stderr) = build(&outside, &["build"]);
     assert!(near(component.len()), "{} bytes, the test artifact {compact}", component.len());
     assert!(stderr.contains("`guest` profile"), "{stderr}");
-    let checked = cli(&["check", outside.join("out.wasm").to_str().unwrap(), "--output", "json"]).json();
+    assert!(!stderr.contains("stack pointer starts"), "{stderr}");
+    let built = outside.join("out.wasm");
+    let checked = cli(&["check", built.to_str().unwrap(), "--output", "json"]).json();
     assert_eq!(checked["ok"], true, "{checked}");
+    // Its stack is the artifact's 64 KiB, not Rust's 1 MiB (this crate has
+    // no `.cargo/config.toml`): every transaction uses the same gas.
+    let scenario = format!("{workspace}/examples/transfers.json");
+    let gas = |guest: &str| {
+        let report = cli(&["run", "--guest", guest, "--scenario", &scenario, "--seed", "1", "--output", "json"]).json();
+        report["gas_used"].as_u64().unwrap()
+    };
+    assert_eq!(gas(built.to_str().unwrap()), gas(guest_artifacts::TRANSFER));
+
+    // A profile of the crate's own takes the crate's flags, and is told
+    // what Rust's default stack costs.
+    let (_, stderr) = build(&outside, &["build", "--profile", "release"]);
+    assert!(stderr.contains("stack pointer starts at 1024 KiB"), "{stderr}");
 }
 
 /// Recording mode: a scenario that declares no keys fails in strict mode;
@@ -454,7 +469,9 @@ fn new_makes_a_guest_crate_that_builds_runs_and_records() {
     let project = dir.path().join("my-guest");
     let created = cli(&["new", project.to_str().unwrap()]);
     assert_eq!(created.code, Some(0), "{}", created.stderr);
-    for file in ["Cargo.toml", "src/lib.rs", "tests/host.rs", "scenario.json", "README.md", ".gitignore"] {
+    for file in
+        ["Cargo.toml", "src/lib.rs", "tests/host.rs", "scenario.json", "README.md", ".gitignore", ".cargo/config.toml"]
+    {
         assert!(project.join(file).is_file(), "{file}");
     }
     assert!(cli(&["new", project.to_str().unwrap()]).refused("is not empty"));

@@ -155,6 +155,45 @@ pub fn componentize(core_module: &[u8]) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Encode(e.into()))
 }
 
+/// The stack size Rust gives a wasm32 module unless told otherwise.
+pub const DEFAULT_RUST_STACK: u64 = 1 << 20;
+
+/// The stack the guests here are linked with (`-zstack-size=65536`): a
+/// fresh instance's memory, and the gas it is charged, grow with it.
+pub const GUEST_STACK: u64 = 64 << 10;
+
+/// Where a core module's stack pointer starts: with the stack first in
+/// memory (the layout rustc and the C guests' link use) that is the stack
+/// size. Read from the first global, which LLVM's wasm output makes the
+/// mutable `i32` `__stack_pointer`; `None` if the module has no such
+/// global (another toolchain) or cannot be read.
+pub fn stack_pointer_start(core_module: &[u8]) -> Option<u64> {
+    for payload in wasmparser::Parser::new(0).parse_all(core_module) {
+        match payload.ok()? {
+            // An imported global would come first in the index space.
+            wasmparser::Payload::ImportSection(imports) => {
+                for import in imports.into_imports() {
+                    if matches!(import.ok()?.ty, wasmparser::TypeRef::Global(_)) {
+                        return None;
+                    }
+                }
+            }
+            wasmparser::Payload::GlobalSection(globals) => {
+                let global = globals.into_iter().next()?.ok()?;
+                if !global.ty.mutable || global.ty.content_type != wasmparser::ValType::I32 {
+                    return None;
+                }
+                return match global.init_expr.get_operators_reader().read().ok()? {
+                    wasmparser::Operator::I32Const { value } => u64::try_from(value).ok(),
+                    _ => None,
+                };
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Reads a core module from a file and [`componentize`]s it.
 pub fn componentize_file(path: &Path) -> Result<Vec<u8>, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
@@ -373,6 +412,12 @@ impl CoreModule {
     pub fn componentize(&self) -> Result<Vec<u8>, Error> {
         componentize_file(&self.path)
     }
+
+    /// Reads the module's [`stack_pointer_start`].
+    pub fn stack_pointer_start(&self) -> Result<Option<u64>, Error> {
+        let bytes = std::fs::read(&self.path).map_err(|source| Error::Read { path: self.path.clone(), source })?;
+        Ok(stack_pointer_start(&bytes))
+    }
 }
 
 /// The kind of target a module was built from.
@@ -430,6 +475,23 @@ mod messages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The guests here are linked with their 64 KiB stack, and a module
+    /// that starts its first global elsewhere, or has none, says so.
+    #[test]
+    fn the_stack_pointer_start_is_read_from_the_module() {
+        let transfer = std::fs::read(guest_artifacts::TRANSFER_CORE).unwrap();
+        assert_eq!(stack_pointer_start(&transfer), Some(GUEST_STACK));
+        let header = b"\0asm\x01\0\0\0";
+        // One global: a mutable i32 starting at 1 MiB (signed LEB128).
+        let one_mib = [header.as_slice(), &[6, 9, 1, 0x7f, 1, 0x41, 0x80, 0x80, 0xc0, 0x00, 0x0b]].concat();
+        assert_eq!(stack_pointer_start(&one_mib), Some(DEFAULT_RUST_STACK));
+        // An immutable one is not a stack pointer.
+        let constant = [header.as_slice(), &[6, 9, 1, 0x7f, 0, 0x41, 0x80, 0x80, 0xc0, 0x00, 0x0b]].concat();
+        assert_eq!(stack_pointer_start(&constant), None);
+        assert_eq!(stack_pointer_start(header), None);
+        assert_eq!(stack_pointer_start(b"not wasm"), None);
+    }
 
     #[test]
     fn package_names_from_cargo_ids_and_user_specs() {
