@@ -53,6 +53,29 @@ fn scenario_shard_count_is_bounded() {
     assert!(error.to_string().contains("at most 1024 shards"), "{error}");
 }
 
+/// A thread count past what the harness starts is an error, not a panic
+/// in tokio's builder or an abort when the system refuses a thread.
+#[test]
+fn a_concurrent_run_refuses_too_many_threads() {
+    let program = Arc::new(NativeProgram::<TransferFunction>::new(Limits::default()));
+    for threads in [1025, 100_000, usize::MAX] {
+        for delivery in [
+            Delivery::Concurrent { threads },
+            Delivery::ClosedLoop { threads, in_flight: 4 },
+            Delivery::OpenLoop { threads, per_second: 1000 },
+        ] {
+            let error = harness::execute(&transfers(1), program.clone(), &ExecutorOptions::default(), delivery)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(error, format!("a concurrent run may have at most 1024 threads, not {threads}"));
+        }
+    }
+    let outcome =
+        harness::execute(&transfers(3), program, &ExecutorOptions::default(), Delivery::Concurrent { threads: 1024 })
+            .unwrap();
+    assert_eq!(outcome.transactions.len(), 3);
+}
+
 #[test]
 fn scenario_refuses_a_key_given_twice_in_initial_state() {
     let text = r#"{"initial_state": {"a": "1", "b": "2", "a": "3"}, "transactions": []}"#;

@@ -37,6 +37,14 @@ fn infinite_loop_hits_the_wall_clock_bound() {
     assert_eq!(attack(&sandbox, "loop", u64::MAX), Failure::Timeout { bound_ms: 50 });
 }
 
+/// A `call_time` too long for any clock (a configuration may say so)
+/// means no bound, not an overflow in the engine.
+#[test]
+fn the_longest_call_time_is_no_bound() {
+    let sandbox = sandbox_with(Limits { call_time: Duration::MAX, ..Limits::default() });
+    assert_eq!(attack(&sandbox, "loop", 1_000_000), Failure::OutOfGas);
+}
+
 #[test]
 fn memory_growth_hits_the_memory_limit() {
     let limit = Limits::default().memory_bytes;

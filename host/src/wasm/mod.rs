@@ -209,7 +209,7 @@ impl Sandbox {
             inner: Arc::new(ProgramInner {
                 pre,
                 limits: inner.config.limits.clone(),
-                epoch_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
+                epoch_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).clamp(1, MAX_EPOCH_TICKS),
                 size: bytes.len(),
                 slots: inner.slots.clone(),
                 // Only a dev sandbox gets here with a debug build.
@@ -597,6 +597,11 @@ impl Session for WasmSession<'_> {
 /// the worst case of wall time per unit of gas stays within 10× of pure
 /// computation (see the README's "What gas buys").
 pub const GAS_PER_MEMORY_PAGE: u64 = 4096;
+
+/// The most epoch ticks a call may run: wasmtime adds the deadline to the
+/// engine's current epoch, which must not overflow. At the default 5 ms
+/// tick this is some 174 years, so a longer `call_time` means no bound.
+const MAX_EPOCH_TICKS: u64 = 1 << 40;
 
 /// The memory charge of a call whose linear memory peaked at `peak` bytes.
 fn memory_gas(peak: usize) -> u64 {

@@ -174,6 +174,14 @@ pub enum HarnessError {
         /// The most the harness hosts.
         max: usize,
     },
+    /// A concurrent run asked for more threads than the harness starts.
+    #[error("a concurrent run may have at most {max} threads, not {threads}")]
+    TooManyThreads {
+        /// What the delivery asked for.
+        threads: usize,
+        /// The most the harness starts.
+        max: usize,
+    },
     /// Not every transaction finished.
     #[error("the run did not settle: {0}")]
     Stuck(String),
@@ -188,6 +196,11 @@ pub enum HarnessError {
 /// The most shards a harness run hosts: each is an engine with its own
 /// state, and a workload beyond this is a mistake, not a test.
 pub const MAX_SHARDS: usize = 1024;
+
+/// The most threads a concurrent run starts (each with an executor host):
+/// far more than cores only adds handoffs, and an operating system refuses
+/// to start some number of them, which would abort the process.
+pub const MAX_THREADS: usize = 1024;
 
 /// Keys spread over `shard-0 .. shard-{n-1}` by an FNV-1a hash: stable
 /// across runs and platforms.
@@ -298,6 +311,9 @@ pub fn execute(
                 Delivery::ClosedLoop { in_flight, .. } => Pace::Window(in_flight.max(1)),
                 _ => Pace::AllAtOnce,
             };
+            if threads > MAX_THREADS {
+                return Err(HarnessError::TooManyThreads { threads, max: MAX_THREADS });
+            }
             let threads = threads.max(1);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads)
