@@ -1,6 +1,7 @@
 //! What `run`, `list` and `check` print: for people (tables) or for
 //! programs (JSON), and `run`'s progress bar.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal as _;
@@ -71,19 +72,21 @@ impl fmt::Display for RunOutput<'_> {
         if report.failed > 0 {
             writeln!(f, "failed transactions (timestamp, reason):")?;
             for tx in report.transactions.iter().filter(|tx| !tx.success) {
-                writeln!(f, "{:>10}  {}", tx.timestamp, tx.failure.as_deref().unwrap_or("unknown"))?;
+                writeln!(f, "{:>10}  {}", tx.timestamp, printable(tx.failure.as_deref().unwrap_or("unknown")))?;
             }
             writeln!(f)?;
         }
         if !report.nondeterministic_writes.is_empty() {
             writeln!(f, "nondeterministic writes (timestamp, key): a re-run transaction wrote differently")?;
             for write in &report.nondeterministic_writes {
-                writeln!(f, "{:>10}", write.to_string())?;
+                writeln!(f, "{:>10}", printable(&write.to_string()))?;
             }
             writeln!(f)?;
         }
+        // Wide enough for the longest reason (`  access_violation`).
+        let width = self.failed_by_reason.keys().map(|reason| reason.len() + 4).fold(16, usize::max);
         let row = |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| {
-            writeln!(f, "{label:<16}{:>14}", value.to_string())
+            writeln!(f, "{label:<width$}{:>14}", value.to_string())
         };
         row(f, "transactions", &report.transactions.len())?;
         row(f, "succeeded", &report.succeeded)?;
@@ -97,6 +100,25 @@ impl fmt::Display for RunOutput<'_> {
     }
 }
 
+/// `text` with its control characters escaped (`\u{1b}`, `\r`): what a
+/// guest or a scenario chose must not move the cursor, recolour the
+/// terminal or forge a line of the summary. (The JSON report escapes them
+/// as JSON does.)
+fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
 /// Each transaction's log lines, under its timestamp, a line that spans
 /// several (a panic message) indented below it.
 fn guest_log(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
@@ -107,7 +129,7 @@ fn guest_log(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
     writeln!(f, "guest log (timestamp, line):")?;
     for tx in logged {
         for line in &tx.log.lines {
-            for (part, text) in line.split('\n').enumerate() {
+            for (part, text) in line.split('\n').map(printable).enumerate() {
                 if part == 0 {
                     writeln!(f, "{:>10}  {text}", tx.timestamp)?;
                 } else {
@@ -300,14 +322,14 @@ pub fn recorded(recorded: &[executor_testkit::record::Recorded], format: Output)
         Output::Human => {
             let mut out = String::from("timestamp  eager | lazy | will  (outcome)\n");
             for (r, timestamp) in recorded.iter().zip(1u64..) {
-                let _ = writeln!(
-                    out,
-                    "{timestamp:>9}  {} | {} | {}  ({})",
+                let line = format!(
+                    "{} | {} | {}  ({})",
                     text(&r.keys.eager_read_keys).join(" "),
                     text(&r.keys.lazy_read_keys).join(" "),
                     text(&r.keys.will_write_keys).join(" "),
                     outcome(r)
                 );
+                let _ = writeln!(out, "{timestamp:>9}  {}", printable(&line));
             }
             Ok(out)
         }

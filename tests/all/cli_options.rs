@@ -459,6 +459,26 @@ fn recording_learns_the_key_sets_that_strict_mode_then_accepts() {
     assert_eq!(refused.code, Some(2), "--write-scenario without --record is a usage error");
 }
 
+/// Text a scenario or a guest chose (here a key, in an access violation
+/// and in what `--record` learns) reaches the terminal with its control
+/// characters escaped: it cannot recolour it or forge a line.
+#[test]
+fn the_summary_escapes_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "escapes.json",
+        r#"{"initial_state": {"a": "5"}, "transactions": [
+            {"executable": {"from": "\u001b[31mX\r\n       2  succeeded", "to": "a", "amount": 1}}]}"#,
+    );
+    let run = ["run", "--native", "transfer", "--scenario", &scenario, "--output", "human"];
+    for args in [&run[..], &[&run[..], &["--record"]].concat()] {
+        let ran = cli(args);
+        assert!(ran.stdout.contains("\\u{1b}[31mX\\r\\n       2  succeeded"), "{args:?}: {}", ran.stdout);
+        assert!(!ran.stdout.contains(['\u{1b}', '\r']), "{args:?}: {:?}", ran.stdout);
+    }
+}
+
 /// `new` creates a guest crate outside the repository that `build` turns
 /// into a component which runs its scenario; the undeclared transaction of
 /// that scenario fails in strict mode until recorded. It refuses to write
