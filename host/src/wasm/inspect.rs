@@ -52,6 +52,11 @@ pub enum LoadError {
     /// the world's types; the text says which are missing or mismatched.
     #[error("not an executor component (wrong world): {0}")]
     WrongWorld(String),
+    /// The component is valid but cannot be instantiated within the
+    /// sandbox's limits (the text says which), so no transaction could run
+    /// it.
+    #[error("the component cannot be instantiated within the sandbox's limits: {0}")]
+    Uninstantiable(String),
     /// The component compiled, but its artifact could not be written to the
     /// cache directory.
     #[error("artifact cache: {context}")]
@@ -75,6 +80,7 @@ impl PartialEq for LoadError {
             Self::ForbiddenImport(a) => matches!(other, Self::ForbiddenImport(b) if a == b),
             Self::DebugBuild => matches!(other, Self::DebugBuild),
             Self::WrongWorld(a) => matches!(other, Self::WrongWorld(b) if a == b),
+            Self::Uninstantiable(a) => matches!(other, Self::Uninstantiable(b) if a == b),
             Self::Cache { context: a, source: x } => {
                 matches!(other, Self::Cache { context: b, source: y } if a == b && same_cause(&**x, &**y))
             }
@@ -239,7 +245,8 @@ pub(super) fn check_world(engine: &Engine, component: &Component, dev: bool) -> 
 
 impl LoadError {
     /// The refusal's kind (`"not_wasm"`, `"core_module"`, `"invalid"`,
-    /// `"forbidden_import"`, `"debug_build"`, `"wrong_world"`, `"cache"`):
+    /// `"forbidden_import"`, `"debug_build"`, `"wrong_world"`,
+    /// `"uninstantiable"`, `"cache"`):
     /// a stable name for counting and reporting, as
     /// [`crate::Failure::kind`] is for failures.
     pub fn kind(&self) -> &'static str {
@@ -250,6 +257,7 @@ impl LoadError {
             Self::ForbiddenImport(_) => "forbidden_import",
             Self::DebugBuild => "debug_build",
             Self::WrongWorld(_) => "wrong_world",
+            Self::Uninstantiable(_) => "uninstantiable",
             Self::Cache { .. } => "cache",
         }
     }

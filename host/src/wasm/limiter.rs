@@ -6,6 +6,16 @@ use wasmtime::ResourceLimiter;
 
 use crate::diagnostics::GuestLog;
 
+/// The core instances one guest component may have (a Rust guest: its
+/// module, and in a debug build the adapter's shim and fixups). With the
+/// memories and tables below, what a pool slot holds: a component can
+/// never take another call's share of the pool.
+pub(super) const CORE_INSTANCES: u32 = 4;
+/// The linear memories one guest component may have.
+pub(super) const MEMORIES: u32 = 1;
+/// The tables one guest component may have.
+pub(super) const TABLES: u32 = 2;
+
 #[derive(Debug)]
 pub(super) struct CallLimiter {
     memory_bytes: usize,
@@ -61,16 +71,14 @@ impl ResourceLimiter for CallLimiter {
     }
 
     fn instances(&self) -> usize {
-        // A guest component instantiates its core modules (a Rust guest: a
-        // handful of adapter shims); anything beyond is not an executor.
-        16
+        CORE_INSTANCES as usize
     }
 
     fn memories(&self) -> usize {
-        1
+        MEMORIES as usize
     }
 
     fn tables(&self) -> usize {
-        4
+        TABLES as usize
     }
 }

@@ -205,7 +205,7 @@ impl Sandbox {
         let pre = ExecutorPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let tick = inner.config.epoch_tick.as_nanos().max(1);
         let ticks = inner.config.limits.call_time.as_nanos().div_ceil(tick);
-        Ok(WasmProgram {
+        let program = WasmProgram {
             inner: Arc::new(ProgramInner {
                 pre,
                 limits: inner.config.limits.clone(),
@@ -215,7 +215,9 @@ impl Sandbox {
                 // Only a dev sandbox gets here with a debug build.
                 debug_build: dev && inspect::is_debug_build(&inner.engine, &component),
             }),
-        })
+        };
+        program.check_instantiates()?;
+        Ok(program)
     }
 
     /// Describes a component (exports, imports, size) and says whether it
@@ -309,11 +311,18 @@ impl EngineSettings {
             .wasm_backtrace_max_frames(if self.backtraces { std::num::NonZeroUsize::new(20) } else { None });
         if let Some(pool) = &self.pool {
             let mut pooling = PoolingAllocationConfig::new();
+            // Each slot holds what one component may have (the limiter's
+            // counts), and no component may have more: a component that
+            // cannot be instantiated is refused when it is compiled, not
+            // when the pool runs dry under some other call.
             pooling
                 .total_component_instances(pool.slots)
-                .total_core_instances(pool.slots.saturating_mul(4))
-                .total_memories(pool.slots)
-                .total_tables(pool.slots.saturating_mul(2))
+                .total_core_instances(pool.slots.saturating_mul(limiter::CORE_INSTANCES))
+                .total_memories(pool.slots.saturating_mul(limiter::MEMORIES))
+                .total_tables(pool.slots.saturating_mul(limiter::TABLES))
+                .max_core_instances_per_component(limiter::CORE_INSTANCES)
+                .max_memories_per_component(limiter::MEMORIES)
+                .max_tables_per_component(limiter::TABLES)
                 .max_memory_size(pool.max_memory_size)
                 .table_elements(pool.table_elements)
                 // Keep the first pages of a freed slot resident: a fresh
@@ -439,6 +448,28 @@ impl WasmProgram {
             .iter()
             .map(|call| self.metered(&mut store, *call, |store, call| self.run(store, &instance, call)))
             .collect()
+    }
+
+    /// Instantiates once, with no fuel, so that a component that could
+    /// never be instantiated within the sandbox's limits (more instances,
+    /// memories or tables than a guest may have, a larger initial memory
+    /// or table) is refused when loaded, not failed in every transaction.
+    /// No guest code runs: a start function stops at its first
+    /// instruction, and that is not held against the component (with gas,
+    /// it may well finish).
+    fn check_instantiates(&self) -> Result<(), LoadError> {
+        let _slot = self.inner.slots.acquire();
+        let mut store = self.store();
+        store.set_epoch_deadline(self.inner.epoch_ticks);
+        store.epoch_deadline_trap();
+        match self.inner.pre.instantiate(&mut store) {
+            Ok(_) => Ok(()),
+            Err(error) if error.downcast_ref::<wasmtime::Trap>().is_some() => Ok(()),
+            Err(error) => Err(LoadError::Uninstantiable(match classify(&store, error, &self.inner.limits) {
+                Failure::Host { message } => message,
+                failure => failure.to_string(),
+            })),
+        }
     }
 
     fn store(&self) -> Store<CallLimiter> {

@@ -402,7 +402,7 @@ fn cases() -> Vec<Case> {
             Wat { execute_step: "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))", ..W },
             Fails("memory_limit"),
         ),
-        wat("initial memory past the limit, on demand", Wat { memory: "300", ..W }, Fails("memory_limit"))
+        wat("initial memory past the limit, on demand", Wat { memory: "300", ..W }, Refused("uninstantiable"))
             .room(Room::OnDemand),
         wat("initial memory past the limit, pooled", Wat { memory: "300", ..W }, Refused("invalid")),
         // The stack.
@@ -420,9 +420,24 @@ fn cases() -> Vec<Case> {
             Wat { execute_step: "(drop (table.grow $t (ref.null func) (i32.const 9999)))", ..W },
             Succeeds,
         ),
-        wat("initial table past the limit, on demand", Wat { table: "20000", ..W }, Fails("table_limit"))
+        wat("initial table past the limit, on demand", Wat { table: "20000", ..W }, Refused("uninstantiable"))
             .room(Room::OnDemand),
         wat("initial table past the limit, pooled", Wat { table: "20000", ..W }, Refused("invalid")),
+        // What a component instantiates: at most four core instances, one
+        // memory, two tables (a pool slot's share), refused on load.
+        case("a second memory, pooled", Guest::Bytes(|| benign_with(SECOND_MAIN)), Refused("invalid")),
+        case("a second memory, on demand", Guest::Bytes(|| benign_with(SECOND_MAIN)), Refused("uninstantiable"))
+            .room(Room::OnDemand),
+        case("five core instances, pooled", Guest::Bytes(|| benign_with(&empty_instances(4))), Refused("invalid")),
+        case(
+            "five core instances, on demand",
+            Guest::Bytes(|| benign_with(&empty_instances(4))),
+            Refused("uninstantiable"),
+        )
+        .room(Room::OnDemand),
+        case("four core instances", Guest::Bytes(|| benign_with(&empty_instances(3))), Succeeds),
+        case("four core instances, on demand", Guest::Bytes(|| benign_with(&empty_instances(3))), Succeeds)
+            .room(Room::OnDemand),
         // Traps, in each export and at instantiation.
         hostile("execute-step panics", "panic", Fails("trap")),
         hostile("starting-state panics", "start-panic", Fails("trap")),
@@ -587,6 +602,28 @@ fn cases() -> Vec<Case> {
             Refused("forbidden_import"),
         ),
     ]
+}
+
+/// The benign component with component sections appended (a component's
+/// sections may come in any order).
+fn benign_with(sections: &[u8]) -> Vec<u8> {
+    [Wat::BENIGN.component().as_slice(), sections].concat()
+}
+
+/// A core instance section instantiating the component's module (index 0)
+/// once more, with its own memory and table.
+const SECOND_MAIN: &[u8] = &[0x02, 0x04, 0x01, 0x00, 0x00, 0x00];
+
+/// An empty core module (index 1) and a core instance section
+/// instantiating it `count` times.
+fn empty_instances(count: u8) -> Vec<u8> {
+    let mut sections = vec![0x01, 0x08];
+    sections.extend(b"\0asm\x01\0\0\0");
+    sections.extend([0x02, 1 + 3 * count, count]);
+    for _ in 0..count {
+        sections.extend([0x00, 0x01, 0x00]);
+    }
+    sections
 }
 
 #[test]
