@@ -161,7 +161,8 @@ const HEADER: &str = "\
 fn comment(path: &str) -> Option<&'static str> {
     Some(match path {
         "sandbox" => {
-            "# [sandbox]: the wasm sandbox (SandboxConfig): instance pool slots, epoch tick, wasm stack in bytes."
+            "# [sandbox]: the wasm sandbox (SandboxConfig): instance pool slots, epoch tick, wasm stack in bytes, \
+             the largest component loaded (bytes, functions)."
         }
         "sandbox.limits" => {
             "# [sandbox.limits]: per guest call (Limits): memory, sizes in bytes; call_time bounds its wall clock."

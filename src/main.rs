@@ -564,9 +564,11 @@ fn program(args: &GuestArgs, config: &Config, dev: bool) -> Result<Arc<dyn Progr
 fn check(file: &Path, config: &Config, format: Output) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let sandbox = sandbox(config, false)?;
-    // Describe first, so even a rejected component shows what it holds.
-    let info = sandbox.inspect(&bytes).ok();
+    // Loaded first, so that describing it takes the compiled component
+    // from the sandbox's memory instead of compiling it again; described
+    // even when refused, to show what it holds.
     let loaded = sandbox.load(&bytes).map(drop).with_context(|| format!("{} is not a valid executor", file.display()));
+    let info = sandbox.inspect(&bytes).ok();
     match format {
         Output::Human => {
             if let Some(info) = &info {

@@ -11,6 +11,8 @@ use crate::support::*;
 mod hostile_cases;
 mod wat_guest;
 
+use wat_guest::Wat;
+
 /// Runs the hostile guest in `mode` on `sandbox`, then checks that the same
 /// sandbox still runs a transfer.
 fn attack(sandbox: &Sandbox, mode: &str, gas: u64) -> Failure {
@@ -106,6 +108,33 @@ fn not_wasm_is_refused() {
 #[test]
 fn core_module_is_refused() {
     assert_eq!(sandbox().load(&bytes(guest_artifacts::TRANSFER_CORE)).unwrap_err(), LoadError::CoreModule);
+}
+
+/// Compiling takes memory and time that grow with a component: one past
+/// the sandbox's bounds is refused before it is compiled, by what it is.
+#[test]
+fn a_component_past_the_size_bounds_is_refused_before_compiling() {
+    let with_functions = |count: usize| Wat { extra: "(func)".repeat(count).leak(), ..Wat::BENIGN }.component();
+    let benign = with_functions(0);
+    let at_bound =
+        SandboxConfig { max_functions: 10, max_component_bytes: benign.len() as u64 + 30, ..Default::default() };
+    let at_bound = Sandbox::new(at_bound).unwrap();
+    // The benign module defines five functions: five more are the bound.
+    let five = with_functions(5);
+    assert!(five.len() as u64 <= at_bound.config().max_component_bytes, "{}", five.len());
+    at_bound.load(&five).unwrap();
+    let six = at_bound.load(&with_functions(6)).unwrap_err();
+    assert_eq!(six, LoadError::TooLarge { what: "functions", size: 11, limit: 10, setting: "max_functions" });
+    let bytes = at_bound.load(&with_functions(20)).unwrap_err();
+    assert!(matches!(bytes, LoadError::TooLarge { what: "bytes", .. }), "{bytes:?}");
+    assert_eq!(bytes.kind(), "too_large");
+    // The defaults: a hundred times the functions of the example guests.
+    let error = sandbox().load(&with_functions(20_000)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the component has 20005 functions; this sandbox loads at most 20000 (`max_functions` in `[sandbox]`)"
+    );
+    assert_eq!(sandbox().inspect(&with_functions(20_000)).unwrap_err(), error);
 }
 
 #[test]

@@ -100,6 +100,11 @@ impl ArtifactCache {
         sha.finalize().into()
     }
 
+    /// The compiled component of `bytes`, if this process loaded it.
+    pub(super) fn remembered(&self, bytes: &[u8]) -> Option<Component> {
+        self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&self.key(bytes)).cloned()
+    }
+
     /// The compiled component of `bytes`: from memory, from a verified
     /// artifact in `dir`, or compiled (and, once `validate` accepts it,
     /// kept in `dir`).

@@ -57,6 +57,21 @@ pub enum LoadError {
     /// it.
     #[error("the component cannot be instantiated within the sandbox's limits: {0}")]
     Uninstantiable(String),
+    /// The component is larger than the sandbox loads
+    /// ([`SandboxConfig::max_component_bytes`](crate::SandboxConfig::max_component_bytes),
+    /// [`max_functions`](crate::SandboxConfig::max_functions)): refused
+    /// before compiling it.
+    #[error("the component has {size} {what}; this sandbox loads at most {limit} (`{setting}` in `[sandbox]`)")]
+    TooLarge {
+        /// What is counted: `"bytes"` or `"functions"`.
+        what: &'static str,
+        /// The component's count.
+        size: u64,
+        /// The bound.
+        limit: u64,
+        /// The configuration key of the bound.
+        setting: &'static str,
+    },
     /// The component compiled, but its artifact could not be written to the
     /// cache directory.
     #[error("artifact cache: {context}")]
@@ -81,6 +96,10 @@ impl PartialEq for LoadError {
             Self::DebugBuild => matches!(other, Self::DebugBuild),
             Self::WrongWorld(a) => matches!(other, Self::WrongWorld(b) if a == b),
             Self::Uninstantiable(a) => matches!(other, Self::Uninstantiable(b) if a == b),
+            Self::TooLarge { what, size, limit, setting } => {
+                matches!(other, Self::TooLarge { what: w, size: s, limit: l, setting: k }
+                    if (what, size, limit, setting) == (w, s, l, k))
+            }
             Self::Cache { context: a, source: x } => {
                 matches!(other, Self::Cache { context: b, source: y } if a == b && same_cause(&**x, &**y))
             }
@@ -143,6 +162,32 @@ pub(super) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
         Some([0, b'a', b's', b'm', ..]) => Err(LoadError::Invalid(cause("unknown wasm version or layer"))),
         _ => Err(LoadError::NotWasm),
     }
+}
+
+/// Refuses a component past the sandbox's size bounds, before compiling it.
+/// Bytes that do not parse are left to the compiler, which says why.
+pub(super) fn check_size(bytes: &[u8], config: &crate::SandboxConfig) -> Result<(), LoadError> {
+    let size = bytes.len() as u64;
+    if size > config.max_component_bytes {
+        let (what, limit, setting) = ("bytes", config.max_component_bytes, "max_component_bytes");
+        return Err(LoadError::TooLarge { what, size, limit, setting });
+    }
+    let mut functions: u64 = 0;
+    // Every core module's, nested ones included (`parse_all` walks them).
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(wasmparser::Payload::FunctionSection(section)) => {
+                functions = functions.saturating_add(u64::from(section.count()));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    if functions > config.max_functions {
+        let (what, limit, setting) = ("functions", config.max_functions, "max_functions");
+        return Err(LoadError::TooLarge { what, size: functions, limit, setting });
+    }
+    Ok(())
 }
 
 fn kind(item: &ComponentItem) -> String {
@@ -246,7 +291,7 @@ pub(super) fn check_world(engine: &Engine, component: &Component, dev: bool) -> 
 impl LoadError {
     /// The refusal's kind (`"not_wasm"`, `"core_module"`, `"invalid"`,
     /// `"forbidden_import"`, `"debug_build"`, `"wrong_world"`,
-    /// `"uninstantiable"`, `"cache"`):
+    /// `"uninstantiable"`, `"too_large"`, `"cache"`):
     /// a stable name for counting and reporting, as
     /// [`crate::Failure::kind`] is for failures.
     pub fn kind(&self) -> &'static str {
@@ -258,6 +303,7 @@ impl LoadError {
             Self::DebugBuild => "debug_build",
             Self::WrongWorld(_) => "wrong_world",
             Self::Uninstantiable(_) => "uninstantiable",
+            Self::TooLarge { .. } => "too_large",
             Self::Cache { .. } => "cache",
         }
     }

@@ -83,6 +83,15 @@ pub struct SandboxConfig {
     pub epoch_tick: Duration,
     /// The wasm call stack a guest may use, in bytes. By default 256 KiB.
     pub max_wasm_stack: usize,
+    /// The largest component loaded, in bytes. By default 8 MiB (the
+    /// example guests are 30–110 KB). Compiling takes time and memory
+    /// that grow with a component: these two bounds keep a hostile one
+    /// from taking gigabytes of a host that loads it.
+    pub max_component_bytes: u64,
+    /// The most functions a component's core modules may define, together.
+    /// By default 20 000 (the example guests define about 200; compiling
+    /// 100 000 small ones took 7 s and 730 MB here).
+    pub max_functions: u64,
     /// Dev mode: also load debug builds (components of the
     /// `executor-debug` world, which import `log`) and keep what they log,
     /// within [`GuestLog`]'s bounds, its bytes charged as gas
@@ -100,6 +109,8 @@ impl Default for SandboxConfig {
             pool_slots: Some(64),
             epoch_tick: Duration::from_millis(5),
             max_wasm_stack: 256 << 10,
+            max_component_bytes: 8 << 20,
+            max_functions: 20_000,
             dev: false,
         }
     }
@@ -191,6 +202,7 @@ impl Sandbox {
     fn load_with(&self, bytes: &[u8], dir: Option<&cap_std::fs::Dir>) -> Result<WasmProgram, LoadError> {
         let inner = &self.inner;
         inspect::check_header(bytes)?;
+        inspect::check_size(bytes, &inner.config)?;
         // The world is checked before an artifact is kept: a component of
         // another world never leaves one behind.
         let dev = inner.config.dev;
@@ -224,7 +236,11 @@ impl Sandbox {
     /// would load, without keeping it.
     pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         inspect::check_header(bytes)?;
-        let component = Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid(inspect::cause(e)))?;
+        inspect::check_size(bytes, &self.inner.config)?;
+        let component = match self.inner.cache.remembered(bytes) {
+            Some(component) => component,
+            None => Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid(inspect::cause(e)))?,
+        };
         Ok(inspect::describe(&self.inner.engine, &component, bytes.len()))
     }
 }
