@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use executor_host::{HostConfig, Program};
 use executor_nats::{ExecutorsConfig, Link, NatsConfig, Patience, Served};
+use executor_testkit::harness::MAX_SHARDS;
 use executor_testkit::scenario::Scenario;
 
 use crate::config::Config;
@@ -48,8 +49,10 @@ impl NatsArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     nats: NatsArgs,
-    /// How many shards the deployment has: every process must agree.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// How many shards the deployment has (1 to 1024): every process must
+    /// agree.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_SHARDS as u64))]
     shards: usize,
     /// Serve `/metrics` (Prometheus) and `/health` on this address.
     #[arg(long, value_name = "ADDR")]

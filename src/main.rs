@@ -178,7 +178,7 @@ enum Cmd {
 struct GuestArgs {
     /// The guest: a component file (`.wasm`), a deployed name, or
     /// `sha256:<hash>` of a deployed module (as `list` shows it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "native")]
     guest: Option<String>,
     /// Run the native build of an example function instead of wasm.
     #[arg(long, value_enum)]
@@ -197,7 +197,7 @@ struct RunArgs {
     /// Deliver messages in a random order drawn from this seed, on one
     /// thread (reproducible). Without it (nor `host.seed`), the run is
     /// concurrent.
-    #[arg(long, conflicts_with = "concurrent")]
+    #[arg(long, conflicts_with_all = ["concurrent", "threads", "in_flight"])]
     seed: Option<u64>,
     /// Deliver concurrently even if the configuration file sets a seed.
     #[arg(long)]
@@ -234,7 +234,7 @@ struct RunArgs {
     /// after another, and print the key sets it needs (declared eager
     /// keys, other reads as lazy, writes as will) instead of running the
     /// scenario.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["seed", "concurrent", "threads", "in_flight"])]
     record: bool,
     /// With `--record`: write the scenario here with each transaction's
     /// recorded key sets, so that the next `run` passes in strict mode.

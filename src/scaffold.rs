@@ -21,6 +21,10 @@ const FILES: [(&str, &str); 7] = [
     (".cargo/config.toml", include_str!("templates/guest/cargo-config.toml")),
 ];
 
+/// The packages of this repository a new crate depends on: a crate of the
+/// same name would collide with one of them in its own lockfile.
+const TAKEN: [&str; 3] = ["executor-guest", "executor-host", "executor-testkit"];
+
 /// The crate name a directory name gives: lowercase, `-` for anything
 /// else, starting with a letter.
 fn crate_name(dir: &Path) -> Result<String> {
@@ -28,6 +32,11 @@ fn crate_name(dir: &Path) -> Result<String> {
     let name: String =
         base.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     let name = name.trim_matches('-').to_owned();
+    if TAKEN.contains(&name.as_str()) {
+        bail!(
+            "{base:?} would name the crate `{name}`, as a package it depends on is named: pick another directory name"
+        );
+    }
     match name.chars().next() {
         Some(c) if c.is_ascii_lowercase() => Ok(name),
         _ => bail!("{base:?} does not make a crate name: start the directory name with a letter"),

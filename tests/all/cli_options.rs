@@ -479,6 +479,30 @@ fn the_summary_escapes_control_characters() {
     }
 }
 
+/// Flags that cannot apply together are refused, not silently ignored.
+#[test]
+fn conflicting_run_flags_are_usage_errors() {
+    let scenario = example("transfers.json");
+    let run = ["run", "--scenario", &scenario];
+    for (args, conflict) in [
+        (&["--guest", "missing.wasm", "--native", "transfer"][..], "'--guest <GUEST>' cannot be used with '--native"),
+        (&["--native", "transfer", "--seed", "1", "--threads", "2"], "'--seed <SEED>' cannot be used with '--threads"),
+        (&["--native", "transfer", "--seed", "1", "--in-flight", "2"], "cannot be used with '--in-flight"),
+        (&["--native", "transfer", "--record", "--seed", "1"], "'--record' cannot be used with '--seed"),
+        (&["--native", "transfer", "--record", "--threads", "2"], "'--record' cannot be used with '--threads"),
+    ] {
+        let ran = cli(&[&run[..], args].concat());
+        assert_eq!(ran.code, Some(2), "{args:?}: {}", ran.stderr);
+        assert!(ran.refused(conflict), "{args:?}: {}", ran.stderr);
+    }
+    for role in
+        [&["serve", "worker"][..], &["serve", "shard", "--id", "0"], &["serve", "executor", "--native", "counter"]]
+    {
+        let ran = cli(&[role, &["--shards", "0"]].concat());
+        assert!(ran.refused("invalid value '0' for '--shards <N>': 0 is not in 1..=1024"), "{role:?}: {}", ran.stderr);
+    }
+}
+
 /// `new` creates a guest crate outside the repository that `build` turns
 /// into a component which runs its scenario; the undeclared transaction of
 /// that scenario fails in strict mode until recorded. It refuses to write
@@ -496,6 +520,8 @@ fn new_makes_a_guest_crate_that_builds_runs_and_records() {
     }
     assert!(cli(&["new", project.to_str().unwrap()]).refused("is not empty"));
     assert!(cli(&["new", dir.path().join("9lives").to_str().unwrap()]).refused("does not make a crate name"));
+    let taken = cli(&["new", dir.path().join("Executor_Guest").to_str().unwrap()]);
+    assert!(taken.refused("as a package it depends on is named"), "{}", taken.stderr);
 
     let built = cli_in(&project, &["build", "-o", "my-guest.wasm"], &[]);
     assert_eq!(built.code, Some(0), "{}", built.stderr);

@@ -83,6 +83,14 @@ pub enum NatsError {
         /// The most a key and its value may have.
         limit: u64,
     },
+    /// A deployment's shard count is out of range.
+    #[error("a deployment has from 1 to {max} shards, not {shards}")]
+    ShardCount {
+        /// The count given.
+        shards: usize,
+        /// The most there may be.
+        max: usize,
+    },
     /// A process may host one set of executors.
     #[error("this process already hosts executors")]
     ExecutorsTwice,

@@ -19,7 +19,7 @@ use executor_host::{
     Datum, EngineId, Execution, ExecutorHost, HostConfig, Inbox, Key, Message, Program, REPORT_ENTRY_BYTES, Spawner,
     Timestamp, Transaction, executor_id, report_entry_bytes,
 };
-use executor_testkit::harness::HashShards;
+use executor_testkit::harness::{HashShards, MAX_SHARDS};
 use executor_testkit::shard::Shard;
 use executor_testkit::worker::{DEFAULT_WINDOW, SpawnExecutor, Worker, WorkerConfig};
 use futures_util::StreamExt as _;
@@ -100,7 +100,7 @@ pub async fn serve_shard(
     initial: impl IntoIterator<Item = (Key, Datum)>,
     executors: Option<ExecutorsConfig>,
 ) -> Result<Served, NatsError> {
-    let map = Arc::new(HashShards::new(shards));
+    let map = shard_map(shards)?;
     let id = map.all().get(index).cloned().ok_or(NatsError::NoSuchShard { index, shards })?;
     let initial: Vec<(Key, Datum)> = initial.into_iter().collect();
     // Every shard checks the whole state, so that the deployment refuses it
@@ -190,7 +190,7 @@ impl Spawner<SpawnExecutor> for SpawnOverNats {
 /// orders at most [`DEFAULT_WINDOW`] transactions not yet finished (a
 /// flood of requests waits as requests, not as locks and executors).
 pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, NatsError> {
-    let map = Arc::new(HashShards::new(shards));
+    let map = shard_map(shards)?;
     let id = worker_id();
     let subjects = link.subjects();
     let own = link.own_stream(&id).await?;
@@ -221,8 +221,18 @@ pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, Nat
 /// request whose host dies goes to another host after `ack_wait`, which
 /// runs the transaction again from the start.
 pub async fn serve_executors(link: &Arc<Link>, shards: usize, config: ExecutorsConfig) -> Result<Served, NatsError> {
+    let map = shard_map(shards)?;
     let router = Arc::new(NatsRouter::new(link.clone(), HashMap::new()));
-    serve_executors_with(link, Arc::new(HashShards::new(shards)), config, router).await
+    serve_executors_with(link, map, config, router).await
+}
+
+/// Which shard owns each key, for a deployment of `shards` (1 to
+/// [`MAX_SHARDS`], as a scenario may have).
+fn shard_map(shards: usize) -> Result<Arc<HashShards>, NatsError> {
+    if !(1..=MAX_SHARDS).contains(&shards) {
+        return Err(NatsError::ShardCount { shards, max: MAX_SHARDS });
+    }
+    Ok(Arc::new(HashShards::new(shards)))
 }
 
 async fn serve_executors_with(
