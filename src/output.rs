@@ -300,7 +300,7 @@ pub fn recorded(recorded: &[executor_testkit::record::Recorded], format: Output)
     let outcome = |r: &executor_testkit::record::Recorded| match &r.outcome {
         Some(Ok(())) => "halted".to_owned(),
         Some(Err(failure)) => format!("failed: {failure}"),
-        None => "waits for a value it never asked for".to_owned(),
+        None => "never halts: fed every value it asked for, it asks for no more".to_owned(),
     };
     match format {
         Output::Json => {

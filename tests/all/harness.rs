@@ -76,6 +76,30 @@ fn a_concurrent_run_refuses_too_many_threads() {
     assert_eq!(outcome.transactions.len(), 3);
 }
 
+/// Recording says what a run would: a second write of a key fails in
+/// streaming mode (and not in atomic mode), and a program that asks for
+/// nothing more yet never halts is said to.
+#[test]
+fn a_recording_fails_what_a_run_fails() {
+    use executor_host::{Access, Failure, WriteMode};
+    use executor_testkit::record;
+    let hostile = crate::support::load(crate::support::sandbox(), guest_artifacts::HOSTILE);
+    let workload = |exe: &str| Workload {
+        shards: 1,
+        initial: [(b"l".to_vec(), b"5".to_vec())].into(),
+        transactions: vec![TxSpec { executable: exe.as_bytes().to_vec(), keys: KeySets::default() }],
+    };
+    let streaming = ExecutorOptions::default();
+    let atomic = ExecutorOptions { write_mode: WriteMode::Atomic, ..ExecutorOptions::default() };
+    let twice = record::record(&workload("write-twice"), &hostile, &streaming).remove(0);
+    let rewrite = Failure::AccessViolation { key: b"w".to_vec(), access: Access::Rewrite };
+    assert_eq!(twice.outcome, Some(Err(rewrite)));
+    assert_eq!(twice.keys.will_write_keys, vec![b"w".to_vec()]);
+    assert_eq!(record::record(&workload("write-twice"), &hostile, &atomic).remove(0).outcome, Some(Ok(())));
+    let reread = record::record(&workload("reread"), &hostile, &streaming).remove(0);
+    assert_eq!((reread.outcome, reread.keys.lazy_read_keys), (None, vec![b"l".to_vec()]));
+}
+
 #[test]
 fn scenario_refuses_a_key_given_twice_in_initial_state() {
     let text = r#"{"initial_state": {"a": "1", "b": "2", "a": "3"}, "transactions": []}"#;

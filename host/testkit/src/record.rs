@@ -17,7 +17,9 @@
 //! - `may_write_keys`: none (a key written in the recording is written).
 //!
 //! A failed transaction's writes are not applied (as in atomic mode), and
-//! its keys are recorded as far as it got. The same workload records the
+//! its keys are recorded as far as it got. What strict mode refuses beyond
+//! undeclared keys fails the recording too: a second write of one key in
+//! streaming mode (`options.write_mode`). The same workload records the
 //! same key sets every time.
 //!
 //! This module must not touch a shard, a worker or a clock: it is a serial
@@ -25,7 +27,9 @@
 
 use std::collections::BTreeMap;
 
-use executor_host::{Datum, ExecutorOptions, Failure, Input, Key, KeySets, Program, Request, StepCall};
+use executor_host::{
+    Access, Datum, ExecutorOptions, Failure, Input, Key, KeySets, Program, Request, StepCall, WriteMode,
+};
 
 use crate::harness::Workload;
 
@@ -34,8 +38,9 @@ use crate::harness::Workload;
 pub struct Recorded {
     /// The key sets it needs, normalized.
     pub keys: KeySets,
-    /// Whether the program halted; `None` if it ran out of values to be fed
-    /// (it waits for a read it never asked for).
+    /// Whether the program halted; `None` if it did not halt once fed
+    /// every value it asked for, and asked for no more (a run fails it at
+    /// its deadline).
     pub outcome: Option<Result<(), Failure>>,
 }
 
@@ -43,18 +48,14 @@ pub struct Recorded {
 /// state, within `options.gas_limit` per transaction.
 pub fn record(workload: &Workload, program: &dyn Program, options: &ExecutorOptions) -> Vec<Recorded> {
     let mut store = workload.initial.clone();
-    workload
-        .transactions
-        .iter()
-        .map(|tx| record_one(program, &tx.executable, &tx.keys, options.gas_limit, &mut store))
-        .collect()
+    workload.transactions.iter().map(|tx| record_one(program, &tx.executable, &tx.keys, options, &mut store)).collect()
 }
 
 fn record_one(
     program: &dyn Program,
     executable: &[u8],
     declared: &KeySets,
-    gas_limit: u64,
+    options: &ExecutorOptions,
     store: &mut BTreeMap<Key, Datum>,
 ) -> Recorded {
     let eager = declared.clone().normalized().eager_read_keys;
@@ -64,7 +65,7 @@ fn record_one(
     let mut asked: Vec<Key> = Vec::new();
     let mut writes: BTreeMap<Key, Datum> = BTreeMap::new();
     let mut state: Option<Vec<u8>> = None;
-    let mut gas_left = gas_limit;
+    let mut gas_left = options.gas_limit;
     // The first step runs without input only when nothing is eager.
     let mut input: Option<Input> = match queue.first() {
         None => None,
@@ -81,6 +82,9 @@ fn record_one(
             Ok(output) => output,
             Err(failure) => break Some(Err(failure)),
         };
+        // The requests in order, as the executor takes them: it stops at
+        // the first a run refuses.
+        let mut rewrite = None;
         for request in output.requests {
             match request {
                 Request::Read(key) => {
@@ -89,10 +93,17 @@ fn record_one(
                         queue.push(key);
                     }
                 }
+                Request::Write(key, _) if options.write_mode == WriteMode::Streaming && writes.contains_key(&key) => {
+                    rewrite = Some(key);
+                    break;
+                }
                 Request::Write(key, datum) => {
                     writes.insert(key, datum);
                 }
             }
+        }
+        if let Some(key) = rewrite {
+            break Some(Err(Failure::AccessViolation { key, access: Access::Rewrite }));
         }
         if output.halted {
             break Some(Ok(()));
