@@ -437,6 +437,9 @@ fn recording_learns_the_key_sets_that_strict_mode_then_accepts() {
     );
     let strict = cli(&["run", "--native", "transfer", "--scenario", &scenario, "--output", "json"]);
     assert_eq!(strict.json()["failed_by_reason"]["access_violation"], 3, "{}", strict.stdout);
+    // The key, as the report writes bytes (not a list of numbers).
+    let violation = serde_json::json!({"kind": "access_violation", "key": "alice", "access": "read"});
+    assert_eq!(strict.json()["transactions"][0]["failure_kind"], violation);
 
     let out = dir.path().join("recorded.json");
     let out = out.to_str().unwrap();

@@ -54,6 +54,23 @@ impl Serialize for Bytes {
     }
 }
 
+/// A failure as its own serialization gives it, but with an access
+/// violation's key written as [`Bytes`] rather than a list of numbers.
+fn failure_kind<S: Serializer>(failure: &Option<Failure>, serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct AccessViolation<'a> {
+        kind: &'static str,
+        key: Bytes,
+        access: &'a executor_host::Access,
+    }
+    match failure {
+        Some(failure @ Failure::AccessViolation { key, access }) => {
+            serializer.serialize_some(&AccessViolation { kind: failure.kind(), key: Bytes(key.clone()), access })
+        }
+        other => other.serialize(serializer),
+    }
+}
+
 /// Bytes as a JSON object key: the text when UTF-8, else `hex:` and the
 /// hex digits (JSON keys can only be strings).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -265,7 +282,9 @@ pub struct TxReport {
     pub success: bool,
     /// Why it failed, in words; `null` on success.
     pub failure: Option<String>,
-    /// Why it failed, structured (`{"kind": "out_of_gas"}`, ...).
+    /// Why it failed, structured (`{"kind": "out_of_gas"}`, ...); a key in
+    /// it is written as the report writes bytes (text, or `{"hex": ...}`).
+    #[serde(serialize_with = "failure_kind")]
     pub failure_kind: Option<Failure>,
     /// The gas its steps used.
     pub gas_used: u64,
