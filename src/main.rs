@@ -347,9 +347,12 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// `text` on one line: each line trimmed, joined by spaces.
+/// `text` on one line: each line trimmed, joined by spaces, control
+/// characters escaped.
 fn one_line(text: &str) -> String {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    // Escaped: an error may quote a scenario's or a guest's bytes.
+    let line = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    output::printable(&line).into_owned()
 }
 
 /// Writes `value` as pretty JSON and a newline to stdout as it is

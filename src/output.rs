@@ -104,7 +104,7 @@ impl fmt::Display for RunOutput<'_> {
 /// guest or a scenario chose must not move the cursor, recolour the
 /// terminal or forge a line of the summary. (The JSON report escapes them
 /// as JSON does.)
-fn printable(text: &str) -> Cow<'_, str> {
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
     }

@@ -100,6 +100,43 @@ fn a_recording_fails_what_a_run_fails() {
     assert_eq!((reread.outcome, reread.keys.lazy_read_keys), (None, vec![b"l".to_vec()]));
 }
 
+/// What a scenario file would be misread as is refused, with where; what
+/// it says exactly is kept.
+#[test]
+fn scenario_refuses_what_it_would_misread() {
+    let with = |executable: &str| format!(r#"{{"transactions": [{{"executable": {executable}}}]}}"#);
+    let error = Scenario::from_json(&with(r#"{"amount": 123456789012345678901234567890}"#)).unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "transactions[0].executable: the number 123456789012345678901234567890 does not fit in 64 bits"
+        ),
+        "{error}"
+    );
+    let negative = Scenario::from_json(&with("[-9223372036854775809]")).unwrap_err().to_string();
+    assert!(negative.contains("the number -9223372036854775809 does not fit"), "{negative}");
+    for (executable, bytes) in [
+        (
+            r#"{"a": 18446744073709551615, "b": -9223372036854775808}"#,
+            r#"{"a":18446744073709551615,"b":-9223372036854775808}"#,
+        ),
+        (
+            r#"{"s": "123456789012345678901234567890 \" 99999999999999999999"}"#,
+            r#"{"s":"123456789012345678901234567890 \" 99999999999999999999"}"#,
+        ),
+        (r#"{"x": 1.5e300}"#, r#"{"x":1.5e+300}"#),
+    ] {
+        let scenario = Scenario::from_json(&with(executable)).unwrap();
+        assert_eq!(scenario.transactions[0].executable.0, bytes.as_bytes(), "{executable}");
+    }
+    let trailing = Scenario::from_json(r#"{"transactions": []} // a comment"#).unwrap_err().to_string();
+    assert_eq!(trailing, "scenario: trailing characters at line 1 column 22 after the scenario's closing brace");
+    for not_an_object in ["[]", "3", ""] {
+        let error = Scenario::from_json(not_an_object).unwrap_err().to_string();
+        assert!(error.starts_with("scenario: a scenario is a JSON object"), "{error}");
+    }
+    assert!(Scenario::from_json("\u{feff}{\"transactions\": []}").is_ok(), "a byte-order mark is skipped");
+}
+
 #[test]
 fn scenario_refuses_a_key_given_twice_in_initial_state() {
     let text = r#"{"initial_state": {"a": "1", "b": "2", "a": "3"}, "transactions": []}"#;

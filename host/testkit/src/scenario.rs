@@ -136,8 +136,51 @@ pub struct Executable(pub Vec<u8>);
 
 impl<'de> Deserialize<'de> for Executable {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        bytes_from_value(serde_json::Value::deserialize(deserializer)?, true).map(Executable)
+        // The text first: a JSON value holds an integer past 64 bits as a
+        // float, and its serialization would then stand for another number.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        if let Some(number) = inexact_integer(raw.get()) {
+            return Err(de::Error::custom(format!(
+                "the number {number} does not fit in 64 bits and would be rounded: write it as a string"
+            )));
+        }
+        let value = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+        bytes_from_value(value, true).map(Executable)
     }
+}
+
+/// The first integer literal of the JSON text `json`, outside its strings,
+/// that neither `i64` nor `u64` holds.
+fn inexact_integer(json: &str) -> Option<&str> {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut number: Option<usize> = None;
+    for (at, c) in json.char_indices().chain([(json.len(), ' ')]) {
+        if let Some(start) = number {
+            if c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-') {
+                continue;
+            }
+            number = None;
+            let token = json.get(start..at)?;
+            let integer = !token.contains(['.', 'e', 'E']);
+            if integer && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                return Some(token);
+            }
+        }
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == '-' || c.is_ascii_digit() {
+            number = Some(at);
+        }
+    }
+    None
 }
 
 /// One transaction of a scenario.
@@ -222,6 +265,12 @@ impl Scenario {
     /// Parses a scenario file, naming the offending field, line and column
     /// of the first problem.
     pub fn from_json(text: &str) -> Result<Self, ScenarioError> {
+        // Editors on some systems begin a UTF-8 file with a byte-order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let top = |message: String| ScenarioError { path: "scenario".into(), message };
+        if !text.trim_start().starts_with('{') {
+            return Err(top("a scenario is a JSON object: {\"transactions\": [...], ...}".into()));
+        }
         let mut json = serde_json::Deserializer::from_str(text);
         let scenario: Self = serde_path_to_error::deserialize(&mut json).map_err(|e| ScenarioError {
             path: match e.path().to_string() {
@@ -232,6 +281,7 @@ impl Scenario {
             },
             message: e.inner().to_string(),
         })?;
+        json.end().map_err(|e| top(format!("{e} after the scenario's closing brace")))?;
         let max = crate::harness::MAX_SHARDS;
         if scenario.shards == 0 || scenario.shards > max {
             return Err(ScenarioError {
