@@ -114,7 +114,7 @@ pub enum StoreError {
     #[error("corrupt module store: {0}")]
     Corrupt(String),
     /// A file operation in the store's directory failed.
-    #[error("{context}: {error}")]
+    #[error("{context}")]
     Io {
         /// What the store was doing, e.g. `writing names/transfer`.
         context: String,
@@ -133,6 +133,10 @@ impl StoreError {
     }
 }
 
+/// How a module is named by its SHA-256 where a deployed name may also
+/// be given (`run --guest sha256:<hash>`).
+const HASH_PREFIX: &str = "sha256:";
+
 /// Checks that `name` can name a deployed module: 1 to 64 (`MAX_NAME_LEN`)
 /// bytes of `a-z`, `0-9`, `_` and `-`, the first a letter or digit.
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
@@ -140,6 +144,11 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     let Some(first) = name.chars().next() else {
         return bad("empty".into());
     };
+    if name.starts_with(HASH_PREFIX) {
+        return bad(format!(
+            "`{HASH_PREFIX}<hash>` names a module by its hash, not a deployed name (`list` shows the names)"
+        ));
+    }
     if name.len() > MAX_NAME_LEN {
         return bad(format!("longer than {MAX_NAME_LEN} bytes"));
     }
@@ -191,7 +200,9 @@ impl ModuleStore {
         Ok(Deployed { name: name.to_owned(), hash, size: u64::try_from(bytes.len()).unwrap_or(u64::MAX) })
     }
 
-    /// Every deployed module, sorted by name.
+    /// Every deployed module, sorted by name. A name whose file is damaged
+    /// or points at a missing module is left out with a warning (loading
+    /// it says what is wrong), so that one bad file hides no other.
     pub fn list(&self) -> Result<Vec<Deployed>, StoreError> {
         let mut deployed = Vec::new();
         for name in self.names()? {
@@ -199,13 +210,21 @@ impl ModuleStore {
                 Ok(hash) => hash,
                 // Removed since the directory was read.
                 Err(StoreError::NotFound { .. }) => continue,
+                Err(error @ StoreError::Corrupt(_)) => {
+                    tracing::warn!(name, %error, "a deployed name left out of the list");
+                    continue;
+                }
                 Err(error) => return Err(error),
             };
             let module = module_file(&hash);
             let size = match self.modules.metadata(&module) {
                 Ok(metadata) => metadata.len(),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                    return Err(StoreError::Corrupt(format!("`{name}` points at a missing module {MODULES}/{module}")));
+                    tracing::warn!(
+                        name,
+                        "a deployed name left out of the list: it points at a missing module {MODULES}/{module}"
+                    );
+                    continue;
                 }
                 Err(error) => return Err(io_error(format!("reading {MODULES}/{module}"))(error)),
             };
@@ -226,6 +245,8 @@ impl ModuleStore {
     /// as [`ModuleStore::list`] shows it), whatever name it is deployed
     /// under: what a deployment pins so that every host runs the same code.
     pub fn load_hash(&self, sandbox: &Sandbox, hash: &str) -> Result<WasmProgram, StoreError> {
+        // Hex digits in either case name the same hash.
+        let hash = &hash.to_ascii_lowercase();
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(StoreError::NotFound { name: hash.to_owned() });
         }

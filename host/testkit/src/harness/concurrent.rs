@@ -329,8 +329,11 @@ async fn submit(
 /// with room to spare, and at most five minutes, so a bug that loses a
 /// message or stops a runtime fails the run instead of hanging it.
 fn stall_limit(options: &ExecutorOptions) -> Duration {
-    options.deadline.saturating_add(Duration::from_secs(10)).min(Duration::from_secs(300))
+    options.deadline.saturating_add(Duration::from_secs(10)).min(MAX_STALL)
 }
+
+/// The longest a concurrent run waits with nothing moving.
+const MAX_STALL: Duration = Duration::from_secs(300);
 
 /// Triggers handled by every runtime, and reports received: what moves
 /// while a run makes progress.
@@ -364,9 +367,11 @@ async fn wait_for_reports(
             last_change = Instant::now();
         } else if last_change.elapsed() > stall {
             return Err(HarnessError::Stuck(format!(
-                "{} of the {reports} transactions waited for finished, and nothing moved for {} s",
+                "{} of the {reports} transactions waited for finished, and nothing moved for {} s (the harness \
+                 waits the transactions' deadline and 10 s more, at most {} s: a longer deadline cannot end in a run)",
                 now.1,
-                stall.as_secs()
+                stall.as_secs(),
+                MAX_STALL.as_secs()
             )));
         }
     }
