@@ -46,6 +46,13 @@ pub enum NatsError {
     /// The server could not be reached, or refused the connection.
     #[error("NATS: {0}")]
     Connect(String),
+    /// The client is not connected to the server (it keeps trying), so a
+    /// request could not be made.
+    #[error("the NATS server at {url} cannot be reached: is it running, and is the address right?")]
+    Unreachable {
+        /// The server's address.
+        url: String,
+    },
     /// A JetStream request failed (is JetStream enabled on the server?).
     #[error("JetStream: {0}")]
     JetStream(String),

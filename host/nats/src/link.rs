@@ -143,6 +143,8 @@ pub struct Link {
     process: String,
     next_id: AtomicU64,
     finished: Mutex<Option<mpsc::UnboundedReceiver<Timestamp>>>,
+    /// The server's URL, for errors that are about reaching it.
+    url: String,
 }
 
 impl Link {
@@ -178,7 +180,19 @@ impl Link {
             process: nuid::next().to_string(),
             next_id: AtomicU64::new(0),
             finished: Mutex::new(Some(finished_rx)),
+            url: config.url.clone(),
         }))
+    }
+
+    /// The error of a JetStream request that failed: the server cannot be
+    /// reached if the client is not connected (it keeps trying in the
+    /// background, so a request times out rather than saying so).
+    pub(crate) fn jetstream_error(&self, error: impl std::fmt::Display) -> NatsError {
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            NatsError::JetStream(error.to_string())
+        } else {
+            NatsError::Unreachable { url: self.url.clone() }
+        }
     }
 
     /// The NATS client.
@@ -288,7 +302,7 @@ impl Link {
             duplicate_window: Duration::from_secs(120),
             ..stream::Config::default()
         };
-        self.js.get_or_create_stream(config).await.map_err(|e| NatsError::JetStream(e.to_string()))
+        self.js.get_or_create_stream(config).await.map_err(|e| self.jetstream_error(e))
     }
 
     /// An engine's own stream, emptied: what a previous process left there
@@ -297,7 +311,7 @@ impl Link {
         let stream = self
             .stream(self.subjects.stream(id)?, vec![self.subjects.engine(id)?], stream::RetentionPolicy::Limits)
             .await?;
-        stream.purge().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
+        stream.purge().await.map_err(|e| self.jetstream_error(e))?;
         Ok(stream)
     }
 

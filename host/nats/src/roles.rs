@@ -199,7 +199,7 @@ pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, Nat
         (subjects.clients_stream(), subjects.clients(), stream::RetentionPolicy::Limits),
     ] {
         let stream = link.stream(name, vec![subject], retention).await?;
-        stream.purge().await.map_err(|e| NatsError::JetStream(e.to_string()))?;
+        stream.purge().await.map_err(|e| link.jetstream_error(e))?;
     }
     let router = Arc::new(NatsRouter::new(link.clone(), HashMap::new()));
     let spawner = Arc::new(SpawnOverNats { link: link.clone(), process: link.message_id() });
@@ -262,10 +262,7 @@ async fn serve_executors_with(
         max_ack_pending: 1_000_000,
         ..consumer::pull::Config::default()
     };
-    stream
-        .get_or_create_consumer("executors", consumer_config.clone())
-        .await
-        .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    stream.get_or_create_consumer("executors", consumer_config.clone()).await.map_err(|e| link.jetstream_error(e))?;
     let mut metrics = Metrics::new(link.clone());
     metrics.executors(host.clone());
     let service =

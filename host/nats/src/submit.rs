@@ -71,9 +71,12 @@ pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -
     };
     // The worker creates the clients' stream; wait for it.
     let waited = Instant::now();
-    while link.jetstream().get_stream(subjects.clients_stream()).await.is_err() {
+    while let Err(error) = link.jetstream().get_stream(subjects.clients_stream()).await {
         if waited.elapsed() > patience.stall {
-            return Err(NatsError::Timeout("no worker: the clients' stream does not exist".into()));
+            return Err(match link.jetstream_error(error) {
+                NatsError::JetStream(_) => NatsError::Timeout("no worker: the clients' stream does not exist".into()),
+                unreachable => unreachable,
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
