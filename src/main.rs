@@ -617,7 +617,8 @@ fn build(
     tracing::info!(profile = profile.unwrap_or(COMPACT_PROFILE), "building the guest");
     let built = guest.run()?;
     let several = built.modules.len() > 1;
-    let module = built.single().with_context(|| if several { "pick the guest crate with --package" } else { "no guest" })?;
+    let module =
+        built.single().with_context(|| if several { "pick the guest crate with --package" } else { "no guest" })?;
     if let Some(stack) = module.stack_pointer_start()?.filter(|&stack| stack > executor_guest_build::GUEST_STACK) {
         tracing::warn!(
             "the guest's stack pointer starts at {} KiB (Rust's default stack is 1024 KiB): every instance's memory, \
