@@ -163,7 +163,7 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
             }
         };
         tokio::select! {
-            () = served.wait() => bail!("a task of the process ended"),
+            () = served.wait() => bail!("a task of the process ended (the log above says why)"),
             () = interrupted() => Ok(ExitCode::SUCCESS),
         }
     })
@@ -218,7 +218,18 @@ fn executors_config(guest: &GuestArgs, config: &Config) -> Result<ExecutorsConfi
 
 /// Submits a scenario's transactions and prints the report `run` prints.
 pub fn submit(args: SubmitArgs, config: &Config) -> Result<ExitCode> {
-    let (scenario, _) = read_scenario(&args.scenario)?;
+    let (scenario, text) = read_scenario(&args.scenario)?;
+    if let Ok(serde_json::Value::Object(file)) = serde_json::from_str::<serde_json::Value>(&text)
+        && let Some(serde_json::Value::Object(options)) = file.get("options")
+        && !options.is_empty()
+    {
+        let keys: Vec<&str> = options.keys().map(String::as_str).collect();
+        tracing::warn!(
+            "the scenario's options ({}) are not applied: a deployment's executor hosts take theirs from their own \
+             configuration (`[executor]` of their --config)",
+            keys.join(", ")
+        );
+    }
     let workload = scenario.into_workload();
     let bar = crate::output::progress_bar(workload.transactions.len());
     let progress = bar

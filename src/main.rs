@@ -714,6 +714,15 @@ fn print_outcome(
         Output::Human => emit(&summary.to_string())?,
         Output::Json => emit_json(&summary)?,
     }
+    if pending_markers > 0 {
+        // Every lock a transaction declares must be resolved: one that is
+        // not is a broken run, whatever the transactions' outcomes say.
+        eprintln!(
+            "error: {pending_markers} locks are still pending at the shards after every transaction ended (across \
+             processes: does every process have the same --shards?)"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if fail_on_failure && report.failed > 0 {
         eprintln!("error: {} of {total} transactions failed (--fail-on-failure)", report.failed);
         return Ok(ExitCode::FAILURE);

@@ -49,11 +49,32 @@ fn scenario_file(workload: &Workload, dir: &Path) -> PathBuf {
 /// A deployment: the server, shard processes, a worker, executor hosts.
 struct Deployment {
     server: NatsServer,
-    _shards: Vec<ServeProcess>,
-    _worker: ServeProcess,
+    shards: Vec<ServeProcess>,
+    worker: ServeProcess,
     executors: Vec<ServeProcess>,
     metrics: Vec<String>,
+    /// Every process's `--nats`, `--shards` and `--config`.
+    common: Vec<String>,
+    scenario: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn worker(common: &[String]) -> ServeProcess {
+        let common: Vec<&str> = common.iter().map(String::as_str).collect();
+        serve(&[&["worker"][..], &common].concat(), &[])
+    }
+
+    fn shard(common: &[String], scenario: &Path, id: usize) -> ServeProcess {
+        let common: Vec<&str> = common.iter().map(String::as_str).collect();
+        let id = id.to_string();
+        serve(&[&["shard", "--id", &id, "--scenario", scenario.to_str().unwrap()][..], &common].concat(), &[])
+    }
+
+    fn executor(common: &[String], metrics: &str) -> ServeProcess {
+        let common: Vec<&str> = common.iter().map(String::as_str).collect();
+        serve(&[&["executor", "--native", "transfer", "--metrics", metrics][..], &common].concat(), &[])
+    }
 }
 
 /// How long a spawn request may stay unacknowledged before another host
@@ -67,29 +88,27 @@ fn deploy(workload: &Workload, executors: usize) -> Option<Deployment> {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, ACK_WAIT).unwrap();
     let (url, shards, config) = (server.url(), workload.shards.to_string(), config.to_str().unwrap().to_owned());
-    let common = ["--nats", &url, "--shards", &shards, "--config", &config];
-    let worker = serve(&[&["worker"][..], &common].concat(), &[]);
-    let shard_processes = (0..workload.shards)
-        .map(|i| {
-            let id = i.to_string();
-            serve(&[&["shard", "--id", &id, "--scenario", scenario.to_str().unwrap()][..], &common].concat(), &[])
-        })
-        .collect();
+    let common: Vec<String> =
+        ["--nats", &url, "--shards", &shards, "--config", &config].into_iter().map(String::from).collect();
+    let worker = Deployment::worker(&common);
+    let shard_processes = (0..workload.shards).map(|i| Deployment::shard(&common, &scenario, i)).collect();
     let mut metrics = Vec::new();
     let executor_processes = (0..executors)
         .map(|_| {
             let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
             let addr = format!("127.0.0.1:{port}");
             metrics.push(format!("http://{addr}/metrics"));
-            serve(&[&["executor", "--native", "transfer", "--metrics", &addr][..], &common].concat(), &[])
+            Deployment::executor(&common, &addr)
         })
         .collect();
     Some(Deployment {
         server,
-        _shards: shard_processes,
-        _worker: worker,
+        shards: shard_processes,
+        worker,
         executors: executor_processes,
         metrics,
+        common,
+        scenario,
         _dir: dir,
     })
 }
@@ -184,6 +203,40 @@ async fn a_killed_executor_host_and_a_server_restart_lose_no_transaction() {
     let outcome = submitted.await.unwrap().unwrap();
     assert_serial(&workload, &outcome);
     assert!(metric(&survivor, "executor_host_nats_redeliveries_total") > 0, "the dead host's requests moved");
+    drop(deployment);
+}
+
+/// The worker and the shards restarted while an executor host runs on: a
+/// new worker numbers its transactions from 1 again, so that host must
+/// not take them for the old ones of the same timestamps (acknowledge
+/// them as done, or let an old executor's report and writes stand for a
+/// new transaction's). It stops; a host started with the deployment runs
+/// the new transactions, as serial execution would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_host_stops_when_the_worker_is_replaced() {
+    let workload = transfers(5, 300, 40, 2);
+    let Some(mut deployment) = deploy(&workload, 1) else { return };
+    let link = client(&deployment.server.url()).await;
+    assert_serial(&workload, &executor_nats::submit(&link, &workload, Patience::default()).await.unwrap());
+
+    deployment.worker.kill();
+    deployment.shards.iter_mut().for_each(ServeProcess::kill);
+    deployment.worker = Deployment::worker(&deployment.common);
+    deployment.shards =
+        (0..workload.shards).map(|i| Deployment::shard(&deployment.common, &deployment.scenario, i)).collect();
+    let again = tokio::spawn({
+        let (link, workload) = (link.clone(), workload.clone());
+        async move { executor_nats::submit(&link, &workload, Patience::default()).await }
+    });
+    let started = Instant::now();
+    let stale = &mut deployment.executors[0];
+    while stale.exited().is_none() && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stale.exited().is_some_and(|status| !status.success()), "the old host stopped");
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
+    deployment.executors.push(Deployment::executor(&deployment.common, &format!("127.0.0.1:{port}")));
+    assert_serial(&workload, &again.await.unwrap().unwrap());
     drop(deployment);
 }
 
@@ -387,6 +440,22 @@ async fn a_transaction_too_large_for_a_message_fails_and_frees_its_keys() {
     // so it came without; the third's fits.
     assert!(second.finished.diagnostics.is_empty());
     assert_eq!(third.finished.diagnostics.steps.len(), 1);
+}
+
+/// A workload with a transaction too large for a message is refused
+/// before any of it is sent: no transaction runs without its report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_with_a_transaction_too_large_to_send_sends_none() {
+    let Some(server) = server(None) else { return };
+    let url = server.url();
+    let _worker = executor_nats::serve_worker(&client(&url).await, 1).await.unwrap();
+    let mut workload = transfers(3, 3, 5, 1);
+    workload.transactions[1].executable = vec![b'x'; 1 << 20];
+    let link = client(&url).await;
+    let error = executor_nats::submit(&link, &workload, Patience::default()).await.unwrap_err();
+    assert!(matches!(error, executor_nats::NatsError::Unsendable { index: 1, .. }), "{error}");
+    let mut worker_stream = link.jetstream().get_stream("exec_worker").await.unwrap();
+    assert_eq!(worker_stream.info().await.unwrap().state.messages, 0, "nothing was sent");
 }
 
 /// A shard whose state does not fit in one message answers a client's

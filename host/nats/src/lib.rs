@@ -98,6 +98,16 @@ pub enum NatsError {
         /// The most there may be.
         max: usize,
     },
+    /// A transaction of a workload cannot be sent (too large for a
+    /// message); nothing was submitted.
+    #[error("transaction {index} (counted from 0 in the scenario's order) cannot be sent, so none was")]
+    Unsendable {
+        /// Its place in the workload.
+        index: usize,
+        /// Why.
+        #[source]
+        source: wire::WireError,
+    },
     /// A process may host one set of executors.
     #[error("this process already hosts executors")]
     ExecutorsTwice,

@@ -152,6 +152,11 @@ impl ServeProcess {
         self.child.id()
     }
 
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// SIGKILL: the process dies with whatever it holds.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

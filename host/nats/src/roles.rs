@@ -265,8 +265,14 @@ async fn serve_executors_with(
     stream.get_or_create_consumer("executors", consumer_config.clone()).await.map_err(|e| link.jetstream_error(e))?;
     let mut metrics = Metrics::new(link.clone());
     metrics.executors(host.clone());
-    let service =
-        Executors { link: link.clone(), host, program: config.program, held: HashMap::new(), done: BTreeSet::new() };
+    let service = Executors {
+        link: link.clone(),
+        host,
+        program: config.program,
+        held: HashMap::new(),
+        done: BTreeSet::new(),
+        worker: None,
+    };
     let task = tokio::spawn(service.run(stream, consumer_config, finished, config.ack_wait));
     Ok(Served { tasks: vec![task], metrics })
 }
@@ -286,6 +292,24 @@ struct Executors {
     /// Transactions whose report is stored: a redelivered request for one
     /// (its acknowledgement was lost) is acknowledged at once.
     done: BTreeSet<Timestamp>,
+    /// The worker process whose requests this host serves (from the
+    /// requests' message ids): timestamps are that worker's.
+    worker: Option<String>,
+}
+
+/// Whether the host goes on after a spawn request.
+#[derive(Debug, PartialEq, Eq)]
+enum Taken {
+    Continue,
+    /// The request is from another worker process than the earlier ones.
+    NewWorker,
+}
+
+/// The worker process a spawn request comes from: its message id is
+/// `<worker process>-spawn-<timestamp>` (see `SpawnOverNats`).
+fn spawning_worker(request: &jetstream::Message) -> Option<&str> {
+    let id = request.headers.as_ref()?.get(async_nats::header::NATS_MESSAGE_ID)?.as_str();
+    id.rsplit_once("-spawn-").map(|(worker, _)| worker)
 }
 
 impl Executors {
@@ -313,7 +337,19 @@ impl Executors {
             loop {
                 tokio::select! {
                     request = requests.next() => match request {
-                        Some(Ok(request)) => self.take(request).await,
+                        Some(Ok(request)) => if self.take(request).await == Taken::NewWorker {
+                            // A new worker numbers from 1 again: an executor
+                            // of the old one would be taken for the new
+                            // transaction of its timestamp (its report, its
+                            // writes). Only a restart of this host with the
+                            // deployment is safe; the request, not
+                            // acknowledged, goes to a host that has one.
+                            tracing::error!(
+                                "the worker was replaced (the deployment was restarted): this executor host stops, \
+                                 and must be restarted too"
+                            );
+                            return;
+                        },
                         Some(Err(error)) => {
                             tracing::warn!(%error, "reading the spawn queue");
                             break;
@@ -333,7 +369,7 @@ impl Executors {
         }
     }
 
-    async fn take(&mut self, request: jetstream::Message) {
+    async fn take(&mut self, request: jetstream::Message) -> Taken {
         if request.info().is_ok_and(|info| info.delivered > 1) {
             self.link.counters().redeliveries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -343,19 +379,26 @@ impl Executors {
                 tracing::warn!(%error, "a malformed spawn request, discarded");
                 self.link.counters().malformed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = request.ack_with(AckKind::Term).await;
-                return;
+                return Taken::Continue;
             }
         };
+        if let Some(worker) = spawning_worker(&request) {
+            match &self.worker {
+                Some(known) if known != worker => return Taken::NewWorker,
+                Some(_) => {}
+                None => self.worker = Some(worker.to_owned()),
+            }
+        }
         let timestamp = spawn.timestamp;
         if self.done.contains(&timestamp) {
             let _ = request.ack().await;
-            return;
+            return Taken::Continue;
         }
         if let Some(held) = self.held.get_mut(&timestamp) {
             // Redelivered while it runs here (this host was slow): keep the
             // newest delivery, the one the server will accept an ack for.
             held.request = request;
-            return;
+            return Taken::Continue;
         }
         let id = executor_id(&spawn.worker, timestamp);
         let host = self.host.clone();
@@ -371,7 +414,7 @@ impl Executors {
             Err(error) => {
                 // Not acknowledged: another host (or this one, later) takes it.
                 tracing::warn!(%error, timestamp, "could not listen for an executor's messages");
-                return;
+                return Taken::Continue;
             }
         };
         let tx = Transaction {
@@ -385,9 +428,10 @@ impl Executors {
         if let Err(error) = self.host.spawn(tx).await {
             tracing::error!(%error, timestamp, "the executor host stopped");
             listener.abort();
-            return;
+            return Taken::Continue;
         }
         self.held.insert(timestamp, Held { request, listener });
+        Taken::Continue
     }
 
     async fn release(&mut self, timestamp: Timestamp) {

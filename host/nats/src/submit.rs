@@ -95,6 +95,17 @@ async fn run(
     patience: Patience,
 ) -> Result<Outcome, NatsError> {
     let worker = link.subjects().engine(&worker_id())?;
+    // Every request must fit in a message before any is sent: a run must
+    // not stop halfway with some transactions executed and none reported.
+    for (index, tx) in workload.transactions.iter().enumerate() {
+        let request = Message::TransactionRequest {
+            executable: tx.executable.clone(),
+            keys: Box::new(tx.keys.clone()),
+            resubmission: None,
+        };
+        wire::encode(&Envelope::new(me.clone(), worker_id(), request))
+            .map_err(|source| NatsError::Unsendable { index, source })?;
+    }
     // Published in order, acknowledgements awaited in order, at most
     // `WINDOW` outstanding (the JetStream context lends a limited number
     // of acknowledgement slots: waiting for none while publishing more
