@@ -442,14 +442,43 @@ async fn a_transaction_too_large_for_a_message_fails_and_frees_its_keys() {
     assert_eq!(third.finished.diagnostics.steps.len(), 1);
 }
 
+/// A scenario for another shard count than the deployment's is refused
+/// before anything is sent (the report would miss shards, or wait for
+/// one that does not exist); the right count runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_for_another_shard_count_is_refused() {
+    let Some(server) = server(None) else { return };
+    let url = server.url();
+    let workload = transfers(4, 20, 5, 1);
+    let _deployment = in_process::<transfer_guest::TransferFunction>(&url, &workload, Default::default()).await;
+    let link = client(&url).await;
+    let quick = || Patience { stall: Duration::from_secs(2), ..Patience::default() };
+    let more = executor_nats::submit(&link, &Workload { shards: 2, ..workload.clone() }, quick()).await.unwrap_err();
+    assert_eq!(
+        more.to_string(),
+        "the scenario is for 2 shards, and the deployment has fewer (or they are not running): every process and the \
+         scenario must agree"
+    );
+    let mut worker_stream = link.jetstream().get_stream("exec_worker").await.unwrap();
+    assert_eq!(worker_stream.info().await.unwrap().state.messages, 0, "nothing was sent");
+    assert_serial(&workload, &executor_nats::submit(&link, &workload, quick()).await.unwrap());
+    // A second shard of a two-shard deployment answers: a one-shard
+    // scenario is refused.
+    let _extra = executor_nats::serve_shard(&client(&url).await, 1, 2, [], None).await.unwrap();
+    let fewer = executor_nats::submit(&link, &workload, quick()).await.unwrap_err();
+    assert!(
+        matches!(&fewer, executor_nats::NatsError::ShardMismatch { shards: 1, deployment } if deployment == "more")
+    );
+}
+
 /// A workload with a transaction too large for a message is refused
 /// before any of it is sent: no transaction runs without its report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_with_a_transaction_too_large_to_send_sends_none() {
     let Some(server) = server(None) else { return };
     let url = server.url();
-    let _worker = executor_nats::serve_worker(&client(&url).await, 1).await.unwrap();
     let mut workload = transfers(3, 3, 5, 1);
+    let _deployment = in_process::<transfer_guest::TransferFunction>(&url, &workload, Default::default()).await;
     workload.transactions[1].executable = vec![b'x'; 1 << 20];
     let link = client(&url).await;
     let error = executor_nats::submit(&link, &workload, Patience::default()).await.unwrap_err();

@@ -108,6 +108,16 @@ pub enum NatsError {
         #[source]
         source: wire::WireError,
     },
+    /// A workload's shard count is not the deployment's.
+    #[error(
+        "the scenario is for {shards} shards, and the deployment has {deployment}: every process and the scenario must agree"
+    )]
+    ShardMismatch {
+        /// The workload's count.
+        shards: usize,
+        /// What the deployment has, in words.
+        deployment: String,
+    },
     /// A process may host one set of executors.
     #[error("this process already hosts executors")]
     ExecutorsTwice,

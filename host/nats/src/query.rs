@@ -91,6 +91,12 @@ pub(crate) async fn answer(
         let mut kept = Snapshots::default();
         while let Some(request) = queries.next().await {
             let Some(reply) = request.reply else { continue };
+            // An empty request asks whether this shard exists (`submit`
+            // checks the deployment's shard count): an empty answer.
+            if request.payload.is_empty() {
+                let _ = client.publish(reply, Bytes::new()).await;
+                continue;
+            }
             let ask = match wire::decode::<Ask>(&request.payload) {
                 Ok(ask) => ask,
                 Err(error) => {

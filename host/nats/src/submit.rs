@@ -80,6 +80,7 @@ pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    check_shards(link, workload.shards, patience.stall).await?;
     let receiver = link.receive(subjects.clients_stream(), subjects.engine(&me)?, me.clone(), deliver);
     let result = run(link, workload, &me, &reports, &notify, patience).await;
     receiver.abort();
@@ -153,6 +154,40 @@ async fn run(
     }
     let shards = settled_shards(link, workload.shards, patience.settle).await?;
     assemble_outcome(expected, transactions, shards, 0, latencies).map_err(|e| NatsError::Incomplete(e.to_string()))
+}
+
+/// Refuses a workload whose shard count is not the deployment's, before
+/// anything is sent: the deployment would run it (its processes agree on
+/// theirs), but the report would miss shards, or wait for one that does
+/// not exist. A shard answers an empty query at once, and the server says
+/// at once that a subject has no subscriber; the last shard is given
+/// `stall` to come up.
+async fn check_shards(link: &Link, shards: usize, stall: Duration) -> Result<(), NatsError> {
+    let ids = HashShards::new(shards.saturating_add(1));
+    let exists = |index: usize| {
+        let id = ids.all().get(index).cloned();
+        async move {
+            let Some(id) = id else { return Ok(false) };
+            let subject = link.subjects().query(&id)?;
+            let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
+            Ok::<_, NatsError>(match link.client().send_request(subject, request).await {
+                Err(error) => error.kind() != async_nats::client::RequestErrorKind::NoResponders,
+                Ok(_) => true,
+            })
+        }
+    };
+    let mismatch = |deployment: &str| NatsError::ShardMismatch { shards, deployment: deployment.to_owned() };
+    if exists(shards).await? {
+        return Err(mismatch("more"));
+    }
+    let waited = Instant::now();
+    while !exists(shards.saturating_sub(1)).await? {
+        if waited.elapsed() > stall {
+            return Err(mismatch("fewer (or they are not running)"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// One submitted transaction, its acknowledgement not yet seen.
