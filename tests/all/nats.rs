@@ -469,6 +469,12 @@ async fn a_submission_for_another_shard_count_is_refused() {
     assert!(
         matches!(&fewer, executor_nats::NatsError::ShardMismatch { shards: 1, deployment } if deployment == "more")
     );
+    // One worker per namespace: a second would empty the first's queues.
+    let second = executor_nats::serve_worker(&client(&url).await, 1).await.err().map(|e| e.to_string());
+    assert_eq!(
+        second.as_deref(),
+        Some("a worker already serves namespace `exec`: one per namespace (stop it first, or use another --namespace)")
+    );
 }
 
 /// A workload with a transaction too large for a message is refused

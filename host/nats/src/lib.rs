@@ -118,6 +118,14 @@ pub enum NatsError {
         /// What the deployment has, in words.
         deployment: String,
     },
+    /// A worker already serves this namespace.
+    #[error(
+        "a worker already serves namespace `{namespace}`: one per namespace (stop it first, or use another --namespace)"
+    )]
+    WorkerRunning {
+        /// The namespace.
+        namespace: String,
+    },
     /// A process may host one set of executors.
     #[error("this process already hosts executors")]
     ExecutorsTwice,

@@ -123,6 +123,32 @@ pub(crate) async fn answer(
     }))
 }
 
+/// Whether engine `id` (a shard, the worker) runs: it answers an empty
+/// query at once, and the server says at once that nothing listens.
+pub(crate) async fn exists(link: &Link, id: &EngineId) -> Result<bool, NatsError> {
+    let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
+    Ok(match link.client().send_request(link.subjects().query(id)?, request).await {
+        // A timeout: something listens there, and did not answer in time.
+        Err(error) => error.kind() != async_nats::client::RequestErrorKind::NoResponders,
+        Ok(_) => true,
+    })
+}
+
+/// Answers empty queries to `id`, for an engine with no state to give
+/// (the worker): what [`exists`] asks.
+pub(crate) async fn answer_presence(link: &Arc<Link>, id: &EngineId) -> Result<JoinHandle<()>, NatsError> {
+    let client = link.client().clone();
+    let mut queries =
+        client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
+    Ok(tokio::spawn(async move {
+        while let Some(request) = queries.next().await {
+            if let Some(reply) = request.reply {
+                let _ = client.publish(reply, Bytes::new()).await;
+            }
+        }
+    }))
+}
+
 /// The snapshots of the queries being answered, each until its last part
 /// is taken; at most [`Snapshots::KEPT`], so that clients asking at once
 /// each get theirs, and an abandoned query does not hold a copy of the

@@ -193,6 +193,11 @@ pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, Nat
     let map = shard_map(shards)?;
     let id = worker_id();
     let subjects = link.subjects();
+    // A second worker would empty the queues under the first and number
+    // transactions again: one per namespace.
+    if crate::query::exists(link, &id).await? {
+        return Err(NatsError::WorkerRunning { namespace: subjects.namespace().to_owned() });
+    }
     let own = link.own_stream(&id).await?;
     for (name, subject, retention) in [
         (subjects.spawn_stream(), subjects.spawn(), stream::RetentionPolicy::WorkQueue),
@@ -209,9 +214,11 @@ pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, Nat
         .spawn(Worker::windowed(id.clone(), config, DEFAULT_WINDOW), Vec::new())
         .await
         .map_err(|_| NatsError::Stopped)?;
+    let presence = crate::query::answer_presence(link, &id).await?;
     let mut metrics = Metrics::new(link.clone());
     metrics.runtime("worker", worker.metrics().clone());
-    let tasks = vec![link.receive(own.cached_info().config.name.clone(), String::new(), id, into_runtime(worker))];
+    let tasks =
+        vec![link.receive(own.cached_info().config.name.clone(), String::new(), id, into_runtime(worker)), presence];
     Ok(Served { tasks, metrics })
 }
 

@@ -167,13 +167,10 @@ async fn check_shards(link: &Link, shards: usize, stall: Duration) -> Result<(),
     let exists = |index: usize| {
         let id = ids.all().get(index).cloned();
         async move {
-            let Some(id) = id else { return Ok(false) };
-            let subject = link.subjects().query(&id)?;
-            let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
-            Ok::<_, NatsError>(match link.client().send_request(subject, request).await {
-                Err(error) => error.kind() != async_nats::client::RequestErrorKind::NoResponders,
-                Ok(_) => true,
-            })
+            match id {
+                Some(id) => crate::query::exists(link, &id).await,
+                None => Ok(false),
+            }
         }
     };
     let mismatch = |deployment: &str| NatsError::ShardMismatch { shards, deployment: deployment.to_owned() };
