@@ -469,6 +469,17 @@ async fn a_submission_for_another_shard_count_is_refused() {
     assert!(
         matches!(&fewer, executor_nats::NatsError::ShardMismatch { shards: 1, deployment } if deployment == "more")
     );
+    // Executors for another shard count than the worker's are refused.
+    let executors = executor_nats::ExecutorsConfig {
+        program: Arc::new(executor_host::NativeProgram::<transfer_guest::TransferFunction>::new(Default::default())),
+        host: executor_host::HostConfig::default(),
+        ack_wait: Duration::from_secs(2),
+    };
+    let wrong = executor_nats::serve_executors(&client(&url).await, 2, executors).await.err().map(|e| e.to_string());
+    assert_eq!(
+        wrong.as_deref(),
+        Some("this process is for 2 shards, and the worker serves 1: every process must agree (--shards)")
+    );
     // One worker per namespace: a second would empty the first's queues.
     let second = executor_nats::serve_worker(&client(&url).await, 1).await.err().map(|e| e.to_string());
     assert_eq!(

@@ -118,6 +118,14 @@ pub enum NatsError {
         /// What the deployment has, in words.
         deployment: String,
     },
+    /// This process was given another shard count than the worker's.
+    #[error("this process is for {shards} shards, and the worker serves {worker}: every process must agree (--shards)")]
+    ShardCountDiffers {
+        /// This process's count.
+        shards: usize,
+        /// The worker's.
+        worker: usize,
+    },
     /// A worker already serves this namespace.
     #[error(
         "a worker already serves namespace `{namespace}`: one per namespace (stop it first, or use another --namespace)"

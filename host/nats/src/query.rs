@@ -134,19 +134,33 @@ pub(crate) async fn exists(link: &Link, id: &EngineId) -> Result<bool, NatsError
     })
 }
 
-/// Answers empty queries to `id`, for an engine with no state to give
-/// (the worker): what [`exists`] asks.
-pub(crate) async fn answer_presence(link: &Arc<Link>, id: &EngineId) -> Result<JoinHandle<()>, NatsError> {
+/// Answers every query to `id` with `answer`, for an engine with no
+/// state to give (the worker, whose answer is its shard count): what
+/// [`exists`] and [`worker_shards`] ask.
+pub(crate) async fn answer_presence(
+    link: &Arc<Link>,
+    id: &EngineId,
+    answer: Bytes,
+) -> Result<JoinHandle<()>, NatsError> {
     let client = link.client().clone();
     let mut queries =
         client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
     Ok(tokio::spawn(async move {
         while let Some(request) = queries.next().await {
             if let Some(reply) = request.reply {
-                let _ = client.publish(reply, Bytes::new()).await;
+                let _ = client.publish(reply, answer.clone()).await;
             }
         }
     }))
+}
+
+/// The shard count of the worker serving the namespace, if one answers.
+pub(crate) async fn worker_shards(link: &Link, worker: &EngineId) -> Result<Option<usize>, NatsError> {
+    let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
+    Ok(match link.client().send_request(link.subjects().query(worker)?, request).await {
+        Ok(reply) => std::str::from_utf8(&reply.payload).ok().and_then(|count| count.parse().ok()),
+        Err(_) => None,
+    })
 }
 
 /// The snapshots of the queries being answered, each until its last part

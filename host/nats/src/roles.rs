@@ -214,7 +214,7 @@ pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, Nat
         .spawn(Worker::windowed(id.clone(), config, DEFAULT_WINDOW), Vec::new())
         .await
         .map_err(|_| NatsError::Stopped)?;
-    let presence = crate::query::answer_presence(link, &id).await?;
+    let presence = crate::query::answer_presence(link, &id, shards.to_string().into()).await?;
     let mut metrics = Metrics::new(link.clone());
     metrics.runtime("worker", worker.metrics().clone());
     let tasks =
@@ -248,6 +248,16 @@ async fn serve_executors_with(
     mut config: ExecutorsConfig,
     router: Arc<NatsRouter>,
 ) -> Result<Served, NatsError> {
+    // Executors for another shard count would send every lock's read and
+    // write to the wrong shard: every transaction would wait out its
+    // deadline, its locks held for ever. (A host started before the worker
+    // cannot ask.)
+    let shards = map.all().len();
+    if let Some(worker) = crate::query::worker_shards(link, &worker_id()).await?
+        && worker != shards
+    {
+        return Err(NatsError::ShardCountDiffers { shards, worker });
+    }
     let finished = link.take_finished().ok_or(NatsError::ExecutorsTwice)?;
     let options = &mut config.host.executor;
     if options.resend.is_none() {
