@@ -300,13 +300,6 @@ const COMPACT_SETTINGS: &[&str] = &[
     "profile.guest.debug=false",
 ];
 
-/// The 64 KiB stack the guests here have (`.cargo/config.toml`), for the
-/// builds `build` sets up (the compact one and `--dev`), so that a crate
-/// outside this workspace is not linked with Rust's 1 MiB: a fresh
-/// instance's memory, and the gas it is charged, grow with the stack.
-/// `--profile` builds take their flags from the crate's own configuration.
-const GUEST_STACK_SETTING: &str = "target.wasm32-unknown-unknown.rustflags=[\"-C\", \"link-arg=-zstack-size=65536\"]";
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -605,8 +598,12 @@ fn build(
             })
         }
     };
+    // The 64 KiB stack for the builds `build` sets up (the compact one and
+    // `--dev`), so that a crate outside this workspace is not linked with
+    // Rust's 1 MiB: a fresh instance's memory, and the gas it is charged,
+    // grow with the stack. `--profile` builds take the crate's own flags.
     if profile.is_none() || dev {
-        guest = guest.cargo_config(GUEST_STACK_SETTING);
+        guest = guest.guest_stack();
     }
     if let Some(manifest) = manifest {
         guest = guest.manifest_path(manifest);

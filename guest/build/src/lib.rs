@@ -297,6 +297,14 @@ impl GuestBuild {
         self
     }
 
+    /// Links the guest with [`GUEST_STACK`] (a cargo `--config` override of
+    /// `wasm32-unknown-unknown`'s rustflags), whatever the crate's own
+    /// configuration says or lacks.
+    pub fn guest_stack(self) -> Self {
+        let flags = format!(r#"target.{TARGET}.rustflags=["-C", "link-arg=-zstack-size={GUEST_STACK}"]"#);
+        self.cargo_config(flags)
+    }
+
     /// The cargo command this build runs.
     fn command(&self) -> (OsString, Command) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

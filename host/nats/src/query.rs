@@ -126,12 +126,20 @@ pub(crate) async fn answer(
 /// Whether engine `id` (a shard, the worker) runs: it answers an empty
 /// query at once, and the server says at once that nothing listens.
 pub(crate) async fn exists(link: &Link, id: &EngineId) -> Result<bool, NatsError> {
-    let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
-    Ok(match link.client().send_request(link.subjects().query(id)?, request).await {
+    Ok(match probe(link, id).await? {
         // A timeout: something listens there, and did not answer in time.
         Err(error) => error.kind() != async_nats::client::RequestErrorKind::NoResponders,
         Ok(_) => true,
     })
+}
+
+/// An empty query to `id`, answered or not within 2 s.
+async fn probe(
+    link: &Link,
+    id: &EngineId,
+) -> Result<Result<async_nats::Message, async_nats::client::RequestError>, NatsError> {
+    let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
+    Ok(link.client().send_request(link.subjects().query(id)?, request).await)
 }
 
 /// Answers every query to `id` with `answer`, for an engine with no
@@ -156,11 +164,8 @@ pub(crate) async fn answer_presence(
 
 /// The shard count of the worker serving the namespace, if one answers.
 pub(crate) async fn worker_shards(link: &Link, worker: &EngineId) -> Result<Option<usize>, NatsError> {
-    let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
-    Ok(match link.client().send_request(link.subjects().query(worker)?, request).await {
-        Ok(reply) => std::str::from_utf8(&reply.payload).ok().and_then(|count| count.parse().ok()),
-        Err(_) => None,
-    })
+    let reply = probe(link, worker).await?.ok();
+    Ok(reply.and_then(|reply| std::str::from_utf8(&reply.payload).ok()?.parse().ok()))
 }
 
 /// The snapshots of the queries being answered, each until its last part
