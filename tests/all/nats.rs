@@ -456,18 +456,17 @@ async fn a_submission_for_another_shard_count_is_refused() {
     let more = executor_nats::submit(&link, &Workload { shards: 2, ..workload.clone() }, quick()).await.unwrap_err();
     assert_eq!(
         more.to_string(),
-        "the scenario is for 2 shards, and the deployment has fewer (or they are not running): every process and the \
-         scenario must agree"
+        "the scenario is for 2 shards, and the deployment has 1: every process and the scenario must agree"
     );
     let mut worker_stream = link.jetstream().get_stream("exec_worker").await.unwrap();
     assert_eq!(worker_stream.info().await.unwrap().state.messages, 0, "nothing was sent");
     assert_serial(&workload, &executor_nats::submit(&link, &workload, quick()).await.unwrap());
-    // A second shard of a two-shard deployment answers: a one-shard
-    // scenario is refused.
-    let _extra = executor_nats::serve_shard(&client(&url).await, 1, 2, [], None).await.unwrap();
-    let fewer = executor_nats::submit(&link, &workload, quick()).await.unwrap_err();
-    assert!(
-        matches!(&fewer, executor_nats::NatsError::ShardMismatch { shards: 1, deployment } if deployment == "more")
+    // A shard for another shard count than the worker's is refused: it
+    // would keep another part of the initial state than it owns.
+    let extra = executor_nats::serve_shard(&client(&url).await, 1, 2, [], None).await.err().map(|e| e.to_string());
+    assert_eq!(
+        extra.as_deref(),
+        Some("this process is for 2 shards, and the worker serves 1: every process must agree (--shards)")
     );
     // Executors for another shard count than the worker's are refused.
     let executors = executor_nats::ExecutorsConfig {
@@ -486,6 +485,54 @@ async fn a_submission_for_another_shard_count_is_refused() {
         second.as_deref(),
         Some("a worker already serves namespace `exec`: one per namespace (stop it first, or use another --namespace)")
     );
+}
+
+/// Processes started before the worker are checked when it comes: a
+/// worker refuses a running shard for another count, and an executor host
+/// for another count stops at the worker's first request, unacknowledged,
+/// so that a host for the right count runs every transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_started_before_the_worker_are_checked_when_it_comes() {
+    let Some(server) = server(None) else { return };
+    let url = server.url();
+    let workload = transfers(6, 40, 5, 1);
+    let in_namespace = |namespace: &'static str| {
+        let url = url.clone();
+        async move {
+            Link::connect(&NatsConfig { url, namespace: namespace.into(), ..NatsConfig::default() }).await.unwrap()
+        }
+    };
+    // A shard of a two-shard deployment, then a worker for one shard.
+    let _shard = executor_nats::serve_shard(&in_namespace("lone").await, 0, 2, [], None).await.unwrap();
+    let worker = executor_nats::serve_worker(&in_namespace("lone").await, 1).await.err().map(|e| e.to_string());
+    assert_eq!(
+        worker.as_deref(),
+        Some("shard `shard-0` serves 2 shards, and this worker 1: every process must agree (--shards)")
+    );
+    let executors = |shards: usize| {
+        let config = executor_nats::ExecutorsConfig {
+            program: Arc::new(
+                executor_host::NativeProgram::<transfer_guest::TransferFunction>::new(Default::default()),
+            ),
+            host: executor_host::HostConfig::default(),
+            ack_wait: Duration::from_secs(2),
+        };
+        let url = url.clone();
+        async move { executor_nats::serve_executors(&client(&url).await, shards, config).await.unwrap() }
+    };
+    let wrong = executors(2).await;
+    let _worker = executor_nats::serve_worker(&client(&url).await, 1).await.unwrap();
+    let _shard = executor_nats::serve_shard(&client(&url).await, 0, 1, workload.initial.clone(), None).await.unwrap();
+    let link = client(&url).await;
+    let submitted = {
+        let workload = workload.clone();
+        tokio::spawn(async move { executor_nats::submit(&link, &workload, Patience::default()).await })
+    };
+    tokio::time::timeout(Duration::from_secs(30), wrong.wait())
+        .await
+        .expect("the host for two shards stops at its first request");
+    let _right = executors(1).await;
+    assert_serial(&workload, &submitted.await.unwrap().unwrap());
 }
 
 /// A workload with a transaction too large for a message is refused

@@ -126,6 +126,17 @@ pub enum NatsError {
         /// The worker's.
         worker: usize,
     },
+    /// A running shard was started for another shard count than this
+    /// worker's.
+    #[error("shard `{shard}` serves {theirs} shards, and this worker {shards}: every process must agree (--shards)")]
+    ShardDisagrees {
+        /// The shard's id.
+        shard: String,
+        /// Its count.
+        theirs: usize,
+        /// This worker's.
+        shards: usize,
+    },
     /// A worker already serves this namespace.
     #[error(
         "a worker already serves namespace `{namespace}`: one per namespace (stop it first, or use another --namespace)"

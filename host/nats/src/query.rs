@@ -77,24 +77,27 @@ fn split(summary: ShardSummary, budget: u64) -> Vec<ShardSummary> {
     parts
 }
 
-/// Answers `<ns>.query.<id>` for `shard` until the subscription ends.
+/// Answers `<ns>.query.<id>` for `shard`, one of `shards`, until the
+/// subscription ends.
 pub(crate) async fn answer(
     link: &Arc<Link>,
     id: &EngineId,
+    shards: usize,
     shard: RuntimeHandle<Shard>,
 ) -> Result<JoinHandle<()>, NatsError> {
     let client = link.client().clone();
     let mut queries =
         client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
     let id = id.clone();
+    let count = Bytes::from(shards.to_string());
     Ok(tokio::spawn(async move {
         let mut kept = Snapshots::default();
         while let Some(request) = queries.next().await {
             let Some(reply) = request.reply else { continue };
-            // An empty request asks whether this shard exists (`submit`
-            // checks the deployment's shard count): an empty answer.
+            // An empty request asks whether this shard exists, and for
+            // how many shards it was started ([`shard_count`]).
             if request.payload.is_empty() {
-                let _ = client.publish(reply, Bytes::new()).await;
+                let _ = client.publish(reply, count.clone()).await;
                 continue;
             }
             let ask = match wire::decode::<Ask>(&request.payload) {
@@ -144,7 +147,7 @@ async fn probe(
 
 /// Answers every query to `id` with `answer`, for an engine with no
 /// state to give (the worker, whose answer is its shard count): what
-/// [`exists`] and [`worker_shards`] ask.
+/// [`exists`] and [`shard_count`] ask.
 pub(crate) async fn answer_presence(
     link: &Arc<Link>,
     id: &EngineId,
@@ -162,9 +165,10 @@ pub(crate) async fn answer_presence(
     }))
 }
 
-/// The shard count of the worker serving the namespace, if one answers.
-pub(crate) async fn worker_shards(link: &Link, worker: &EngineId) -> Result<Option<usize>, NatsError> {
-    let reply = probe(link, worker).await?.ok();
+/// The shard count engine `id` (the worker or a shard) was started for,
+/// if it answers.
+pub(crate) async fn shard_count(link: &Link, id: &EngineId) -> Result<Option<usize>, NatsError> {
+    let reply = probe(link, id).await?.ok();
     Ok(reply.and_then(|reply| std::str::from_utf8(&reply.payload).ok()?.parse().ok()))
 }
 

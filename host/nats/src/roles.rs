@@ -106,6 +106,10 @@ pub async fn serve_shard(
     // Every shard checks the whole state, so that the deployment refuses it
     // whichever process starts first.
     check_initial(&initial)?;
+    // A shard for another count would keep another part of the initial
+    // state than it owns: reads of the keys it lacks would say "absent".
+    // (A worker started later asks the shards.)
+    same_count_as_worker(link, shards).await?;
     let mine: Vec<(Key, Datum)> = initial.into_iter().filter(|(k, _)| map.shard_for_index(k) == index).collect();
     let stream = link.own_stream(&id).await?;
     // The router needs the shard's handle (for co-located executors) and
@@ -129,7 +133,7 @@ pub async fn serve_shard(
     let mut tasks = vec![
         link.receive(stream.cached_info().config.name.clone(), String::new(), id.clone(), to_shard.clone()),
         link.receive_direct(link.subjects().direct(&id)?, id.clone(), to_shard).await?,
-        crate::query::answer(link, &id, shard).await?,
+        crate::query::answer(link, &id, shards, shard).await?,
     ];
     if let Some(config) = executors {
         let mut served = serve_executors_with(link, map, config, router).await?;
@@ -198,6 +202,7 @@ pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, Nat
     if crate::query::exists(link, &id).await? {
         return Err(NatsError::WorkerRunning { namespace: subjects.namespace().to_owned() });
     }
+    same_count_as_shards(link, &map).await?;
     let own = link.own_stream(&id).await?;
     for (name, subject, retention) in [
         (subjects.spawn_stream(), subjects.spawn(), stream::RetentionPolicy::WorkQueue),
@@ -233,6 +238,35 @@ pub async fn serve_executors(link: &Arc<Link>, shards: usize, config: ExecutorsC
     serve_executors_with(link, map, config, router).await
 }
 
+/// Refuses a process for `shards` shards when the deployment's worker
+/// answers with another count. (No worker yet: nothing to compare.)
+async fn same_count_as_worker(link: &Link, shards: usize) -> Result<(), NatsError> {
+    match crate::query::shard_count(link, &worker_id()).await? {
+        Some(worker) if worker != shards => Err(NatsError::ShardCountDiffers { shards, worker }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a worker for the shards of `map` when a running shard was
+/// started for another count: one of them, or one past them (a shard
+/// there belongs to a larger deployment).
+async fn same_count_as_shards(link: &Link, map: &HashShards) -> Result<(), NatsError> {
+    let shards = map.all().len();
+    let beyond = HashShards::new(shards.saturating_add(1));
+    let counts = futures_util::future::join_all(
+        beyond.all().iter().map(|id| async move { crate::query::shard_count(link, id).await.map(|count| (id, count)) }),
+    )
+    .await;
+    for answer in counts {
+        if let (id, Some(theirs)) = answer?
+            && theirs != shards
+        {
+            return Err(NatsError::ShardDisagrees { shard: id.to_string(), theirs, shards });
+        }
+    }
+    Ok(())
+}
+
 /// Which shard owns each key, for a deployment of `shards` (1 to
 /// [`MAX_SHARDS`], as a scenario may have).
 fn shard_map(shards: usize) -> Result<Arc<HashShards>, NatsError> {
@@ -251,13 +285,9 @@ async fn serve_executors_with(
     // Executors for another shard count would send every lock's read and
     // write to the wrong shard: every transaction would wait out its
     // deadline, its locks held for ever. (A host started before the worker
-    // cannot ask.)
+    // asks again at the worker's first request.)
     let shards = map.all().len();
-    if let Some(worker) = crate::query::worker_shards(link, &worker_id()).await?
-        && worker != shards
-    {
-        return Err(NatsError::ShardCountDiffers { shards, worker });
-    }
+    same_count_as_worker(link, shards).await?;
     let finished = link.take_finished().ok_or(NatsError::ExecutorsTwice)?;
     let options = &mut config.host.executor;
     if options.resend.is_none() {
@@ -286,6 +316,7 @@ async fn serve_executors_with(
         link: link.clone(),
         host,
         program: config.program,
+        shards,
         held: HashMap::new(),
         done: BTreeSet::new(),
         worker: None,
@@ -305,6 +336,8 @@ struct Executors {
     link: Arc<Link>,
     host: ExecutorHost,
     program: Arc<dyn Program>,
+    /// The shard count executors here send reads and writes for.
+    shards: usize,
     held: HashMap<Timestamp, Held>,
     /// Transactions whose report is stored: a redelivered request for one
     /// (its acknowledgement was lost) is acknowledged at once.
@@ -315,11 +348,13 @@ struct Executors {
 }
 
 /// Whether the host goes on after a spawn request.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Taken {
     Continue,
     /// The request is from another worker process than the earlier ones.
     NewWorker,
+    /// The worker serves another shard count than this host's.
+    ShardCountDiffers(NatsError),
 }
 
 /// The worker process a spawn request comes from: its message id is
@@ -354,18 +389,27 @@ impl Executors {
             loop {
                 tokio::select! {
                     request = requests.next() => match request {
-                        Some(Ok(request)) => if self.take(request).await == Taken::NewWorker {
+                        Some(Ok(request)) => match self.take(request).await {
+                            Taken::Continue => {}
                             // A new worker numbers from 1 again: an executor
                             // of the old one would be taken for the new
                             // transaction of its timestamp (its report, its
                             // writes). Only a restart of this host with the
                             // deployment is safe; the request, not
                             // acknowledged, goes to a host that has one.
-                            tracing::error!(
-                                "the worker was replaced (the deployment was restarted): this executor host stops, \
-                                 and must be restarted too"
-                            );
-                            return;
+                            Taken::NewWorker => {
+                                tracing::error!(
+                                    "the worker was replaced (the deployment was restarted): this executor host \
+                                     stops, and must be restarted too"
+                                );
+                                return;
+                            }
+                            // Likewise: executors here would wait on the wrong
+                            // shards until their deadline.
+                            Taken::ShardCountDiffers(error) => {
+                                tracing::error!(%error, "this executor host stops");
+                                return;
+                            }
                         },
                         Some(Err(error)) => {
                             tracing::warn!(%error, "reading the spawn queue");
@@ -403,7 +447,14 @@ impl Executors {
             match &self.worker {
                 Some(known) if known != worker => return Taken::NewWorker,
                 Some(_) => {}
-                None => self.worker = Some(worker.to_owned()),
+                None => {
+                    // This host may have started before the worker: ask it
+                    // now, once.
+                    if let Err(error) = same_count_as_worker(&self.link, self.shards).await {
+                        return Taken::ShardCountDiffers(error);
+                    }
+                    self.worker = Some(worker.to_owned());
+                }
             }
         }
         let timestamp = spawn.timestamp;

@@ -159,10 +159,15 @@ async fn run(
 /// Refuses a workload whose shard count is not the deployment's, before
 /// anything is sent: the deployment would run it (its processes agree on
 /// theirs), but the report would miss shards, or wait for one that does
-/// not exist. A shard answers an empty query at once, and the server says
-/// at once that a subject has no subscriber; the last shard is given
-/// `stall` to come up.
+/// not exist. The worker and each shard answer an empty query at once
+/// with their count, and the server says at once that a subject has no
+/// subscriber; the last shard is given `stall` to come up.
 async fn check_shards(link: &Link, shards: usize, stall: Duration) -> Result<(), NatsError> {
+    if let Some(worker) = crate::query::shard_count(link, &worker_id()).await?
+        && worker != shards
+    {
+        return Err(NatsError::ShardMismatch { shards, deployment: worker.to_string() });
+    }
     let ids = HashShards::new(shards.saturating_add(1));
     let exists = |index: usize| {
         let id = ids.all().get(index).cloned();
