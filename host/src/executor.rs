@@ -97,8 +97,10 @@ pub struct ExecutorOptions {
     /// Gas budget per transaction, shared by all its steps; exhausting it
     /// fails the transaction. By default 100 million.
     pub gas_limit: u64,
-    /// A transaction not finished this long after spawn fails. By default
-    /// 30 s.
+    /// A transaction not finished this long after spawn fails. It is
+    /// checked between guest calls: a call under way ends first (each is
+    /// bounded by [`Limits::call_time`](crate::Limits::call_time) in a
+    /// sandbox). [`NO_DEADLINE`] or more is no deadline. By default 30 s.
     pub deadline: Duration,
     /// How long a finished executor stays to count late messages (as
     /// [`DropReason::AfterFinish`]) before its host removes it; later ones
@@ -302,7 +304,10 @@ impl ExecutorConfig {
     /// the executor looks keys up in by binary search.
     pub fn new(mut tx: Transaction, shared: Arc<Shared>) -> Self {
         tx.keys = tx.keys.normalized();
-        let rounds = tx.program.session().is_some();
+        // A program whose `session` panics is taken to have sessions: the
+        // executor then asks again when it feeds, and fails the transaction.
+        let rounds =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tx.program.session().is_some())).unwrap_or(true);
         Self { tx, shared, rounds }
     }
 }
@@ -339,6 +344,10 @@ pub struct ExecutorState {
     /// counts it (counted only under a bound).
     report_size: u64,
 }
+
+/// A deadline this long (100 years) or longer is none
+/// ([`ExecutorOptions::deadline`]).
+pub const NO_DEADLINE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// The executor's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,13 +467,20 @@ impl Executor {
     /// there are eager reads to ask for, else one period on).
     pub fn spawn(config: ExecutorConfig, now: Duration) -> (Instance<Self>, Vec<TimerOp<ExecutorTimer>>) {
         let id = executor_id(&config.tx.worker, config.tx.timestamp);
-        let deadline = now.saturating_add(config.shared.options.deadline);
         let eager = !config.tx.keys.eager_read_keys.is_empty();
         let mut timers = Vec::with_capacity(3);
         if !eager {
             timers.push(Timer { handle: ExecutorTimer::Start, at: now });
         }
-        timers.push(Timer { handle: ExecutorTimer::Deadline, at: deadline });
+        // A deadline of [`NO_DEADLINE`] or more is none, in every host: a
+        // time that far never comes on a real clock, and a simulated one
+        // must not reach it either.
+        if config.shared.options.deadline < NO_DEADLINE {
+            timers.push(Timer {
+                handle: ExecutorTimer::Deadline,
+                at: now.saturating_add(config.shared.options.deadline),
+            });
+        }
         if let Some(period) = resend_period(&config.shared.options) {
             let at = if eager { now } else { now.saturating_add(period) };
             timers.push(Timer { handle: ExecutorTimer::Resend, at });
@@ -619,6 +635,7 @@ impl Behaviour for Executor {
                     turn.step(None, None);
                 }
                 turn.feed_due();
+                turn.fail_if_stalled();
                 // A `Resend` due with `Start` (a zero period) is not lost.
                 if matches!(trigger, Trigger::Elapsed { timers, .. } if timers.contains(&ExecutorTimer::Resend)) {
                     turn.resend();
@@ -632,6 +649,7 @@ impl Behaviour for Executor {
                     turn.state.held.insert(std::mem::take(key), data.take());
                 }
                 turn.feed_due();
+                turn.fail_if_stalled();
             }
             ExecutorAction::Resend => turn.resend(),
             ExecutorAction::Expire => {
@@ -709,7 +727,11 @@ impl Turn<'_> {
         }
         while !self.state.finished && round_complete(config, self.state) {
             let len = round(config, self.state).len();
-            let mut session = config.tx.program.session();
+            let session = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.tx.program.session()));
+            let mut session = match session {
+                Ok(session) => session,
+                Err(panic) => return self.finish(Some(panicked(&*panic))),
+            };
             for _ in 0..len {
                 let Some(input) = self.take_next_due() else { return };
                 self.step(session.as_deref_mut(), Some(input));
@@ -717,6 +739,16 @@ impl Turn<'_> {
                     return;
                 }
             }
+        }
+    }
+
+    /// Fails the transaction ([`Failure::Stalled`]) if the program has run,
+    /// has not halted, and waits for no value: every eager value and every
+    /// value it asked for was fed, so no input can ever come. (A step runs
+    /// only on an input, but for the first.)
+    fn fail_if_stalled(&mut self) {
+        if !self.state.finished && self.state.program_state.is_some() && round(self.config, self.state).is_empty() {
+            self.finish(Some(Failure::Stalled));
         }
     }
 
@@ -757,7 +789,7 @@ impl Turn<'_> {
             None => config.tx.program.step(call),
         }))
         .unwrap_or_else(|panic| StepReport {
-            result: Err(Failure::Host { message: format!("the program panicked: {}", panic_message(&*panic)) }),
+            result: Err(panicked(&*panic)),
             gas_used: 0,
             log: GuestLog::default(),
         });
@@ -957,6 +989,11 @@ pub fn report_entry_bytes(key: &[u8], datum: Option<&[u8]>) -> u64 {
 }
 
 /// The text of a panic's payload, if it has one.
+/// The failure of a transaction whose program panicked.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> Failure {
+    Failure::Host { message: format!("the program panicked: {}", panic_message(panic)) }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()

@@ -48,8 +48,8 @@ pub use diagnostics::{
 pub use embed::{ExecutorHost, HostConfig};
 pub use engine::{EngineId, Envelope, Time};
 pub use executor::{
-    AccessMode, DropReason, ExecutorMetrics, ExecutorOptions, REPORT_ENTRY_BYTES, ShardMap, Transaction, WriteMode,
-    executor_id, executor_timestamp, is_executor_id, report_entry_bytes,
+    AccessMode, DropReason, ExecutorMetrics, ExecutorOptions, NO_DEADLINE, REPORT_ENTRY_BYTES, ShardMap, Transaction,
+    WriteMode, executor_id, executor_timestamp, is_executor_id, report_entry_bytes,
 };
 pub use messages::{Datum, ExecutorFinished, Key, KeySets, Message, Timestamp};
 pub use module_store::{Deployed, ModuleStore, StoreError, validate_name};

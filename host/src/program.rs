@@ -145,6 +145,13 @@ pub enum Failure {
         /// ([`ExecutorOptions::deadline`](crate::ExecutorOptions::deadline)).
         bound_ms: u64,
     },
+    /// The program neither halted nor asked for a value it has not been
+    /// fed: no value can come, so it would wait for ever, holding its
+    /// locks (and every later transaction on its keys would wait behind
+    /// it). It fails at once instead of at its deadline, so that its
+    /// outcome, and theirs, does not depend on time.
+    #[error("the program neither halted nor asked for a value it has not been fed: it would wait for ever")]
+    Stalled,
     /// The program read or wrote a key the transaction did not declare, or
     /// wrote a key twice in streaming mode (where the first write is final
     /// at its shard as soon as it is sent).
@@ -210,6 +217,7 @@ impl Failure {
             Self::Trap { .. } => "trap",
             Self::TooLarge { .. } => "too_large",
             Self::Deadline { .. } => "deadline",
+            Self::Stalled => "stalled",
             Self::AccessViolation { .. } => "access_violation",
             Self::Host { .. } => "host",
         }

@@ -462,6 +462,68 @@ fn recording_learns_the_key_sets_that_strict_mode_then_accepts() {
     assert_eq!(refused.code, Some(2), "--write-scenario without --record is a usage error");
 }
 
+/// A recording says what a run of the scenario it writes does, in what a
+/// program may rely on: a failed streaming transaction's write stays (a
+/// Nock program reads the key its predecessor wrote before crashing, then
+/// the key named by that value), the report's bound, a program that
+/// stalls, and the gas of the executor's rounds (a wasm transfer with a
+/// budget of one more than the gas a run uses, less than one instance per
+/// step would use).
+#[test]
+fn a_recording_agrees_with_the_run_of_the_scenario_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("recorded.json");
+    let out = out.to_str().unwrap();
+    let agree = |program: &[&str], scenario: &str| {
+        let scenario = write(dir.path(), "scenario.json", scenario);
+        let record = [&["run"], program, &["--scenario", &scenario, "--record", "--output", "json"]].concat();
+        let recorded = cli(&[&record[..], &["--write-scenario", out]].concat());
+        assert_eq!(recorded.code, Some(0), "{}", recorded.stderr);
+        let rerun = cli(&[&["run"], program, &["--scenario", out, "--output", "json"]].concat()).json();
+        let recorded = recorded.json();
+        let said: Vec<String> = recorded.as_array().unwrap().iter().map(|r| r["outcome"].to_string()).collect();
+        let did: Vec<String> = rerun["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| match t["failure"].as_str() {
+                None => "\"halted\"".to_owned(),
+                Some(failure) => format!("\"failed: {failure}\""),
+            })
+            .collect();
+        assert_eq!(said, did, "{rerun}");
+        rerun
+    };
+    let nock = r#"{"shards": 2, "initial_state": {"k": "1", "r": "x"}, "transactions": [
+        {"executable": {"hex": "61173ad1a5715cf035b40e2e17"}, "lazy_read_keys": ["r"], "will_write_keys": ["k"]},
+        {"executable": {"hex": "61173ad1855db82532e68a91257e6c31f0e9d2f0cab1c51c075f0b"}}]}"#;
+    let run = agree(&["--native", "nockma"], nock);
+    assert_eq!(run["succeeded"], 1, "{run}");
+    assert_eq!(run["transactions"][1]["values_read"], serde_json::json!({"5": null, "k": "5"}), "{run}");
+    let bound = r#"{"shards": 1, "initial_state": {"hits": "40"}, "options": {"report_bytes": 30}, "transactions": [
+        {"executable": {"key": "hits", "amount": 2}, "eager_read_keys": ["hits"], "will_write_keys": ["hits"]}]}"#;
+    assert_eq!(agree(&["--native", "counter"], bound)["failed_by_reason"], serde_json::json!({"too_large": 1}));
+    let stall = r#"{"shards": 1, "initial_state": {"a": "1"}, "options": {"access_mode": "lenient"}, "transactions": [
+        {"executable": {"key": "a", "amount": 1}, "will_write_keys": ["a"]},
+        {"executable": {"key": "a", "amount": 1}, "eager_read_keys": ["a"], "will_write_keys": ["a"]}]}"#;
+    let scenario = write(dir.path(), "stall.json", stall);
+    let run = cli(&["run", "--native", "counter", "--scenario", &scenario, "--output", "json"]).json();
+    assert_eq!(run["failed_by_reason"], serde_json::json!({"stalled": 1}), "{run}");
+    assert_eq!(run["final_state"]["a"], "2", "the one after it is not held up");
+    let wasm = ["--guest", guest_artifacts::TRANSFER];
+    let transfer = |gas: &str| {
+        format!(
+            r#"{{"initial_state": {{"a": "9", "b": "0"}}, "options": {{"gas_limit": {gas}}}, "transactions": [
+            {{"executable": {{"from": "a", "to": "b", "amount": 4}}, "eager_read_keys": ["a", "b"],
+              "will_write_keys": ["a", "b"]}}]}}"#
+        )
+    };
+    let gas = agree(&wasm, &transfer("10000000"))["gas_used"].as_u64().unwrap();
+    // A budget used exactly is out of gas; one more unit is enough.
+    assert_eq!(agree(&wasm, &transfer(&(gas + 1).to_string()))["succeeded"], 1);
+    assert_eq!(agree(&wasm, &transfer(&gas.to_string()))["failed_by_reason"], serde_json::json!({"out_of_gas": 1}));
+}
+
 /// Text a scenario or a guest chose (here a key, in an access violation
 /// and in what `--record` learns) reaches the terminal with its control
 /// characters escaped: it cannot recolour it or forge a line.

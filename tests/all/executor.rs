@@ -159,11 +159,12 @@ fn undeclared_access_is_only_reported_in_lenient_mode() {
 
 #[test]
 fn only_eager_or_requested_keys_are_fed_once_from_their_shard() {
-    let exe = script(&[&[], &[Write(w("w"), w("1")), Halt]]);
-    let (mut d, out) = start(exe, keys(&["l"], &["e"], &["w"], &[]));
+    let exe = script(&[&[Read(w("m"))], &[Write(w("w"), w("1")), Halt]]);
+    let (mut d, out) = start(exe, keys(&["l", "m"], &["e"], &["w"], &[]));
     assert!(out.is_empty());
     assert!(d.read("l", Some("1")).is_empty(), "lazy, never requested");
-    assert!(d.read("e", Some("1")).is_empty(), "fed: the program waits for more");
+    let fed = sent(&d.id(), d.read("e", Some("1")));
+    assert_eq!(fed, vec![request("m", true)], "fed: the program waits for more");
     assert!(d.read("e", Some("2")).is_empty(), "duplicate");
     assert!(d.read_at(TS + 1, "e", Some("3")).is_empty(), "another transaction's");
     let other_shard = EngineId::local("shard-z");
@@ -319,6 +320,62 @@ fn deadline_fails_the_transaction_with_full_cleanup() {
     let (out, report) = split_finished(sent(&d.id(), d.fire(ExecutorTimer::Deadline)));
     assert_eq!(out, vec![request("l2", false), write("w", None)]);
     assert_eq!(report.failure, Some(Failure::Deadline { bound_ms: 30_000 }));
+}
+
+/// A program that is not halted and waits for no value (every eager value
+/// and every one it asked for was fed) can never go on: it fails at once,
+/// not at its deadline, with its locks released and its streamed write
+/// kept; and so does one that asks again for a value it was fed.
+#[test]
+fn a_program_that_waits_for_nothing_fails_at_once() {
+    let (_, out) = start(script(&[&[Write(w("w"), w("1"))]]), keys(&["l"], &[], &["w", "v"], &[]));
+    let (out, report) = split_finished(out);
+    assert_eq!(out, vec![write("w", Some("1")), request("l", false), write("v", None)]);
+    assert_eq!(report.failure, Some(Failure::Stalled));
+    let (mut d, out) = start(script(&[&[Read(w("l"))], &[Read(w("l"))]]), keys(&["l"], &[], &[], &[]));
+    assert_eq!(out, vec![request("l", true)]);
+    let (out, report) = split_finished(sent(&d.id(), d.read("l", Some("1"))));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(report.failure, Some(Failure::Stalled));
+    assert_eq!(report.values_read, vec![kv_opt("l", "1")]);
+}
+
+/// A program whose `session` panics fails its transaction like one whose
+/// step panics: every lock released, one report.
+#[test]
+fn a_panicking_session_fails_the_transaction() {
+    #[derive(Debug)]
+    struct PanicsInSession;
+    impl executor_host::Program for PanicsInSession {
+        fn step(&self, _: StepCall<'_>) -> executor_host::StepReport {
+            panic!("a step runs only in a session here")
+        }
+        fn session(&self) -> Option<Box<dyn executor_host::Session + '_>> {
+            panic!("no session today")
+        }
+    }
+    let keys = keys(&[], &["e"], &["w"], &[]);
+    let (mut d, out) = Driver::start(Arc::new(PanicsInSession), Vec::new(), keys, ExecutorOptions::default());
+    assert!(out.is_empty());
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", Some("1"))));
+    assert_eq!(out, vec![write("w", None)]);
+    assert_eq!(report.failure, Some(Failure::Host { message: "the program panicked: no session today".into() }));
+}
+
+/// A deadline of `NO_DEADLINE` or more is none: no timer is set, so a
+/// simulated clock does not reach it either (a real one never would).
+#[test]
+fn a_deadline_of_a_century_is_none() {
+    for deadline in [executor_host::NO_DEADLINE, Duration::MAX] {
+        let options = ExecutorOptions { deadline, ..ExecutorOptions::default() };
+        let (d, out) = start_with(script(&[&[Read(w("l"))]]), keys(&["l"], &[], &[], &[]), options);
+        assert_eq!(out, vec![request("l", true)]);
+        assert!(!d.instance.env.timers.iter().any(|t| t.handle == ExecutorTimer::Deadline));
+    }
+    let options =
+        ExecutorOptions { deadline: executor_host::NO_DEADLINE - Duration::from_secs(1), ..Default::default() };
+    let (d, _) = start_with(script(&[&[Read(w("l"))]]), keys(&["l"], &[], &[], &[]), options);
+    assert!(d.instance.env.timers.iter().any(|t| t.handle == ExecutorTimer::Deadline));
 }
 
 #[test]

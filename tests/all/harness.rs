@@ -78,7 +78,7 @@ fn a_concurrent_run_refuses_too_many_threads() {
 
 /// Recording says what a run would: a second write of a key fails in
 /// streaming mode (and not in atomic mode), and a program that asks for
-/// nothing more yet never halts is said to.
+/// nothing more yet never halts stalls.
 #[test]
 fn a_recording_fails_what_a_run_fails() {
     use executor_host::{Access, Failure, WriteMode};
@@ -93,11 +93,11 @@ fn a_recording_fails_what_a_run_fails() {
     let atomic = ExecutorOptions { write_mode: WriteMode::Atomic, ..ExecutorOptions::default() };
     let twice = record::record(&workload("write-twice"), &hostile, &streaming).remove(0);
     let rewrite = Failure::AccessViolation { key: b"w".to_vec(), access: Access::Rewrite };
-    assert_eq!(twice.outcome, Some(Err(rewrite)));
+    assert_eq!(twice.outcome, Err(rewrite));
     assert_eq!(twice.keys.will_write_keys, vec![b"w".to_vec()]);
-    assert_eq!(record::record(&workload("write-twice"), &hostile, &atomic).remove(0).outcome, Some(Ok(())));
+    assert_eq!(record::record(&workload("write-twice"), &hostile, &atomic).remove(0).outcome, Ok(()));
     let reread = record::record(&workload("reread"), &hostile, &streaming).remove(0);
-    assert_eq!((reread.outcome, reread.keys.lazy_read_keys), (None, vec![b"l".to_vec()]));
+    assert_eq!((reread.outcome, reread.keys.lazy_read_keys), (Err(Failure::Stalled), vec![b"l".to_vec()]));
 }
 
 /// What a scenario file would be misread as is refused, with where; what

@@ -16,19 +16,24 @@
 //! - `will_write_keys`: every key it wrote;
 //! - `may_write_keys`: none (a key written in the recording is written).
 //!
-//! A failed transaction's writes are not applied (as in atomic mode), and
-//! its keys are recorded as far as it got. What strict mode refuses beyond
-//! undeclared keys fails the recording too: a second write of one key in
-//! streaming mode (`options.write_mode`). The same workload records the
-//! same key sets every time.
+//! The transaction runs as the executor runs it, so that the recording
+//! says what a run would: its steps in the executor's rounds (and so with
+//! its gas), within `options.gas_limit` and `options.report_bytes`; a second
+//! write of one key fails in streaming mode (`options.write_mode`); a
+//! program that neither halts nor asks for a value it has not been fed
+//! fails as [`Failure::Stalled`]. A failed transaction's writes are applied
+//! in streaming mode (each was final when the program made it) and not in
+//! atomic mode; its keys are recorded as far as it got. The same workload
+//! records the same key sets every time.
 //!
 //! This module must not touch a shard, a worker or a clock: it is a serial
 //! simulation with the program alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use executor_host::{
-    Access, Datum, ExecutorOptions, Failure, Input, Key, KeySets, Program, Request, StepCall, WriteMode,
+    Access, Datum, ExecutorOptions, Failure, Input, Key, KeySets, Oversize, Program, Request, Session, StepCall,
+    WriteMode, report_entry_bytes,
 };
 
 use crate::harness::Workload;
@@ -38,10 +43,8 @@ use crate::harness::Workload;
 pub struct Recorded {
     /// The key sets it needs, normalized.
     pub keys: KeySets,
-    /// Whether the program halted; `None` if it did not halt once fed
-    /// every value it asked for, and asked for no more (a run fails it at
-    /// its deadline).
-    pub outcome: Option<Result<(), Failure>>,
+    /// Whether the program halted, or why it failed.
+    pub outcome: Result<(), Failure>,
 }
 
 /// Records every transaction of `workload`, in order, from its initial
@@ -59,69 +62,161 @@ fn record_one(
     store: &mut BTreeMap<Key, Datum>,
 ) -> Recorded {
     let eager = declared.clone().normalized().eager_read_keys;
-    // Values to feed, in order: eager keys first, then requests as made.
-    let mut queue: Vec<Key> = eager.clone();
-    let mut fed = 0;
-    let mut asked: Vec<Key> = Vec::new();
-    let mut writes: BTreeMap<Key, Datum> = BTreeMap::new();
-    let mut state: Option<Vec<u8>> = None;
-    let mut gas_left = options.gas_limit;
-    // The first step runs without input only when nothing is eager.
-    let mut input: Option<Input> = match queue.first() {
-        None => None,
-        Some(key) => {
-            fed = 1;
-            Some(Input { key: key.clone(), datum: store.get(key).cloned() })
-        }
+    let mut run = Run {
+        program,
+        executable,
+        options,
+        store,
+        queued: eager.iter().cloned().collect(),
+        queue: eager.clone(),
+        fed: 0,
+        asked: Vec::new(),
+        write_keys: BTreeSet::new(),
+        writes: Vec::new(),
+        state: None,
+        gas_used: 0,
+        report_size: 0,
     };
-    let outcome = loop {
-        let report =
-            program.step(StepCall { executable, state: state.as_deref(), input: input.as_ref(), gas_limit: gas_left });
-        gas_left = gas_left.saturating_sub(report.gas_used);
-        let output = match report.result {
-            Ok(output) => output,
-            Err(failure) => break Some(Err(failure)),
-        };
-        // The requests in order, as the executor takes them: it stops at
-        // the first a run refuses.
-        let mut rewrite = None;
-        for request in output.requests {
-            match request {
-                Request::Read(key) => {
-                    if !queue.contains(&key) {
-                        asked.push(key.clone());
-                        queue.push(key);
-                    }
-                }
-                Request::Write(key, _) if options.write_mode == WriteMode::Streaming && writes.contains_key(&key) => {
-                    rewrite = Some(key);
-                    break;
-                }
-                Request::Write(key, datum) => {
-                    writes.insert(key, datum);
-                }
-            }
-        }
-        if let Some(key) = rewrite {
-            break Some(Err(Failure::AccessViolation { key, access: Access::Rewrite }));
-        }
-        if output.halted {
-            break Some(Ok(()));
-        }
-        state = Some(output.state);
-        let Some(next) = queue.get(fed) else { break None };
-        fed += 1;
-        input = Some(Input { key: next.clone(), datum: store.get(next).cloned() });
-    };
+    let outcome = run.go();
+    let Run { asked, write_keys, writes, .. } = run;
     let keys = KeySets {
         eager_read_keys: eager,
         lazy_read_keys: asked,
-        will_write_keys: writes.keys().cloned().collect(),
+        will_write_keys: write_keys.into_iter().collect(),
         may_write_keys: Vec::new(),
     }
     .normalized();
-    if outcome == Some(Ok(())) {
+    if outcome.is_ok() || options.write_mode == WriteMode::Streaming {
         store.extend(writes);
     }
     Recorded { keys, outcome }
+}
+
+/// One transaction being recorded: what the executor would hold.
+struct Run<'a> {
+    program: &'a dyn Program,
+    executable: &'a [u8],
+    options: &'a ExecutorOptions,
+    /// The state the transactions before left.
+    store: &'a BTreeMap<Key, Datum>,
+    /// Values to feed, in order: the eager keys, then requests as made.
+    queue: Vec<Key>,
+    /// The keys of `queue`, to look up.
+    queued: BTreeSet<Key>,
+    /// How many of `queue` were fed.
+    fed: usize,
+    /// The keys asked for that are not eager.
+    asked: Vec<Key>,
+    /// Every key the program wrote, or tried to (a run checks that it is
+    /// declared before anything else).
+    write_keys: BTreeSet<Key>,
+    /// The last value written per key, in first-write order.
+    writes: Vec<(Key, Datum)>,
+    state: Option<Vec<u8>>,
+    gas_used: u64,
+    /// The report's size as `options.report_bytes` counts it.
+    report_size: u64,
+}
+
+/// How a step ended.
+enum Stepped {
+    Halted,
+    Continues,
+}
+
+impl Run<'_> {
+    /// The executor's order: a first step without input only when nothing
+    /// is eager; then round by round (the eager keys, then the keys the
+    /// round before asked for), a round's steps in one session.
+    fn go(&mut self) -> Result<(), Failure> {
+        if self.queue.is_empty() {
+            if let Stepped::Halted = self.step(None, None)? {
+                return Ok(());
+            }
+        }
+        loop {
+            let round_end = self.queue.len();
+            if self.fed == round_end {
+                return Err(Failure::Stalled);
+            }
+            let program = self.program;
+            let mut session = program.session();
+            while let Some(key) = self.queue.get(self.fed).filter(|_| self.fed < round_end).cloned() {
+                self.fed += 1;
+                let datum = self.store.get(&key).cloned();
+                if let Stepped::Halted = self.step(session.as_deref_mut(), Some(Input { key, datum }))? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, session: Option<&mut (dyn Session + '_)>, input: Option<Input>) -> Result<Stepped, Failure> {
+        if let Some(input) = &input {
+            self.report(0, report_entry_bytes(&input.key, input.datum.as_deref()))?;
+        }
+        let call = StepCall {
+            executable: self.executable,
+            state: self.state.as_deref(),
+            input: input.as_ref(),
+            gas_limit: self.options.gas_limit.saturating_sub(self.gas_used),
+        };
+        let program = self.program;
+        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match session {
+            Some(session) => session.step(call),
+            None => program.step(call),
+        }))
+        .map_err(|_| Failure::Host { message: "the program panicked".into() })?;
+        self.gas_used = self.gas_used.saturating_add(report.gas_used);
+        let output = report.result?;
+        // The requests in order, as the executor takes them: it stops at
+        // the first a run refuses.
+        for request in output.requests {
+            match request {
+                Request::Read(key) => {
+                    if self.queued.insert(key.clone()) {
+                        self.asked.push(key.clone());
+                        self.queue.push(key);
+                    }
+                }
+                Request::Write(key, datum) => self.write(key, datum)?,
+            }
+        }
+        if output.halted {
+            return Ok(Stepped::Halted);
+        }
+        self.state = Some(output.state);
+        Ok(Stepped::Continues)
+    }
+
+    fn write(&mut self, key: Key, datum: Datum) -> Result<(), Failure> {
+        self.write_keys.insert(key.clone());
+        let previous = self.writes.iter().position(|(k, _)| *k == key);
+        match (self.options.write_mode, previous) {
+            (WriteMode::Streaming, Some(_)) => return Err(Failure::AccessViolation { key, access: Access::Rewrite }),
+            (WriteMode::Atomic, Some(at)) => {
+                let replaced = self.writes.get(at).map_or(0, |(_, value)| value.len() as u64);
+                self.report(replaced, datum.len() as u64)?;
+                if let Some((_, value)) = self.writes.get_mut(at) {
+                    *value = datum;
+                }
+            }
+            (_, None) => {
+                self.report(0, report_entry_bytes(&key, Some(&datum)))?;
+                self.writes.push((key, datum));
+            }
+        }
+        Ok(())
+    }
+
+    /// The executor's count of the report against `options.report_bytes`.
+    fn report(&mut self, removed: u64, added: u64) -> Result<(), Failure> {
+        let Some(limit) = self.options.report_bytes else { return Ok(()) };
+        let size = self.report_size.saturating_sub(removed).saturating_add(added);
+        if size > limit {
+            return Err(Failure::TooLarge { what: Oversize::Report, size, limit });
+        }
+        self.report_size = size;
+        Ok(())
+    }
 }
