@@ -343,6 +343,77 @@ pub struct ExecutorState {
     /// What the report carries so far, as [`ExecutorOptions::report_bytes`]
     /// counts it (counted only under a bound).
     report_size: u64,
+    /// For each declared lazy key (by its index in the sorted set), its
+    /// place in `requested` plus one, or 0 if not asked for: whether a key
+    /// was asked for or fed is then a binary search, not a scan, so a
+    /// transaction of many keys costs its host no more than linear time.
+    /// Empty until the first request.
+    lazy_asked: Vec<u32>,
+    /// Where each key of `writes` is, once there are more than a few.
+    write_index: Option<std::collections::HashMap<Key, usize>>,
+}
+
+/// Writes looked up by a scan up to this many (the common case: a scan of
+/// a few keys is cheaper than hashing one).
+const WRITES_SCANNED: usize = 16;
+
+impl ExecutorState {
+    /// The place in `requested` of lazy key number `index`, if asked for.
+    fn asked_at(&self, index: usize) -> Option<usize> {
+        let place = *self.lazy_asked.get(index)?;
+        usize::try_from(place).ok()?.checked_sub(1)
+    }
+
+    /// Whether the program asked for `key` (a declared lazy key).
+    fn was_requested(&self, config: &ExecutorConfig, key: &[u8]) -> bool {
+        position(&config.tx.keys.lazy_read_keys, key).is_some_and(|index| self.asked_at(index).is_some())
+    }
+
+    /// Whether the value of `key` was fed to the program (eager keys are
+    /// fed in key order, requested ones in request order).
+    fn was_fed(&self, config: &ExecutorConfig, key: &[u8]) -> bool {
+        if let Some(index) = position(&config.tx.keys.eager_read_keys, key) {
+            return index < self.eager_fed;
+        }
+        position(&config.tx.keys.lazy_read_keys, key)
+            .and_then(|index| self.asked_at(index))
+            .is_some_and(|place| place < self.lazy_fed)
+    }
+
+    /// Counts lazy key `key` asked for, at the end of `requested`.
+    fn ask(&mut self, config: &ExecutorConfig, key: Key) {
+        let lazy = &config.tx.keys.lazy_read_keys;
+        if let Some(index) = position(lazy, &key) {
+            if self.lazy_asked.is_empty() {
+                self.lazy_asked = vec![0; lazy.len()];
+            }
+            let place = u32::try_from(self.requested.len().saturating_add(1)).unwrap_or(u32::MAX);
+            if let Some(slot) = self.lazy_asked.get_mut(index) {
+                *slot = place;
+            }
+        }
+        self.requested.push(key);
+    }
+
+    /// Where `key` is in `writes`.
+    fn written_at(&mut self, key: &[u8]) -> Option<usize> {
+        if self.writes.len() <= WRITES_SCANNED {
+            return self.writes.iter().position(|(k, _)| k.as_slice() == key);
+        }
+        let writes = &self.writes;
+        let index = self
+            .write_index
+            .get_or_insert_with(|| writes.iter().enumerate().map(|(at, (k, _))| (k.clone(), at)).collect());
+        index.get(key).copied()
+    }
+
+    /// Adds a key's first write.
+    fn push_write(&mut self, key: Key, datum: Datum) {
+        if let Some(index) = &mut self.write_index {
+            index.insert(key.clone(), self.writes.len());
+        }
+        self.writes.push((key, datum));
+    }
 }
 
 /// A deadline this long (100 years) or longer is none
@@ -535,9 +606,9 @@ fn guard_read(trigger: &Trig, config: &ExecutorConfig, env: &Env) -> Option<Exec
         DropReason::WrongTimestamp
     } else if &envelope.sender != config.shared.shards.shard_for(key) {
         DropReason::NotFromOwningShard
-    } else if state.held.contains_key(key) || state.reads.iter().any(|(k, _)| k == key) {
+    } else if state.held.contains_key(key) || state.was_fed(config, key) {
         DropReason::Duplicate
-    } else if !contains(&config.tx.keys.eager_read_keys, key) && !state.requested.contains(key) {
+    } else if !contains(&config.tx.keys.eager_read_keys, key) && !state.was_requested(config, key) {
         DropReason::Unrequested
     } else {
         // The value that completes its round, or the next one due when
@@ -575,7 +646,12 @@ fn guard_other(_: &Trig, _: &ExecutorConfig, _: &Env) -> Option<ExecutorAction> 
 }
 
 fn contains(set: &[Key], key: &[u8]) -> bool {
-    set.binary_search_by(|k| k.as_slice().cmp(key)).is_ok()
+    position(set, key).is_some()
+}
+
+/// Where `key` is in the sorted `set`.
+fn position(set: &[Key], key: &[u8]) -> Option<usize> {
+    set.binary_search_by(|k| k.as_slice().cmp(key)).ok()
 }
 
 impl Behaviour for Executor {
@@ -840,13 +916,13 @@ impl Turn<'_> {
         let timestamp = self.config.tx.timestamp;
         match request {
             Request::Read(key) => {
-                let already = self.state.requested.contains(&key) || self.state.reads.iter().any(|(k, _)| *k == key);
+                let already = self.state.was_requested(self.config, &key) || self.state.was_fed(self.config, &key);
                 if already {
                     return Ok(());
                 }
                 if contains(&keys.lazy_read_keys, &key) {
                     self.send_to_shard(&key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: true });
-                    self.state.requested.push(key);
+                    self.state.ask(self.config, key);
                 } else if !contains(&keys.eager_read_keys, &key) {
                     return Err(Failure::AccessViolation { key, access: Access::Read });
                 }
@@ -856,7 +932,7 @@ impl Turn<'_> {
                 if !contains(&keys.will_write_keys, &key) && !contains(&keys.may_write_keys, &key) {
                     return Err(Failure::AccessViolation { key, access: Access::Write });
                 }
-                let previous = self.state.writes.iter().position(|(k, _)| *k == key);
+                let previous = self.state.written_at(&key);
                 match (self.config.shared.options.write_mode, previous) {
                     (WriteMode::Streaming, Some(_)) => {
                         return Err(Failure::AccessViolation { key, access: Access::Rewrite });
@@ -867,7 +943,7 @@ impl Turn<'_> {
                             &key,
                             Message::KvsWrite { timestamp, key: key.clone(), datum: Some(datum.clone()) },
                         );
-                        self.state.writes.push((key, datum));
+                        self.state.push_write(key, datum);
                     }
                     (WriteMode::Atomic, Some(at)) => {
                         // The report keeps only the last value per key.
@@ -879,7 +955,7 @@ impl Turn<'_> {
                     }
                     (WriteMode::Atomic, None) => {
                         self.report(0, report_entry_bytes(&key, Some(&datum)))?;
-                        self.state.writes.push((key, datum));
+                        self.state.push_write(key, datum);
                     }
                 }
             }
@@ -928,7 +1004,7 @@ impl Turn<'_> {
             }
         }
         for key in &config.tx.keys.lazy_read_keys {
-            let used = self.state.requested.contains(key) || self.state.reads.iter().any(|(k, _)| k == key);
+            let used = self.state.was_requested(config, key) || self.state.was_fed(config, key);
             if !used {
                 self.send_to_shard(key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: false });
             }
@@ -938,7 +1014,8 @@ impl Turn<'_> {
         write_keys.sort();
         write_keys.dedup();
         for key in write_keys {
-            if !written.iter().any(|(k, _)| k == key) {
+            // `written` is sorted.
+            if written.binary_search_by(|(k, _)| k.cmp(key)).is_err() {
                 self.send_to_shard(key, Message::KvsWrite { timestamp, key: key.clone(), datum: None });
             }
         }
@@ -948,6 +1025,8 @@ impl Turn<'_> {
         self.state.writes = Vec::new();
         self.state.held = BTreeMap::new();
         self.state.requested = Vec::new();
+        self.state.lazy_asked = Vec::new();
+        self.state.write_index = None;
         config.shared.metrics.record_finish(failure.as_ref(), self.state.gas_used);
         match &failure {
             None => tracing::debug!(timestamp, gas = self.state.gas_used, "transaction succeeded"),

@@ -362,6 +362,48 @@ fn a_panicking_session_fails_the_transaction() {
     assert_eq!(report.failure, Some(Failure::Host { message: "the program panicked: no session today".into() }));
 }
 
+/// Many keys, looked up by index rather than by scanning (a host's cost
+/// stays linear in them): every lazy key asked for in one step and each
+/// fed once, a duplicate dropped; then more writes than are scanned, the
+/// last a second write of the first key, refused in streaming mode.
+#[test]
+fn a_transaction_of_many_keys_is_fed_each_once_and_its_writes_checked() {
+    const N: u32 = 3_000;
+    #[derive(Debug)]
+    struct Many;
+    impl executor_host::Program for Many {
+        fn step(&self, call: StepCall<'_>) -> executor_host::StepReport {
+            let fed = call.state.map_or(0, |s| u32::from_le_bytes(s.try_into().unwrap()));
+            let key = |i: u32| format!("k{i:05}").into_bytes();
+            let requests = match (call.state, fed) {
+                (None, _) => (0..N).map(|i| executor_host::Request::Read(key(i))).collect(),
+                (Some(_), f) if f + 1 == N => (0..N)
+                    .map(|i| executor_host::Request::Write(key(i), b"1".to_vec()))
+                    .chain([executor_host::Request::Write(key(0), b"2".to_vec())])
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let state = if call.state.is_none() { 0 } else { fed + 1 };
+            let output = executor_host::StepOutput { state: state.to_le_bytes().to_vec(), requests, halted: false };
+            executor_host::StepReport { result: Ok(output), gas_used: 1, log: Default::default() }
+        }
+    }
+    let names: Vec<String> = (0..N).map(|i| format!("k{i:05}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let keys = keys(&names, &[], &[], &names);
+    let (mut d, out) = Driver::start(Arc::new(Many), Vec::new(), keys, ExecutorOptions::default());
+    assert_eq!(out.len(), N as usize, "every lazy key asked for");
+    for name in &names[..names.len() - 1] {
+        assert!(d.read(name, Some("0")).is_empty());
+    }
+    assert!(d.read(names[0], Some("0")).is_empty(), "a duplicate");
+    assert_eq!(d.metrics.dropped(DropReason::Duplicate), 1);
+    let (out, report) = split_finished(sent(&d.id(), d.read(names[names.len() - 1], Some("0"))));
+    assert_eq!(report.failure, Some(Failure::AccessViolation { key: b"k00000".to_vec(), access: Access::Rewrite }));
+    assert_eq!(report.values_read.len(), N as usize);
+    assert_eq!(out.len(), N as usize, "each key written once, none released: {:?}", &out[..3]);
+}
+
 /// A deadline of `NO_DEADLINE` or more is none: no timer is set, so a
 /// simulated clock does not reach it either (a real one never would).
 #[test]

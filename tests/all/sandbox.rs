@@ -308,3 +308,18 @@ fn memory_is_priced_within_ten_times_computation() {
     let memory = per_gas(b"touch-15m", 100_000_000, 50);
     println!("computation {compute:.3} ns/gas, memory {memory:.3} ns/gas, ratio {:.2}", memory / compute);
 }
+
+/// A configuration no guest fits is the sandbox's fault, named as such:
+/// a pool of no slot is refused, and a memory limit below what a guest
+/// starts with refuses that guest as uninstantiable, pooled or not.
+#[test]
+fn limits_no_instance_fits_are_the_sandboxs_not_the_guests() {
+    let none = Sandbox::new(SandboxConfig { pool_slots: Some(0), ..SandboxConfig::default() }).err();
+    assert!(none.is_some_and(|e| e.to_string().contains("`pool_slots` of 0")));
+    let limits = Limits { memory_bytes: 65536, ..Limits::default() };
+    for pool_slots in [Some(4), None] {
+        let sandbox = Sandbox::new(SandboxConfig { limits: limits.clone(), pool_slots, ..SandboxConfig::default() });
+        let error = sandbox.unwrap().load(&std::fs::read(guest_artifacts::TRANSFER).unwrap()).err().unwrap();
+        assert!(matches!(error, LoadError::Uninstantiable(_)), "{pool_slots:?}: {error}");
+    }
+}

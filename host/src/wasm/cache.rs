@@ -134,7 +134,7 @@ impl ArtifactCache {
             None => match dir.and_then(|dir| load_artifact(engine, dir, &file, &key)) {
                 Some(component) => component,
                 None => {
-                    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(cause(e)))?;
+                    let component = Component::new(engine, bytes).map_err(super::inspect::compile_error)?;
                     validate(&component)?;
                     if let Some(dir) = dir {
                         store_artifact(dir, &file, &key, &component)?;

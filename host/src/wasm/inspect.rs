@@ -123,6 +123,17 @@ pub(super) fn cause(error: impl Into<Box<dyn Error + Send + Sync>>) -> Arc<dyn E
     Arc::from(error.into())
 }
 
+/// Why wasmtime did not compile a component: the component's fault
+/// ([`LoadError::Invalid`]), or the sandbox's limits, which wasmtime's
+/// pooling allocator checks when it compiles (a memory's minimum past
+/// `limits.memory_bytes`, more tables than a slot holds), so that no
+/// instance could ever run it ([`LoadError::Uninstantiable`]; without the
+/// pool the same component is refused so after compiling).
+pub(super) fn compile_error(error: wasmtime::Error) -> LoadError {
+    let text = format!("{error:#}");
+    if text.contains("pooling allocator") { LoadError::Uninstantiable(text) } else { LoadError::Invalid(cause(error)) }
+}
+
 /// What a component exports and imports, for `executor-host check`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentInfo {

@@ -239,7 +239,7 @@ impl Sandbox {
         inspect::check_size(bytes, &self.inner.config)?;
         let component = match self.inner.cache.remembered(bytes) {
             Some(component) => component,
-            None => Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Invalid(inspect::cause(e)))?,
+            None => Component::new(&self.inner.engine, bytes).map_err(inspect::compile_error)?,
         };
         Ok(inspect::describe(&self.inner.engine, &component, bytes.len()))
     }
@@ -293,6 +293,12 @@ impl EngineSettings {
         };
         let pool = match config.pool_slots {
             None => None,
+            Some(0) => {
+                return Err(SandboxError::Config {
+                    reason: "`pool_slots` of 0: a pool needs a slot (leave it unset for instances on demand)".into(),
+                    source: "no instance could ever run".into(),
+                });
+            }
             Some(slots) => Some(PoolSettings {
                 slots,
                 max_memory_size: usize::try_from(config.limits.memory_bytes)

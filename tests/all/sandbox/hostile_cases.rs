@@ -397,7 +397,7 @@ fn cases() -> Vec<Case> {
         ),
         wat("initial memory past the limit, on demand", Wat { memory: "300", ..W }, Refused("uninstantiable"))
             .room(Room::OnDemand),
-        wat("initial memory past the limit, pooled", Wat { memory: "300", ..W }, Refused("invalid")),
+        wat("initial memory past the limit, pooled", Wat { memory: "300", ..W }, Refused("uninstantiable")),
         // The stack.
         hostile("execute-step recurses without end", "recurse", Fails("stack_overflow")),
         hostile("starting-state recurses without end", "start-recurse", Fails("stack_overflow")),
@@ -415,13 +415,18 @@ fn cases() -> Vec<Case> {
         ),
         wat("initial table past the limit, on demand", Wat { table: "20000", ..W }, Refused("uninstantiable"))
             .room(Room::OnDemand),
-        wat("initial table past the limit, pooled", Wat { table: "20000", ..W }, Refused("invalid")),
+        wat("initial table past the limit, pooled", Wat { table: "20000", ..W }, Refused("uninstantiable")),
         // What a component instantiates: at most four core instances, one
-        // memory, two tables (a pool slot's share), refused on load.
-        case("a second memory, pooled", Guest::Bytes(|| benign_with(SECOND_MAIN)), Refused("invalid")),
+        // memory, two tables (a pool slot's share), refused on load, as
+        // the sandbox's limits whether pooled or not.
+        case("a second memory, pooled", Guest::Bytes(|| benign_with(SECOND_MAIN)), Refused("uninstantiable")),
         case("a second memory, on demand", Guest::Bytes(|| benign_with(SECOND_MAIN)), Refused("uninstantiable"))
             .room(Room::OnDemand),
-        case("five core instances, pooled", Guest::Bytes(|| benign_with(&empty_instances(4))), Refused("invalid")),
+        case(
+            "five core instances, pooled",
+            Guest::Bytes(|| benign_with(&empty_instances(4))),
+            Refused("uninstantiable"),
+        ),
         case(
             "five core instances, on demand",
             Guest::Bytes(|| benign_with(&empty_instances(4))),
