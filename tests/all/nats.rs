@@ -300,7 +300,9 @@ async fn the_example_permissions_let_each_role_do_its_job_and_a_client_nothing_e
     use futures_util::StreamExt as _;
     let mut seen = observer.subscribe("exec.>").await.unwrap();
     observer.flush().await.unwrap();
-    for subject in ["exec.shard-0", "exec.direct.shard-0", "exec.executor.worker.1", "exec.spawn"] {
+    for subject in
+        ["exec.shard-0", "exec.direct.shard-0", "exec.executor.worker.1", "exec.spawn", "exec.service.worker"]
+    {
         submitter.publish(subject, "forged".into()).await.unwrap();
         submitter.flush().await.unwrap();
         let refused = tokio::time::timeout(Duration::from_secs(5), errors.recv()).await.unwrap().unwrap();
@@ -533,6 +535,67 @@ async fn processes_started_before_the_worker_are_checked_when_it_comes() {
         .expect("the host for two shards stops at its first request");
     let _right = executors(1).await;
     assert_serial(&workload, &submitted.await.unwrap().unwrap());
+}
+
+/// A client may publish to the worker's subject, but the worker takes only
+/// requests from there: a report a client forges, as the executor of a
+/// transaction ordered and not yet run, is dropped, and the executor's own
+/// report is the one that counts (the deployment's processes send theirs
+/// on the worker's service subject, which a client's permissions leave
+/// out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_forged_by_a_client_is_not_taken() {
+    use executor_host::{ExecutorFinished, executor_id};
+    let Some(server) = server(None) else { return };
+    let url = server.url();
+    let workload = transfers(8, 1, 3, 1);
+    let worker_link = client(&url).await;
+    let _worker = executor_nats::serve_worker(&worker_link, 1).await.unwrap();
+    let _shard = executor_nats::serve_shard(&client(&url).await, 0, 1, workload.initial.clone(), None).await.unwrap();
+    let link = client(&url).await;
+    let submitted = {
+        let (link, workload) = (link.clone(), workload.clone());
+        tokio::spawn(async move { executor_nats::submit(&link, &workload, Patience::default()).await })
+    };
+    // Transaction 1 is ordered once its spawn request is queued.
+    let mut spawn = link.jetstream().get_stream("exec_spawn").await.unwrap();
+    let waited = Instant::now();
+    while spawn.info().await.unwrap().state.messages == 0 {
+        assert!(waited.elapsed() < Duration::from_secs(20), "transaction 1 was not ordered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let worker = executor_nats::roles::worker_id();
+    let report = ExecutorFinished {
+        timestamp: 1,
+        success: true,
+        values_read: vec![],
+        values_written: vec![(b"forged".to_vec(), b"1".to_vec())],
+        failure: None,
+        gas_used: 0,
+        diagnostics: Default::default(),
+    };
+    let forged = executor_host::Envelope::new(
+        executor_id(&worker, 1),
+        worker.clone(),
+        Message::ExecutorFinished(Arc::new(report)),
+    );
+    let bytes = executor_nats::wire::encode(&forged).unwrap();
+    link.jetstream().publish("exec.worker", bytes.into()).await.unwrap().await.unwrap();
+    let refused = || worker_link.counters().refused_from_clients.load(std::sync::atomic::Ordering::Relaxed);
+    let waited = Instant::now();
+    while refused() == 0 {
+        assert!(waited.elapsed() < Duration::from_secs(20), "the forged report was not refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let executors = executor_nats::ExecutorsConfig {
+        program: Arc::new(executor_host::NativeProgram::<transfer_guest::TransferFunction>::new(Default::default())),
+        host: executor_host::HostConfig::default(),
+        ack_wait: Duration::from_secs(2),
+    };
+    let _executors = executor_nats::serve_executors(&client(&url).await, 1, executors).await.unwrap();
+    let outcome = submitted.await.unwrap().unwrap();
+    assert_serial(&workload, &outcome);
+    assert_eq!(refused(), 1);
 }
 
 /// A workload with a transaction too large for a message is refused

@@ -76,6 +76,9 @@ pub struct LinkCounters {
     pub malformed: AtomicU64,
     /// Received envelopes for an engine this process does not host.
     pub wrong_target: AtomicU64,
+    /// Envelopes on an engine's client subject that are not a transaction
+    /// request (a client passing for an executor or a shard).
+    pub refused_from_clients: AtomicU64,
     /// Envelopes that could not be sent (no subject for the target, too
     /// large).
     pub unsendable: AtomicU64,
@@ -237,10 +240,14 @@ impl Link {
         let target = &envelope.target;
         let direct =
             Subjects::is_executor(target) || matches!(envelope.payload, Message::KvsReadRequest { actual: true, .. });
-        let subject = if Subjects::is_executor(target) || !direct {
+        let subject = if Subjects::is_executor(target) || Subjects::is_client(target) {
             self.subjects.engine(target)
-        } else {
+        } else if direct {
             self.subjects.direct(target)
+        } else {
+            // Not the subject clients may publish to: what arrives here is
+            // from the deployment.
+            self.subjects.service(target)
         };
         let (subject, payload) = match (subject, encode(envelope)) {
             (Ok(subject), Ok(payload)) => (subject, Bytes::from(payload)),
@@ -307,10 +314,18 @@ impl Link {
 
     /// An engine's own stream, emptied: what a previous process left there
     /// was for engines that no longer exist.
+    /// It keeps the engine's client subject and its service subject
+    /// ([`Subjects::service`]); a stream an older version made with only
+    /// the first is given the second.
     pub(crate) async fn own_stream(&self, id: &EngineId) -> Result<stream::Stream, NatsError> {
-        let stream = self
-            .stream(self.subjects.stream(id)?, vec![self.subjects.engine(id)?], stream::RetentionPolicy::Limits)
-            .await?;
+        let subjects = vec![self.subjects.engine(id)?, self.subjects.service(id)?];
+        let mut stream =
+            self.stream(self.subjects.stream(id)?, subjects.clone(), stream::RetentionPolicy::Limits).await?;
+        if stream.cached_info().config.subjects != subjects {
+            let config = stream::Config { subjects, ..stream.cached_info().config.clone() };
+            self.js.update_stream(config).await.map_err(|e| self.jetstream_error(e))?;
+            stream = self.js.get_stream(self.subjects.stream(id)?).await.map_err(|e| self.jetstream_error(e))?;
+        }
         stream.purge().await.map_err(|e| self.jetstream_error(e))?;
         Ok(stream)
     }
@@ -318,8 +333,10 @@ impl Link {
     /// Reads `stream` (only `filter`, if not empty) from its start, every
     /// message once and in order, re-creating the consumer after a server
     /// restart where it left off, and hands each envelope for `me` to
-    /// `deliver`.
+    /// `deliver`. Of what arrives on `me`'s client subject, only a
+    /// transaction request is taken (the rest is counted and dropped).
     pub fn receive(self: &Arc<Self>, stream: String, filter: String, me: EngineId, deliver: Deliver) -> JoinHandle<()> {
+        let from_clients = self.subjects.engine(&me).ok().filter(|_| !Subjects::is_client(&me));
         let link = self.clone();
         tokio::spawn(async move {
             let mut next: Option<u64> = None;
@@ -348,7 +365,8 @@ impl Link {
                                     if let Ok(info) = message.info() {
                                         next = Some(info.stream_sequence.saturating_add(1));
                                     }
-                                    link.accept(&message.payload, &me, &deliver);
+                                    let client = from_clients.as_deref() == Some(message.subject.as_str());
+                                    link.accept_from(&message.payload, &me, &deliver, client);
                                 }
                                 Err(error) => {
                                     tracing::warn!(%error, stream, "reading a stream");
@@ -384,6 +402,12 @@ impl Link {
     }
 
     fn accept(&self, payload: &[u8], me: &EngineId, deliver: &Deliver) {
+        self.accept_from(payload, me, deliver, false);
+    }
+
+    /// As [`Link::accept`]; from a client (`client`), only a transaction
+    /// request.
+    fn accept_from(&self, payload: &[u8], me: &EngineId, deliver: &Deliver, client: bool) {
         bump(&self.counters.received);
         match wire::decode::<Envelope<Message>>(payload) {
             Err(error) => {
@@ -391,6 +415,10 @@ impl Link {
                 bump(&self.counters.malformed);
             }
             Ok(envelope) if envelope.target != *me => bump(&self.counters.wrong_target),
+            Ok(envelope) if client && !matches!(envelope.payload, Message::TransactionRequest { .. }) => {
+                tracing::warn!(sender = %envelope.sender, "dropped a message on the client subject that is not a request");
+                bump(&self.counters.refused_from_clients);
+            }
             Ok(envelope) => deliver(envelope),
         }
     }

@@ -65,6 +65,11 @@ impl Metrics {
                 ("nats_sent_total", "Messages sent to NATS.", &c.sent),
                 ("nats_malformed_total", "Received payloads that were not a valid message.", &c.malformed),
                 ("nats_wrong_target_total", "Received messages for an engine not hosted here.", &c.wrong_target),
+                (
+                    "nats_refused_from_clients_total",
+                    "Messages on a client subject that were not a transaction request.",
+                    &c.refused_from_clients,
+                ),
                 ("nats_unsendable_total", "Messages that could not be sent.", &c.unsendable),
                 ("nats_retries_total", "Persistent publishes tried again.", &c.retries),
                 ("nats_redeliveries_total", "Spawn requests delivered more than once.", &c.redeliveries),

@@ -8,8 +8,12 @@
 //! digits, `-`, `_` and `/`, so no name can contain a wildcard or reach
 //! another engine's subject.
 //!
-//! Besides an engine's own subject (persistent, over JetStream, for the
-//! messages whose loss would leave a lock pending): `<ns>.direct.<name>`
+//! An engine's own subject is where clients reach it (only the worker
+//! takes anything from a client: its transaction requests); the processes
+//! of the deployment send it their persistent messages (over JetStream:
+//! those whose loss would leave a lock pending) on `<ns>.service.<name>`,
+//! which a client's permissions leave out, so that a client cannot pass
+//! for an executor or a shard. Besides those: `<ns>.direct.<name>`
 //! (plain NATS, for retried read requests), `<ns>.query.<name>` (read-only
 //! state queries), and `<ns>.spawn` (the work queue of spawn requests).
 //!
@@ -60,6 +64,12 @@ impl Subjects {
     /// The engine's own subject.
     pub fn engine(&self, id: &EngineId) -> Result<String, BadName> {
         Ok(format!("{}.{}", self.ns, Self::tokens(id)?))
+    }
+
+    /// The engine's subject for persistent messages from the deployment's
+    /// own processes (shards, the worker, executors), not clients.
+    pub fn service(&self, id: &EngineId) -> Result<String, BadName> {
+        Ok(format!("{}.service.{}", self.ns, Self::tokens(id)?))
     }
 
     /// The engine's subject for messages whose loss is repaired by a retry.

@@ -129,10 +129,8 @@ impl Run<'_> {
     /// is eager; then round by round (the eager keys, then the keys the
     /// round before asked for), a round's steps in one session.
     fn go(&mut self) -> Result<(), Failure> {
-        if self.queue.is_empty() {
-            if let Stepped::Halted = self.step(None, None)? {
-                return Ok(());
-            }
+        if self.queue.is_empty() && matches!(self.step(None, None)?, Stepped::Halted) {
+            return Ok(());
         }
         loop {
             let round_end = self.queue.len();
