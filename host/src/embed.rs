@@ -83,6 +83,10 @@ pub struct ExecutorHost {
 
 impl ExecutorHost {
     /// Starts the host on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as `tokio::spawn` does).
     pub fn start(config: HostConfig, shards: Arc<dyn ShardMap>, router: Arc<dyn Router<Message>>) -> Self {
         let runtime_config =
             RuntimeConfig { inbox: config.inbox, mailbox: config.mailbox, execution: config.execution };
