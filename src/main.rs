@@ -515,6 +515,11 @@ fn record(
     emit(&output::recorded(&recorded, format)?)?;
     if let Some(path) = &args.write_scenario {
         let mut document: serde_json::Value = serde_json::from_str(text).context("re-reading the scenario")?;
+        // The options the recording ran with (defaults, configuration,
+        // scenario, flags), so that a run of the file does what it said.
+        if let Some(document) = document.as_object_mut() {
+            document.insert("options".to_owned(), serde_json::to_value(options)?);
+        }
         let transactions = document
             .get_mut("transactions")
             .and_then(serde_json::Value::as_array_mut)

@@ -522,6 +522,15 @@ fn a_recording_agrees_with_the_run_of_the_scenario_it_writes() {
     // A budget used exactly is out of gas; one more unit is enough.
     assert_eq!(agree(&wasm, &transfer(&(gas + 1).to_string()))["succeeded"], 1);
     assert_eq!(agree(&wasm, &transfer(&gas.to_string()))["failed_by_reason"], serde_json::json!({"out_of_gas": 1}));
+    // Options from the command line (or a configuration) are written into
+    // the scenario: its run is the recording's.
+    let scenario = write(dir.path(), "flag.json", &transfer("10000000"));
+    let gas = gas.to_string();
+    let record = ["run", wasm[0], wasm[1], "--scenario", &scenario, "--record", "--gas-limit", &gas];
+    let recorded = cli(&[&record[..], &["--output", "json", "--write-scenario", out]].concat());
+    assert_eq!(recorded.json()[0]["outcome"], "failed: out of gas", "{}", recorded.stdout);
+    let rerun = cli(&["run", wasm[0], wasm[1], "--scenario", out, "--output", "json"]).json();
+    assert_eq!(rerun["failed_by_reason"], serde_json::json!({"out_of_gas": 1}), "{rerun}");
 }
 
 /// Text a scenario or a guest chose (here a key, in an access violation

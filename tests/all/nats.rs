@@ -312,6 +312,31 @@ async fn the_example_permissions_let_each_role_do_its_job_and_a_client_nothing_e
     submitter.flush().await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(5), seen.next()).await.unwrap().unwrap();
     assert_eq!(first.subject.as_str(), "exec.worker", "only the allowed publish arrives");
+
+    // A query is answered on the asker's inbox only: with a reply subject
+    // of its choosing, a client could have a shard or the worker publish
+    // there with their permissions (the worker's service subject, the
+    // spawn queue, JetStream's API).
+    let mut inboxes = observer.subscribe("_INBOX.>").await.unwrap();
+    observer.flush().await.unwrap();
+    for (query, reply) in [("exec.query.shard-0", "exec.service.worker"), ("exec.query.worker", "exec.spawn")] {
+        submitter.publish_with_reply(query, reply, "".into()).await.unwrap();
+    }
+    // Answered in order: once the shard's answer to a real request is out,
+    // an answer to the ones before would have been too.
+    let answer = submitter.request("exec.query.shard-0", "".into()).await.unwrap();
+    assert_eq!(&answer.payload[..], b"3", "a shard answers with its shard count");
+    tokio::time::timeout(Duration::from_secs(5), inboxes.next()).await.unwrap().unwrap();
+    submitter.publish("exec.worker", "allowed".into()).await.unwrap();
+    submitter.flush().await.unwrap();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), seen.next()).await.unwrap().unwrap();
+        match next.subject.as_str() {
+            "exec.worker" => break,
+            "exec.query.shard-0" | "exec.query.worker" => {}
+            other => panic!("an answer went to {other}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,7 +93,7 @@ pub(crate) async fn answer(
     Ok(tokio::spawn(async move {
         let mut kept = Snapshots::default();
         while let Some(request) = queries.next().await {
-            let Some(reply) = request.reply else { continue };
+            let Some(reply) = request.reply.filter(is_inbox) else { continue };
             // An empty request asks whether this shard exists, and for
             // how many shards it was started ([`shard_count`]).
             if request.payload.is_empty() {
@@ -124,6 +124,15 @@ pub(crate) async fn answer(
             }
         }
     }))
+}
+
+/// Whether a query's reply subject is a requester's inbox (`_INBOX.…`, as
+/// NATS clients make them). An answer goes out with this process's
+/// permissions: a reply subject a client chose inside the namespace, or
+/// JetStream's API, would have a shard or the worker publish there for it
+/// (into the worker's service subject, or a stream deletion).
+fn is_inbox(reply: &async_nats::Subject) -> bool {
+    reply.as_str().starts_with("_INBOX.")
 }
 
 /// Whether engine `id` (a shard, the worker) runs: it answers an empty
@@ -158,7 +167,7 @@ pub(crate) async fn answer_presence(
         client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
     Ok(tokio::spawn(async move {
         while let Some(request) = queries.next().await {
-            if let Some(reply) = request.reply {
+            if let Some(reply) = request.reply.filter(is_inbox) {
                 let _ = client.publish(reply, answer.clone()).await;
             }
         }
