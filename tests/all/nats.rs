@@ -506,6 +506,12 @@ async fn a_submission_for_another_shard_count_is_refused() {
         wrong.as_deref(),
         Some("this process is for 2 shards, and the worker serves 1: every process must agree (--shards)")
     );
+    // One process per shard: a second would empty the first's stream.
+    let twice = executor_nats::serve_shard(&client(&url).await, 0, 1, [], None).await.err().map(|e| e.to_string());
+    assert_eq!(
+        twice.as_deref(),
+        Some("`shard-0` already serves namespace `exec`: one process per shard (stop it first)")
+    );
     // One worker per namespace: a second would empty the first's queues.
     let second = executor_nats::serve_worker(&client(&url).await, 1).await.err().map(|e| e.to_string());
     assert_eq!(

@@ -145,6 +145,14 @@ pub enum NatsError {
         /// The namespace.
         namespace: String,
     },
+    /// A shard of this id already serves this namespace.
+    #[error("`{shard}` already serves namespace `{namespace}`: one process per shard (stop it first)")]
+    ShardRunning {
+        /// The shard's id.
+        shard: String,
+        /// The namespace.
+        namespace: String,
+    },
     /// A process may host one set of executors.
     #[error("this process already hosts executors")]
     ExecutorsTwice,

@@ -106,6 +106,14 @@ pub async fn serve_shard(
     // Every shard checks the whole state, so that the deployment refuses it
     // whichever process starts first.
     check_initial(&initial)?;
+    // A second process for this shard would empty its stream under the
+    // first (messages it had not read yet would be lost, their locks held).
+    if crate::query::exists(link, &id).await? {
+        return Err(NatsError::ShardRunning {
+            shard: id.to_string(),
+            namespace: link.subjects().namespace().to_owned(),
+        });
+    }
     // A shard for another count would keep another part of the initial
     // state than it owns: reads of the keys it lacks would say "absent".
     // (A worker started later asks the shards.)
