@@ -1004,8 +1004,8 @@ impl Turn<'_> {
             }
         }
         for key in &config.tx.keys.lazy_read_keys {
-            let used = self.state.was_requested(config, key) || self.state.was_fed(config, key);
-            if !used {
+            // A lazy key is fed only once asked for.
+            if !self.state.was_requested(config, key) {
                 self.send_to_shard(key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: false });
             }
         }
