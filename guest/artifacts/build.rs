@@ -72,7 +72,13 @@ fn main() -> Result<()> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../..").canonicalize()?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
-    let mut generated = String::new();
+    let target_dir = nested_target_dir(&out_dir);
+    let mut generated = format!(
+        "/// The target directory the guests were built in (with the profile `{PROFILE}`): tests that\n\
+         /// build a guest again can build in it, and so compile its dependencies once.\n\
+         pub const TARGET_DIR: &str = {:?};\n",
+        target_dir.display().to_string()
+    );
     // Release builds first, then debug builds: one cargo run each, since a
     // profile override applies to every package a run builds. Both share
     // one target directory of their own (the outer build holds the lock on
@@ -82,7 +88,7 @@ fn main() -> Result<()> {
         let mut build = GuestBuild::new(PROFILE)
             .current_dir(&root)
             .packages(guests.iter().map(|g| g.package))
-            .target_dir(out_dir.join("target"));
+            .target_dir(&target_dir);
         build = if debug { build.cargo_config(DEBUG_SDK) } else { build.examples() };
         let built = build.run().with_context(|| format!("building the guests (debug: {debug})"))?;
         // Every local package the guests were compiled from, the SDK
@@ -121,6 +127,26 @@ macro_rules! foreach_guest {
 
     fs::write(out_dir.join("artifacts.rs"), generated)?;
     Ok(())
+}
+
+/// The nested cargo's target directory: `guest-builds` beside the outer
+/// build's `build/` directory (`target/debug/guest-builds`), so the outer
+/// builds of one profile directory (`cargo test`, then `cargo clippy`,
+/// whose build script runs again in a directory of its own) compile the
+/// guests once, not once each: about 230 MB and a few minutes of CI. It is
+/// inside the outer profile directory, whose lock the outer cargo holds,
+/// so no two runs of this script use it at once (the debug builds write
+/// over files a release build reports until this script copies them).
+/// Where `OUT_DIR` is not laid out as `<profile>/build/<package>/out`, a
+/// directory of this run's own.
+fn nested_target_dir(out_dir: &Path) -> PathBuf {
+    let mut up = out_dir.ancestors().skip(2);
+    match (up.next(), up.next()) {
+        (Some(build), Some(profile_dir)) if build.file_name().is_some_and(|name| name == "build") => {
+            profile_dir.join("guest-builds")
+        }
+        _ => out_dir.join("target"),
+    }
 }
 
 /// Componentizes `guest`'s module among `modules`, writes the component and

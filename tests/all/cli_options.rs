@@ -2,7 +2,7 @@
 //! configuration file, output formats, exit statuses, logs, completions
 //! and the man page, and the one-line refusal of every bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// What one run of the binary did: its exit status, stdout and stderr.
@@ -348,12 +348,12 @@ fn completions_and_man_pages_go_to_stdout() {
 /// it printed.
 fn build(dir: &Path, args: &[&str]) -> (Vec<u8>, String) {
     let output = dir.join("out.wasm");
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cli-build-tests");
-    let target = target.to_str().unwrap();
+    // The guests' own target directory: the dependencies are compiled there
+    // already, for the profile `guest` at least.
     let ran = cli_in(
         dir,
         &[args, &["-o", output.to_str().unwrap()]].concat(),
-        &[("CARGO_TARGET_DIR", target), ("CARGO_NET_OFFLINE", "true")],
+        &[("CARGO_TARGET_DIR", guest_artifacts::TARGET_DIR), ("CARGO_NET_OFFLINE", "true")],
     );
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     (std::fs::read(&output).unwrap(), ran.stderr)
@@ -597,7 +597,10 @@ fn new_makes_a_guest_crate_that_builds_runs_and_records() {
     let taken = cli(&["new", dir.path().join("Executor_Guest").to_str().unwrap()]);
     assert!(taken.refused("as a package it depends on is named"), "{}", taken.stderr);
 
-    let built = cli_in(&project, &["build", "-o", "my-guest.wasm"], &[]);
+    // In the guests' target directory: the new crate is compiled, its
+    // dependencies are there already.
+    let target = [("CARGO_TARGET_DIR", guest_artifacts::TARGET_DIR)];
+    let built = cli_in(&project, &["build", "-o", "my-guest.wasm"], &target);
     assert_eq!(built.code, Some(0), "{}", built.stderr);
     let run =
         cli_in(&project, &["run", "--guest", "my-guest.wasm", "--scenario", "scenario.json", "--output", "json"], &[]);
@@ -763,7 +766,6 @@ fn build_dev_makes_a_debug_component_that_only_run_dev_runs() {
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert_eq!(ran.json()["succeeded"], 3);
 
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cli-build-tests");
     let out = dir.path().join("no.wasm");
     let by_profile = cli_in(
         dir.path(),
@@ -778,7 +780,7 @@ fn build_dev_makes_a_debug_component_that_only_run_dev_runs() {
             "-o",
             out.to_str().unwrap(),
         ],
-        &[("CARGO_TARGET_DIR", target.to_str().unwrap()), ("CARGO_NET_OFFLINE", "true")],
+        &[("CARGO_TARGET_DIR", guest_artifacts::TARGET_DIR), ("CARGO_NET_OFFLINE", "true")],
     );
     assert_eq!(by_profile.code, Some(1), "{}", by_profile.stderr);
     assert!(by_profile.stderr.contains("pass --dev"), "{}", by_profile.stderr);
