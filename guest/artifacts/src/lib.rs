@@ -2,7 +2,9 @@
 //!
 //! The build script compiles the guest crates of this workspace for
 //! `wasm32-unknown-unknown` with the `guest` profile, in a target directory
-//! of its own (so it never fights the outer build for its lock), and turns
+//! of its own (so it never fights the outer build for its lock; one per
+//! outer profile directory, [`TARGET_DIR`], which tests that build a guest
+//! again reuse), and turns
 //! each core module into a component, all with `executor-guest-build` (the
 //! mechanism behind `executor-host build`). Tests, benchmarks and examples
 //! read the files at these paths; nothing here is for production use.
