@@ -13,7 +13,7 @@ mod logging;
 mod output;
 mod scaffold;
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -461,8 +461,8 @@ fn open_store(path: &Path, create: bool) -> Result<ModuleStore> {
 }
 
 fn deploy(file: &Path, name: &str, store: &Path, config: &Config) -> Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let sandbox = sandbox(config, false)?;
+    let bytes = read_component(file, &sandbox)?;
     let deployed = open_store(store, true)?
         .deploy(&sandbox, name, &bytes)
         .with_context(|| format!("deploying {}", file.display()))?;
@@ -479,6 +479,24 @@ fn remove(name: &str, store: &Path) -> Result<()> {
     emit(&format!("removed {name}\n"))
 }
 
+/// The component file at `file`, read only up to the size `sandbox` loads:
+/// a larger file, or a device or pipe without end, is refused without
+/// being read into memory whole.
+fn read_component(file: &Path, sandbox: &Sandbox) -> Result<Vec<u8>> {
+    let limit = sandbox.config().max_component_bytes;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|opened| opened.take(limit.saturating_add(1)).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", file.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{} is larger than this sandbox loads: more than {limit} bytes (`max_component_bytes` in `[sandbox]`)",
+            file.display()
+        );
+    }
+    Ok(bytes)
+}
+
 /// Loads the guest named by `guest`: a component file if `guest` ends in
 /// `.wasm` (which no deployed name can), the module with that hash if it is
 /// `sha256:<hash>`, otherwise the module deployed under that name in the
@@ -486,7 +504,7 @@ fn remove(name: &str, store: &Path) -> Result<()> {
 fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path) -> Result<WasmProgram> {
     let path = Path::new(guest);
     if path.extension().is_some_and(|e| e == "wasm") {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {guest}"))?;
+        let bytes = read_component(path, sandbox)?;
         return sandbox.load(&bytes).with_context(|| format!("{guest} is not a valid executor"));
     }
     if !store.is_dir() {
@@ -563,8 +581,8 @@ fn program(args: &GuestArgs, config: &Config, dev: bool) -> Result<Arc<dyn Progr
 }
 
 fn check(file: &Path, config: &Config, format: Output) -> Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let sandbox = sandbox(config, false)?;
+    let bytes = read_component(file, &sandbox)?;
     // Loaded first, so that describing it takes the compiled component
     // from the sandbox's memory instead of compiling it again; described
     // even when refused, to show what it holds.

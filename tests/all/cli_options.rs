@@ -164,6 +164,54 @@ fn precedence_is_defaults_then_file_then_scenario_then_flags() {
     assert_eq!(outcome(None, &plain, &["--in-flight", "1"])["transactions"], windowed["transactions"]);
 }
 
+/// A component file larger than `max_component_bytes` is refused by
+/// `check`, `deploy` and `run` without being read whole: a file past the
+/// bound, and a device that never ends.
+#[test]
+fn a_component_file_past_the_size_bound_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "small.toml", "[sandbox]\nmax_component_bytes = 1000\n");
+    let big = write_bytes(dir.path(), "big.wasm", &[0; 1001]);
+    let store = dir.path().join("store");
+    let scenario = write(dir.path(), "s.json", &transfers(1, None));
+    let bound = "larger than this sandbox loads: more than 1000 bytes (`max_component_bytes` in `[sandbox]`)";
+    for args in [
+        vec!["check", &big],
+        vec!["deploy", &big, "--name", "big", "--store", store.to_str().unwrap()],
+        vec!["run", "--guest", &big, "--scenario", &scenario],
+    ] {
+        let ran = cli(&[&["--config", &config][..], &args].concat());
+        assert!(ran.refused(bound), "{args:?}: {}", ran.stderr);
+    }
+    // Without end: the default bound, 8 MiB, read and no more.
+    let ran = cli(&["check", "/dev/zero"]);
+    assert!(ran.refused("/dev/zero is larger than this sandbox loads"), "{}", ran.stderr);
+    // At the bound it is read, and refused for what it is.
+    let fits = write_bytes(dir.path(), "fits.wasm", &[0; 1000]);
+    assert!(cli(&["--config", &config, "check", &fits]).stderr.contains("not a wasm binary"));
+}
+
+/// Each transaction's gas is a `u64`, and so is the report's total: two
+/// transactions charged their whole budget of `u64::MAX` (a call stopped
+/// by the wall clock is) add up to `u64::MAX`, not to a panic.
+#[test]
+fn the_total_gas_of_a_run_saturates() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "fast.toml", "[sandbox.limits]\ncall_time = { secs = 0, nanos = 50000000 }\n");
+    let scenario = write(
+        dir.path(),
+        "spin.json",
+        r#"{"options": {"gas_limit": 18446744073709551615},
+            "transactions": [{"executable": "loop"}, {"executable": "loop"}]}"#,
+    );
+    let ran = cli(&["--config", &config, "run", "--guest", guest_artifacts::HOSTILE, "--scenario", &scenario]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let report = ran.json();
+    assert_eq!(report["failed_by_reason"], serde_json::json!({"timeout": 2}), "{report}");
+    assert_eq!(report["transactions"][0]["gas_used"], u64::MAX, "{report}");
+    assert_eq!(report["gas_used"], u64::MAX, "{report}");
+}
+
 #[test]
 fn host_store_of_the_configuration_is_where_deployed_guests_live() {
     let dir = tempfile::tempdir().unwrap();

@@ -472,24 +472,42 @@ impl WasmProgram {
             .collect()
     }
 
-    /// Instantiates once, with no fuel, so that a component that could
-    /// never be instantiated within the sandbox's limits (more instances,
-    /// memories or tables than a guest may have, a larger initial memory
-    /// or table) is refused when loaded, not failed in every transaction.
-    /// No guest code runs: a start function stops at its first
-    /// instruction, and that is not held against the component (with gas,
-    /// it may well finish).
+    /// Instantiates once, with a little fuel ([`LOAD_CHECK_FUEL`]), so
+    /// that a component that could never be instantiated within the
+    /// sandbox's limits (more instances, memories or tables than a guest
+    /// may have, a larger initial memory or table) or at all (a data or
+    /// element segment out of bounds, a start function that traps) is
+    /// refused when loaded, not failed in every transaction. Instantiating
+    /// takes no input, so what it does here it does in every transaction:
+    /// a trap within this fuel comes at every instantiation (as a trap, or
+    /// as running out of gas first). Running out of fuel or time here is
+    /// not held against the component: with gas, a start function may
+    /// well finish.
     fn check_instantiates(&self) -> Result<(), LoadError> {
         let _slot = self.inner.slots.acquire();
         let mut store = self.store();
         store.set_epoch_deadline(self.inner.epoch_ticks);
         store.epoch_deadline_trap();
+        // Fails only where fuel is off, and the engine always meters it.
+        let _ = store.set_fuel(LOAD_CHECK_FUEL);
         match self.inner.pre.instantiate(&mut store) {
             Ok(_) => Ok(()),
-            Err(error) if error.downcast_ref::<wasmtime::Trap>().is_some() => Ok(()),
-            Err(error) => Err(LoadError::Uninstantiable(match classify(&store, error, &self.inner.limits) {
-                Failure::Host { message } => message,
-                failure => failure.to_string(),
+            Err(error)
+                if matches!(
+                    error.downcast_ref::<wasmtime::Trap>(),
+                    Some(wasmtime::Trap::OutOfFuel | wasmtime::Trap::Interrupt)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(LoadError::Uninstantiable(match error.downcast_ref::<wasmtime::Trap>() {
+                // wasmtime's words: "bad indirect call", our name for a
+                // call's table fault, would mislead about a segment.
+                Some(trap) => format!("initializing an instance traps: {trap}"),
+                None => match classify(&store, error, &self.inner.limits) {
+                    Failure::Host { message } => message,
+                    failure => failure.to_string(),
+                },
             })),
         }
     }
@@ -641,6 +659,11 @@ impl Session for WasmSession<'_> {
         report
     }
 }
+
+/// The fuel a component's instantiation gets when it is loaded: wasmtime
+/// initializes memories and tables in compiled code, metered like the
+/// guest's own (a fraction of a millisecond of a start function's work).
+const LOAD_CHECK_FUEL: u64 = 1_000_000;
 
 /// Gas per 64 KiB page of linear memory a call has beyond the warm pages
 /// a pool slot keeps resident: the host's real cost of memory is faulting

@@ -449,7 +449,8 @@ pub struct Report {
     pub succeeded: usize,
     /// How many failed.
     pub failed: usize,
-    /// The gas all transactions used.
+    /// The gas all transactions used (`u64::MAX` if the sum is larger:
+    /// each transaction's limit is a `u64`, so several can add up past it).
     pub gas_used: u64,
     /// Writes a shard refused because they contradicted the write
     /// recorded for the same transaction and key: a transaction run twice
@@ -503,7 +504,7 @@ impl From<Outcome> for Report {
         Self {
             succeeded,
             failed: transactions.len() - succeeded,
-            gas_used: transactions.iter().map(|t| t.gas_used).sum(),
+            gas_used: transactions.iter().fold(0, |total, t| total.saturating_add(t.gas_used)),
             transactions,
             final_state: outcome.final_state.into_iter().map(|(k, v)| (KeyText(k), Bytes(v))).collect(),
             nondeterministic_writes: outcome

@@ -440,8 +440,21 @@ fn cases() -> Vec<Case> {
         hostile("execute-step panics", "panic", Fails("trap")),
         hostile("starting-state panics", "start-panic", Fails("trap")),
         hostile("halted panics", "halted-panic", Fails("trap")),
-        wat("start function traps", Wat { extra: "(func $boom unreachable) (start $boom)", ..W }, Fails("trap")),
-        wat("data segment out of bounds", Wat { extra: r#"(data (i32.const 65535) "xy")"#, ..W }, Fails("trap")),
+        wat(
+            "start function traps",
+            Wat { extra: "(func $boom unreachable) (start $boom)", ..W },
+            Refused("uninstantiable"),
+        ),
+        wat(
+            "data segment out of bounds",
+            Wat { extra: r#"(data (i32.const 65535) "xy")"#, ..W },
+            Refused("uninstantiable"),
+        ),
+        wat(
+            "element segment out of bounds",
+            Wat { extra: "(elem (i32.const 1) $nop)", ..W },
+            Refused("uninstantiable"),
+        ),
         wat(
             "integer division by zero",
             Wat { execute_step: "(drop (i32.div_u (i32.const 1) (global.get $zero)))", ..W },
