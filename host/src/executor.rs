@@ -1003,9 +1003,17 @@ impl Turn<'_> {
                 self.send_to_shard(key, Message::KvsWrite { timestamp, key: key.clone(), datum: Some(datum.clone()) });
             }
         }
+        let mut values_read = std::mem::take(&mut self.state.reads);
+        values_read.sort();
         for key in &config.tx.keys.lazy_read_keys {
-            // A lazy key is fed only once asked for.
-            if !self.state.was_requested(config, key) {
+            // Released unless the report says it was read, even if asked
+            // for: across processes a request is sent at most once, so the
+            // shard may never have heard it (and then, with no release,
+            // would keep the read's marker pending for ever). A shard that
+            // did takes the release as a cancel if it has not answered
+            // yet, and ignores it if it has (an answer held here, or one
+            // the report had no room for).
+            if values_read.binary_search_by(|(k, _)| k.cmp(key)).is_err() {
                 self.send_to_shard(key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: false });
             }
         }
@@ -1019,8 +1027,6 @@ impl Turn<'_> {
                 self.send_to_shard(key, Message::KvsWrite { timestamp, key: key.clone(), datum: None });
             }
         }
-        let mut values_read = std::mem::take(&mut self.state.reads);
-        values_read.sort();
         self.state.program_state = None;
         self.state.writes = Vec::new();
         self.state.held = BTreeMap::new();

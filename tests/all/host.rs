@@ -96,7 +96,7 @@ async fn deadline_timer_fails_a_stalled_transaction() {
     tokio::time::sleep(Duration::from_millis(1050)).await;
     host.idle().await.unwrap();
     let sent = recorder.take();
-    assert_eq!(sent.len(), 3, "release w, two reports: {sent:?}");
+    assert_eq!(sent.len(), 4, "release l (asked for, never answered) and w, two reports: {sent:?}");
     assert!(sent.iter().all(|e| e.sender == id));
     assert!(sent.iter().any(|e| matches!(&e.payload,
         Message::ExecutorFinished(f) if f.failure == Some(Failure::Deadline { bound_ms: 30_000 }))));

@@ -123,6 +123,36 @@ fn cancelled_lazy_read_is_never_served() {
     assert_eq!(f.shard.env.local.pending_markers(), 0);
 }
 
+/// An executor that finishes without the value it asked for releases the
+/// read: before the shard answers (the request may never have reached
+/// it, or the value is not known yet) it is cancelled and never served;
+/// after (the answer and the release crossed) it changes nothing. Neither
+/// is an error.
+#[test]
+fn a_requested_read_released_unanswered_is_cancelled_and_one_answered_stays_served() {
+    let mut f = Fixture::new(&[("a", "1")]);
+    f.lock(1, &[], &[], &["a"], &[]);
+    f.lock(2, &[], &["a"], &[], &[]);
+    f.lock(3, &[], &["a"], &[], &[]);
+    f.seen(3);
+    assert!(f.request(2, "a", true).is_empty(), "waits for the write of 1");
+    assert!(f.request(2, "a", false).is_empty());
+    // Released before it was asked for: the request came too late.
+    assert!(f.request(3, "a", false).is_empty());
+    assert!(f.request(3, "a", true).is_empty(), "already released");
+    assert!(f.write(1, "a", Some("2")).is_empty(), "no read left to serve");
+    assert_eq!(f.shard.env.local.pending_markers(), 0);
+    assert_eq!(f.shard.env.local.dropped, 1, "only the request after the release");
+
+    f.lock(4, &[], &["a"], &[], &[]);
+    f.seen(4);
+    assert_eq!(f.request(4, "a", true), vec![read(4, "a", Some("2"))]);
+    assert!(f.request(4, "a", false).is_empty());
+    assert!(f.request(4, "a", false).is_empty());
+    assert_eq!(f.shard.env.local.dropped, 1);
+    assert_eq!(f.shard.env.local.pending_markers(), 0);
+}
+
 #[test]
 fn watermarks_are_max_merged_and_old_locks_refused() {
     let mut f = Fixture::new(&[]);

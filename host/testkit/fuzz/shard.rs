@@ -183,12 +183,14 @@ impl Model {
                 };
                 match (*actual, *eager, *status) {
                     (true, false, Read::Waiting) => *status = Read::Requested,
-                    (false, false, Read::Waiting) => *status = Read::Cancelled,
+                    (false, false, Read::Waiting | Read::Requested) => *status = Read::Cancelled,
                     (true, eager, Read::Served) => {
                         *status = if eager { Read::Waiting } else { Read::Requested };
                         self.served_again += 1;
                     }
-                    (true, true, Read::Waiting) | (true, false, Read::Requested) | (false, false, Read::Cancelled) => {
+                    (true, true, Read::Waiting)
+                    | (true, false, Read::Requested)
+                    | (false, false, Read::Cancelled | Read::Served) => {
                         return (Vec::new(), Vec::new());
                     }
                     _ => {

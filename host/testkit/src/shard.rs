@@ -527,7 +527,10 @@ fn read_request(state: &mut ShardState, timestamp: Timestamp, key: &Key, actual:
     };
     let status = match (actual, marker.eager, marker.status) {
         (true, false, ReadStatus::Waiting) => ReadStatus::Requested,
-        (false, false, ReadStatus::Waiting) => ReadStatus::Cancelled,
+        // Released before or after it was asked for, unanswered (the
+        // executor finished without the value: its request may have been
+        // lost on the way, or the answer would come too late).
+        (false, false, ReadStatus::Waiting | ReadStatus::Requested) => ReadStatus::Cancelled,
         // Asked again for a read already served: serve it again. The same
         // timestamp reads the same version.
         (true, eager, ReadStatus::Served) => {
@@ -540,9 +543,11 @@ fn read_request(state: &mut ShardState, timestamp: Timestamp, key: &Key, actual:
         // Asked again while the answer is still due, or released again:
         // nothing to do, and nothing wrong.
         (true, true, ReadStatus::Waiting) | (true, false, ReadStatus::Requested) => return false,
-        (false, false, ReadStatus::Cancelled) => return false,
-        // A read of a cancelled read, or a release of an eager, requested
-        // or served one: the executor contradicts itself.
+        // Released again, or once answered (the answer and the release
+        // crossed): nothing to do either.
+        (false, false, ReadStatus::Cancelled | ReadStatus::Served) => return false,
+        // A read of a cancelled read, or a release of an eager one: the
+        // executor contradicts itself.
         _ => {
             state.dropped += 1;
             return false;
