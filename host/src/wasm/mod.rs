@@ -490,26 +490,18 @@ impl WasmProgram {
         store.epoch_deadline_trap();
         // Fails only where fuel is off, and the engine always meters it.
         let _ = store.set_fuel(LOAD_CHECK_FUEL);
-        match self.inner.pre.instantiate(&mut store) {
-            Ok(_) => Ok(()),
-            Err(error)
-                if matches!(
-                    error.downcast_ref::<wasmtime::Trap>(),
-                    Some(wasmtime::Trap::OutOfFuel | wasmtime::Trap::Interrupt)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(LoadError::Uninstantiable(match error.downcast_ref::<wasmtime::Trap>() {
-                // wasmtime's words: "bad indirect call", our name for a
-                // call's table fault, would mislead about a segment.
-                Some(trap) => format!("initializing an instance traps: {trap}"),
-                None => match classify(&store, error, &self.inner.limits) {
-                    Failure::Host { message } => message,
-                    failure => failure.to_string(),
-                },
-            })),
-        }
+        let Err(error) = self.inner.pre.instantiate(&mut store) else { return Ok(()) };
+        let reason = match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::OutOfFuel | wasmtime::Trap::Interrupt) => return Ok(()),
+            // wasmtime's words: "bad indirect call", our name for a call's
+            // table fault, would mislead about a segment.
+            Some(trap) => format!("initializing an instance traps: {trap}"),
+            None => match classify(&store, error, &self.inner.limits) {
+                Failure::Host { message } => message,
+                failure => failure.to_string(),
+            },
+        };
+        Err(LoadError::Uninstantiable(reason))
     }
 
     fn store(&self) -> Store<CallLimiter> {

@@ -540,12 +540,12 @@ fn read_request(state: &mut ShardState, timestamp: Timestamp, key: &Key, actual:
                 ReadStatus::Requested
             }
         }
-        // Asked again while the answer is still due, or released again:
+        // Asked again while the answer is still due, released again, or
+        // released once answered (the answer and the release crossed):
         // nothing to do, and nothing wrong.
-        (true, true, ReadStatus::Waiting) | (true, false, ReadStatus::Requested) => return false,
-        // Released again, or once answered (the answer and the release
-        // crossed): nothing to do either.
-        (false, false, ReadStatus::Cancelled | ReadStatus::Served) => return false,
+        (true, true, ReadStatus::Waiting)
+        | (true, false, ReadStatus::Requested)
+        | (false, false, ReadStatus::Cancelled | ReadStatus::Served) => return false,
         // A read of a cancelled read, or a release of an eager one: the
         // executor contradicts itself.
         _ => {
