@@ -33,8 +33,9 @@ pub struct NatsArgs {
 }
 
 impl NatsArgs {
-    fn resolve(self, config: &Config, role: &str) -> NatsConfig {
+    fn resolve(self, config: &Config, role: &str, wait_for_server: bool) -> NatsConfig {
         NatsConfig {
+            wait_for_server,
             url: self.nats.unwrap_or_else(|| config.nats.url.clone()),
             user: self.nats_user.or_else(|| config.nats.user.clone()),
             password: std::env::var("EXECUTOR_HOST_NATS_PASSWORD").ok(),
@@ -130,7 +131,7 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let served = match role {
             Role::Shard { id, scenario, with_executors, guest, serve } => {
-                let link = connect(serve.nats, config, &format!("shard {id}")).await?;
+                let link = connect(serve.nats, config, &format!("shard {id}"), true).await?;
                 let (initial, shards) = match scenario {
                     Some(path) => {
                         let (scenario, _) = read_scenario(&path)?;
@@ -151,12 +152,12 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
                 announce(&format!("shard {id} of {shards}"), served, serve.metrics)?
             }
             Role::Worker { serve } => {
-                let link = connect(serve.nats, config, "worker").await?;
+                let link = connect(serve.nats, config, "worker", true).await?;
                 let served = executor_nats::serve_worker(&link, serve.shards).await?;
                 announce(&format!("worker of {} shards", serve.shards), served, serve.metrics)?
             }
             Role::Executor { guest, serve } => {
-                let link = connect(serve.nats, config, "executor").await?;
+                let link = connect(serve.nats, config, "executor", true).await?;
                 let served =
                     executor_nats::serve_executors(&link, serve.shards, executors_config(&guest, config)?).await?;
                 announce("executor host", served, serve.metrics)?
@@ -169,8 +170,11 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
     })
 }
 
-async fn connect(args: NatsArgs, config: &Config, role: &str) -> Result<Arc<Link>> {
-    let nats = args.resolve(config, role);
+/// Connects as `role`. A `serve` waits for a server not up yet (the
+/// processes of a deployment start in any order); `submit` has a user
+/// waiting, who should hear at once that no server answers there.
+async fn connect(args: NatsArgs, config: &Config, role: &str, wait_for_server: bool) -> Result<Arc<Link>> {
+    let nats = args.resolve(config, role, wait_for_server);
     tracing::info!(url = nats.url, namespace = nats.namespace, role, "connecting");
     Link::connect(&nats).await.with_context(|| format!("connecting to {}", nats.url))
 }
@@ -238,7 +242,7 @@ pub fn submit(args: SubmitArgs, config: &Config) -> Result<ExitCode> {
     let patience = Patience { stall: Duration::from_secs(args.stall), progress, ..Patience::default() };
     let started = Instant::now();
     let outcome = runtime()?.block_on(async {
-        let link = connect(args.nats, config, "submit").await?;
+        let link = connect(args.nats, config, "submit", false).await?;
         executor_nats::submit(&link, &workload, patience).await.context("submitting the scenario")
     });
     if let Some(bar) = bar {

@@ -841,3 +841,16 @@ fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> String {
     std::fs::write(&path, bytes).unwrap();
     path.to_str().unwrap().to_string()
 }
+
+#[test]
+fn submit_says_at_once_that_no_server_answers() {
+    // A port nothing listens on: bound, then freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let ran = cli(&["submit", "--scenario", &example("transfers.json"), "--nats", &url, "--stall", "600"]);
+    assert!(ran.refused(&format!("the NATS server at {url} cannot be reached")), "{}", ran.stderr);
+    // Not after `--stall`, nor after retrying for a while: connecting to a
+    // closed local port fails at once, and no retry can change that.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+}

@@ -25,7 +25,14 @@ use crate::oracle;
 /// Starts a server, or `None` (after saying why) if `nats-server` is not
 /// installed and this is not CI.
 fn server(config: Option<&Path>) -> Option<NatsServer> {
-    match NatsServer::start(config) {
+    let mut server = reserved_server(config)?;
+    server.restart().unwrap();
+    Some(server)
+}
+
+/// As [`server`], not started yet.
+fn reserved_server(config: Option<&Path>) -> Option<NatsServer> {
+    match NatsServer::reserve(config) {
         Err(LocalError::NoServer) if std::env::var_os("CI").is_none() => {
             eprintln!("\n*** SKIPPED: nats-server is not installed (apt-get install nats-server) ***\n");
             None
@@ -662,4 +669,32 @@ async fn a_client_reads_a_shard_state_larger_than_a_message() {
     initial.insert(b"k".to_vec(), vec![0xff; 5]);
     assert!(outcome.final_state == initial, "{} keys, not {}", outcome.final_state.len(), initial.len());
     assert_eq!(outcome.pending_markers, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_started_before_the_server_wait_for_it() {
+    // Each process asks at start whether another worker or shard runs; a
+    // question asked before the server answers must not read as "yes".
+    let Some(mut server) = reserved_server(None) else { return };
+    let workload = transfers(12, 60, 8, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_file(&workload, dir.path());
+    let common: Vec<String> = ["--nats", &server.url(), "--shards", "1"].into_iter().map(String::from).collect();
+    let starting = std::thread::spawn({
+        let common = common.clone();
+        move || {
+            let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
+            (
+                Deployment::worker(&common),
+                Deployment::shard(&common, &scenario, 0),
+                Deployment::executor(&common, &format!("127.0.0.1:{port}")),
+            )
+        }
+    });
+    // Long enough for the worker to have asked, had it not waited.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.restart().unwrap();
+    let _processes = starting.join().unwrap();
+    let link = client(&server.url()).await;
+    assert_serial(&workload, &executor_nats::submit(&link, &workload, Patience::default()).await.unwrap());
 }

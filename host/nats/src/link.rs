@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use async_nats::ConnectErrorKind;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use executor_host::{Diagnostics, EngineId, Envelope, ExecutorFinished, Message, Router, Timestamp};
@@ -51,6 +52,12 @@ pub struct NatsConfig {
     pub namespace: String,
     /// How this connection shows in the server's monitoring.
     pub name: String,
+    /// Whether [`Link::connect`] waits for a server that is not up yet (a
+    /// long-running process may start before it) or fails at once with
+    /// [`NatsError::Unreachable`] (a command whose user is waiting, for
+    /// whom an unreachable server is most likely a wrong address). Either
+    /// way, a connection once made is made again after it drops.
+    pub wait_for_server: bool,
 }
 
 impl Default for NatsConfig {
@@ -61,6 +68,7 @@ impl Default for NatsConfig {
             password: None,
             namespace: "exec".into(),
             name: "executor-host".into(),
+            wait_for_server: true,
         }
     }
 }
@@ -151,24 +159,47 @@ pub struct Link {
 }
 
 impl Link {
-    /// Connects (retrying until the server is up) and starts the publisher.
+    /// Connects (waiting for the server if `config.wait_for_server`) and
+    /// starts the publisher.
     pub async fn connect(config: &NatsConfig) -> Result<Arc<Self>, NatsError> {
         let subjects = Subjects::new(&config.namespace)?;
-        let mut options = async_nats::ConnectOptions::new()
-            .name(&config.name)
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                    other => tracing::warn!(event = %other, "NATS"),
+        let url = config.url.clone();
+        let mut options =
+            async_nats::ConnectOptions::new().name(&config.name).max_reconnects(None).event_callback(move |event| {
+                let url = url.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => tracing::info!(url, "connected to NATS"),
+                        async_nats::Event::Disconnected => tracing::warn!(url, "disconnected from NATS"),
+                        other => tracing::warn!(event = %other, url, "NATS (trying again)"),
+                    }
                 }
             });
+        if config.wait_for_server {
+            options = options.retry_on_initial_connect();
+        }
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
-        let client = options.connect(&config.url).await.map_err(|e| NatsError::Connect(e.to_string()))?;
+        let client = options.connect(&config.url).await.map_err(|error| match error.kind() {
+            ConnectErrorKind::Io | ConnectErrorKind::Dns | ConnectErrorKind::TimedOut => {
+                NatsError::Unreachable { url: config.url.clone() }
+            }
+            _ => NatsError::Connect(error.to_string()),
+        })?;
+        if config.wait_for_server {
+            // A process's start-up checks ask the server whether others
+            // run; a question asked before it answers would be misread.
+            let mut waiting = tokio::time::interval(Duration::from_millis(50));
+            let mut said = false;
+            while client.connection_state() != async_nats::connection::State::Connected {
+                if !said {
+                    tracing::warn!(url = config.url, "waiting for the NATS server");
+                    said = true;
+                }
+                waiting.tick().await;
+            }
+        }
         let js = jetstream::new(client.clone());
         let (outbox, queue) = mpsc::unbounded_channel();
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
@@ -216,6 +247,11 @@ impl Link {
     /// What crossed the connection.
     pub fn counters(&self) -> &LinkCounters {
         &self.counters
+    }
+
+    /// The server's URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Whether the connection is up (for the health endpoint).

@@ -53,14 +53,21 @@ impl NatsServer {
     /// Starts one, with the configuration file `config` if given (its
     /// `listen` and store directory are overridden).
     pub fn start(config: Option<&Path>) -> Result<Self, LocalError> {
+        let mut server = Self::reserve(config)?;
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// One not started yet: its port and URL are chosen, and
+    /// [`NatsServer::restart`] starts it (to start processes before their
+    /// server, as a deployment may).
+    pub fn reserve(config: Option<&Path>) -> Result<Self, LocalError> {
         if !server_installed() {
             return Err(LocalError::NoServer);
         }
         let port = free_port()?;
         let store = std::env::temp_dir().join(format!("executor-nats-{}-{port}", std::process::id()));
-        let mut server = Self { child: None, port, store, config: config.map(Into::into) };
-        server.restart()?;
-        Ok(server)
+        Ok(Self { child: None, port, store, config: config.map(Into::into) })
     }
 
     /// The URL clients connect to.
@@ -68,8 +75,9 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server (SIGKILL) and starts it again on the same port and
-    /// store: streams and consumers survive, connections do not.
+    /// Kills the server (SIGKILL), if it runs, and starts it again on the
+    /// same port and store: streams and consumers survive, connections do
+    /// not.
     pub fn restart(&mut self) -> Result<(), LocalError> {
         self.kill();
         let mut command = Command::new("nats-server");

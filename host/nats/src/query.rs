@@ -145,13 +145,18 @@ pub(crate) async fn exists(link: &Link, id: &EngineId) -> Result<bool, NatsError
     })
 }
 
-/// An empty query to `id`, answered or not within 2 s.
+/// An empty query to `id`, answered or not within 2 s. A request that
+/// failed while the client was not connected is no answer either way: the
+/// server cannot be reached.
 async fn probe(
     link: &Link,
     id: &EngineId,
 ) -> Result<Result<async_nats::Message, async_nats::client::RequestError>, NatsError> {
     let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
-    Ok(link.client().send_request(link.subjects().query(id)?, request).await)
+    match link.client().send_request(link.subjects().query(id)?, request).await {
+        Err(_) if !link.connected() => Err(NatsError::Unreachable { url: link.url().to_owned() }),
+        answer => Ok(answer),
+    }
 }
 
 /// Answers every query to `id` with `answer`, for an engine with no
