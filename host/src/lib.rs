@@ -58,7 +58,9 @@ pub use program::{
     StepOutput, StepReport, TrapKind,
 };
 pub use runtime::{Execution, Inbox, Refused, Router, RuntimeMetrics, Spawner, Stopped};
-pub use wasm::{ComponentInfo, GAS_PER_MEMORY_PAGE, LoadError, Sandbox, SandboxConfig, SandboxError, WasmProgram};
+pub use wasm::{
+    BYTES_PER_GAS, ComponentInfo, GAS_PER_MEMORY_PAGE, LoadError, Sandbox, SandboxConfig, SandboxError, WasmProgram,
+};
 
 /// Internals that the test kit and the integration tests drive directly:
 /// the executor as an engine, for hosts other than [`ExecutorHost`] (the

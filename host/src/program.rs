@@ -351,15 +351,22 @@ impl Default for Limits {
     }
 }
 
+/// `TooLarge` if `size` is past `limit`.
+fn bound(what: Oversize, size: usize, limit: u64) -> Result<(), Failure> {
+    let size = size as u64;
+    if size > limit { Err(Failure::TooLarge { what, size, limit }) } else { Ok(()) }
+}
+
 impl Limits {
+    /// Checks a starting state against the state limit (as a step's).
+    pub fn check_state(&self, state: &[u8]) -> Result<(), Failure> {
+        bound(Oversize::State, state.len(), self.state_bytes)
+    }
+
     /// Checks a step's output against the size limits.
     pub fn check_output(&self, state: &[u8], requests: &[Request]) -> Result<(), Failure> {
-        let bound = |what, size: usize, limit: u64| {
-            let size = size as u64;
-            if size > limit { Err(Failure::TooLarge { what, size, limit }) } else { Ok(()) }
-        };
         bound(Oversize::Requests, requests.len(), self.requests_per_step)?;
-        bound(Oversize::State, state.len(), self.state_bytes)?;
+        self.check_state(state)?;
         for request in requests {
             match request {
                 Request::Read(key) => bound(Oversize::Key, key.len(), self.key_bytes)?,
@@ -404,6 +411,7 @@ impl<F: ExecutorFunction> Program for NativeProgram<F> {
                 Some(state) => state,
                 None => {
                     starting = F::starting_state(call.executable).map_err(Failure::guest)?;
+                    self.limits.check_state(&starting)?;
                     &starting
                 }
             };

@@ -323,3 +323,26 @@ fn limits_no_instance_fits_are_the_sandboxs_not_the_guests() {
         assert!(matches!(error, LoadError::Uninstantiable(_)), "{pool_slots:?}: {error}");
     }
 }
+
+/// The host copies a call's arguments and results into and out of the
+/// instance, work the guest's fuel does not see: it is charged by the
+/// byte, or a large executable or state would ride every step for free.
+#[test]
+fn the_bytes_a_call_carries_are_charged_as_gas() {
+    let program = sandbox().load(&Wat::BENIGN.component()).expect("the benign guest loads");
+    let gas = |executable: &[u8]| {
+        let call = executor_host::StepCall { executable, state: Some(&b"s"[..]), input: None, gas_limit: GAS };
+        let report = executor_host::Program::step(&program, call);
+        assert_eq!(report.result.map(|output| output.halted), Ok(true));
+        report.gas_used
+    };
+    // The same guest code runs either way (it ignores its executable).
+    assert_eq!(gas(&[7; 16_016]) - gas(&[7; 16]), 16_000 / executor_host::BYTES_PER_GAS);
+}
+
+#[test]
+fn a_zero_call_time_is_refused() {
+    let limits = Limits { call_time: Duration::ZERO, ..Limits::default() };
+    let error = Sandbox::new(SandboxConfig { limits, ..SandboxConfig::default() }).err().map(|e| e.to_string());
+    assert!(error.as_deref().is_some_and(|e| e.contains("`limits.call_time` must be longer than zero")), "{error:?}");
+}

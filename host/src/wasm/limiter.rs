@@ -26,6 +26,10 @@ pub(super) struct CallLimiter {
     /// memory's initial size, from 0), in bytes: what the call is charged
     /// for beyond its computation.
     pub(super) memory_peak: usize,
+    /// Bytes the call's arguments and results carried across the
+    /// sandbox's boundary (the host copies them in and out), charged as
+    /// gas: see [`super::BYTES_PER_GAS`].
+    pub(super) copied: u64,
     /// What a debug build logged during the call (see `super::debug`);
     /// stays empty, allocating nothing, in a production sandbox.
     pub(super) log: GuestLog,
@@ -37,6 +41,11 @@ pub(super) struct CallLimiter {
 pub(super) struct LimitHit(&'static str);
 
 impl CallLimiter {
+    /// Counts `bytes` carried across the boundary.
+    pub(super) fn carried(&mut self, bytes: usize) {
+        self.copied = self.copied.saturating_add(bytes as u64);
+    }
+
     pub(super) fn new(memory_bytes: usize, table_elements: usize) -> Self {
         Self {
             memory_bytes,
@@ -44,6 +53,7 @@ impl CallLimiter {
             memory_hit: false,
             table_hit: false,
             memory_peak: 0,
+            copied: 0,
             log: GuestLog::default(),
         }
     }

@@ -167,6 +167,15 @@ impl Sandbox {
                 source: "zero epoch tick".into(),
             });
         }
+        if config.limits.call_time.is_zero() {
+            // Clamped to one tick, it would pass or fail a call by how far
+            // into a tick it started: a result of the machine, not of the
+            // transaction.
+            return Err(SandboxError::Config {
+                reason: "`limits.call_time` must be longer than zero (no call could be sure to finish)".into(),
+                source: "zero call time".into(),
+            });
+        }
         let settings = EngineSettings::of(&config)?;
         let engine = Engine::new(&settings.wasmtime())
             .map_err(|e| SandboxError::Config { reason: "wasmtime refused it".into(), source: e.into() })?;
@@ -514,9 +523,10 @@ impl WasmProgram {
     }
 
     /// Gives the call its gas and time, runs `body`, and charges the gas
-    /// used whether or not it succeeded: the fuel it burnt, and the memory
+    /// used whether or not it succeeded: the fuel it burnt, the memory
     /// its instance grew to during it (an instance that served an earlier
-    /// step of its round has paid for what it had).
+    /// step of its round has paid for what it had), and the bytes its
+    /// arguments and results carried across the boundary.
     fn metered(
         &self,
         store: &mut Store<CallLimiter>,
@@ -528,13 +538,15 @@ impl WasmProgram {
         store.set_epoch_deadline(self.inner.epoch_ticks);
         store.epoch_deadline_trap();
         let paid = memory_gas(store.data().memory_peak);
+        store.data_mut().copied = 0;
         let result = match body(store, call) {
             Ok(result) => result,
             Err(error) => Err(classify(store, error, &self.inner.limits)),
         };
         let left = store.get_fuel().unwrap_or(0);
         let memory = memory_gas(store.data().memory_peak).saturating_sub(paid);
-        let gas_used = call.gas_limit.saturating_sub(left).saturating_add(memory);
+        let copied = store.data().copied.div_ceil(BYTES_PER_GAS);
+        let gas_used = call.gas_limit.saturating_sub(left).saturating_add(memory).saturating_add(copied);
         // What a debug build logged, kept whether or not the call failed (a
         // panic's message is the point); empty outside dev mode.
         let log = std::mem::take(&mut store.data_mut().log);
@@ -565,16 +577,38 @@ impl WasmProgram {
         let starting;
         let state = match call.state {
             Some(state) => state,
-            None => match instance.call_starting_state(&mut *store, call.executable).map_err(guest_fault)? {
-                Ok(state) => {
-                    starting = state;
-                    &starting
+            None => {
+                store.data_mut().carried(call.executable.len());
+                let started = instance.call_starting_state(&mut *store, call.executable).map_err(guest_fault)?;
+                store.data_mut().carried(started.as_ref().map_or_else(String::len, Vec::len));
+                match started {
+                    Ok(state) => {
+                        // Checked before it goes back in, as a step's is.
+                        if let Err(failure) = self.inner.limits.check_state(&state) {
+                            return Ok(Err(failure));
+                        }
+                        starting = state;
+                        &starting
+                    }
+                    Err(message) => return Ok(Err(Failure::guest(message))),
                 }
-                Err(message) => return Ok(Err(Failure::guest(message))),
-            },
+            }
         };
         let input = call.input.map(|i| bindings::Input { key: &i.key, datum: i.datum.as_deref() });
-        let step = match instance.call_execute_step(&mut *store, call.executable, state, input).map_err(guest_fault)? {
+        let input_bytes = input.as_ref().map_or(0, |i| i.key.len().saturating_add(i.datum.map_or(0, <[u8]>::len)));
+        store.data_mut().carried(call.executable.len().saturating_add(state.len()).saturating_add(input_bytes));
+        let step = instance.call_execute_step(&mut *store, call.executable, state, input).map_err(guest_fault)?;
+        let output_bytes = match &step {
+            Ok(step) => step.requests.iter().fold(step.state.len(), |bytes, request| {
+                bytes.saturating_add(match request {
+                    bindings::Request::Read(key) => key.len(),
+                    bindings::Request::Write(WriteRequest { key, datum }) => key.len().saturating_add(datum.len()),
+                })
+            }),
+            Err(message) => message.len(),
+        };
+        store.data_mut().carried(output_bytes);
+        let step = match step {
             Ok(step) => step,
             Err(message) => return Ok(Err(Failure::guest(message))),
         };
@@ -590,6 +624,7 @@ impl WasmProgram {
         if let Err(failure) = self.inner.limits.check_output(&step.state, &requests) {
             return Ok(Err(failure));
         }
+        store.data_mut().carried(step.state.len());
         let halted = instance.call_halted(&mut *store, &step.state).map_err(guest_fault)?;
         Ok(Ok(StepOutput { state: step.state, requests, halted }))
     }
@@ -665,6 +700,15 @@ const LOAD_CHECK_FUEL: u64 = 1_000_000;
 /// the worst case of wall time per unit of gas stays within 10× of pure
 /// computation (see the README's "What gas buys").
 pub const GAS_PER_MEMORY_PAGE: u64 = 4096;
+
+/// Bytes of a call's arguments and results (executable, state, input,
+/// the state and requests it returns, its error message) per unit of gas.
+/// The host copies them into and out of the instance, work that fuel does
+/// not see and that a step's size would otherwise make free: a large
+/// executable or state is carried by every step of its transaction. At
+/// 16 bytes a unit, copying costs about what computation does per unit
+/// (see the README's "What gas buys").
+pub const BYTES_PER_GAS: u64 = 16;
 
 /// The most epoch ticks a call may run: wasmtime adds the deadline to the
 /// engine's current epoch, which must not overflow. At the default 5 ms

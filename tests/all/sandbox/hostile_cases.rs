@@ -395,6 +395,16 @@ fn cases() -> Vec<Case> {
             Wat { execute_step: "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))", ..W },
             Fails("memory_limit"),
         ),
+        wat(
+            "starting-state returns a state past the limit",
+            Wat {
+                memory: "17",
+                starting_state: "(i32.store8 (i32.const 64) (i32.const 0)) (i32.store (i32.const 68) (i32.const 0)) \
+                                 (i32.store (i32.const 72) (i32.const 1048577)) (return (i32.const 64))",
+                ..W
+            },
+            Fails("too_large"),
+        ),
         wat("initial memory past the limit, on demand", Wat { memory: "300", ..W }, Refused("uninstantiable"))
             .room(Room::OnDemand),
         wat("initial memory past the limit, pooled", Wat { memory: "300", ..W }, Refused("uninstantiable")),
