@@ -29,7 +29,9 @@
 //!   spawn, without a read; one that does starts on its first eager read,
 //!   as in nspec;
 //! - a panicking program fails its transaction instead of its host;
-//! - exhausting gas fails; a deadline timer bounds the whole transaction;
+//! - exhausting gas fails; a deadline timer bounds the whole transaction,
+//!   and is also checked between the guest calls of one action (the one
+//!   place this module reads a clock: how long those calls took);
 //! - the executor's id names its worker and timestamp, and is the sender of
 //!   everything it sends;
 //! - with [`ExecutorOptions::resend`], it re-asks the shards for every value
@@ -351,6 +353,10 @@ pub struct ExecutorState {
     lazy_asked: Vec<u32>,
     /// Where each key of `writes` is, once there are more than a few.
     write_index: Option<std::collections::HashMap<Key, usize>>,
+    /// When the deadline timer is due (the host's time), if there is one:
+    /// checked between the calls of one action too, which the timer
+    /// cannot interrupt.
+    deadline_at: Option<Duration>,
 }
 
 /// Writes looked up by a scan up to this many (the common case: a scan of
@@ -546,17 +552,16 @@ impl Executor {
         // A deadline of [`NO_DEADLINE`] or more is none, in every host: a
         // time that far never comes on a real clock, and a simulated one
         // must not reach it either.
-        if config.shared.options.deadline < NO_DEADLINE {
-            timers.push(Timer {
-                handle: ExecutorTimer::Deadline,
-                at: now.saturating_add(config.shared.options.deadline),
-            });
+        let deadline_at =
+            (config.shared.options.deadline < NO_DEADLINE).then(|| now.saturating_add(config.shared.options.deadline));
+        if let Some(at) = deadline_at {
+            timers.push(Timer { handle: ExecutorTimer::Deadline, at });
         }
         if let Some(period) = resend_period(&config.shared.options) {
             let at = if eager { now } else { now.saturating_add(period) };
             timers.push(Timer { handle: ExecutorTimer::Resend, at });
         }
-        let mut env = Environment::new(ExecutorState::default());
+        let mut env = Environment::new(ExecutorState { deadline_at, ..ExecutorState::default() });
         env.timers.clone_from(&timers);
         (Instance { id, config: Arc::new(config), env }, timers.into_iter().map(TimerOp::Set).collect())
     }
@@ -728,10 +733,7 @@ impl Behaviour for Executor {
                 turn.fail_if_stalled();
             }
             ExecutorAction::Resend => turn.resend(),
-            ExecutorAction::Expire => {
-                let bound_ms = u64::try_from(config.shared.options.deadline.as_millis()).unwrap_or(u64::MAX);
-                turn.finish(Some(Failure::Deadline { bound_ms }));
-            }
+            ExecutorAction::Expire => turn.expire(),
             ExecutorAction::Reap => turn.effect.stop = true,
             ExecutorAction::Drop(reason) => {
                 tracing::debug!(?reason, timestamp = config.tx.timestamp, "executor dropped a trigger");
@@ -792,12 +794,30 @@ impl Turn<'_> {
     /// session; for one without, each value as soon as it and every value
     /// before it have arrived. Stops at the first value missing, or when
     /// the transaction is over.
+    /// Fails the transaction: its deadline has passed.
+    fn expire(&mut self) {
+        let bound_ms = u64::try_from(self.config.shared.options.deadline.as_millis()).unwrap_or(u64::MAX);
+        self.finish(Some(Failure::Deadline { bound_ms }));
+    }
+
+    /// Whether the deadline has passed during this action, which began
+    /// (at the host's time `self.now`) at `began`. The deadline timer
+    /// fires only between actions, and one action may feed a transaction
+    /// many values, a guest call each.
+    fn past_deadline(&self, began: std::time::Instant) -> bool {
+        self.state.deadline_at.is_some_and(|at| self.now.saturating_add(began.elapsed()) >= at)
+    }
+
     fn feed_due(&mut self) {
         let config = self.config;
+        let began = std::time::Instant::now();
         if !config.rounds {
             while !self.state.finished {
                 let Some(input) = self.take_next_due() else { return };
                 self.step(None, Some(input));
+                if !self.state.finished && self.past_deadline(began) {
+                    return self.expire();
+                }
             }
             return;
         }
@@ -813,6 +833,9 @@ impl Turn<'_> {
                 self.step(session.as_deref_mut(), Some(input));
                 if self.state.finished {
                     return;
+                }
+                if self.past_deadline(began) {
+                    return self.expire();
                 }
             }
         }

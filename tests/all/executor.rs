@@ -331,6 +331,36 @@ fn deadline_fails_the_transaction_with_full_cleanup() {
     assert_eq!(report.failure, Some(Failure::Deadline { bound_ms: 30_000 }));
 }
 
+/// The deadline timer fires between actions, and one action may feed
+/// many values, a call each: the executor also checks the deadline
+/// between those calls, so a transaction of many slow steps fed in one
+/// action ends near its deadline, not after every step.
+#[test]
+fn a_deadline_passed_between_the_calls_of_one_action_ends_the_transaction() {
+    #[derive(Debug)]
+    struct Slow;
+    impl executor_host::Program for Slow {
+        fn step(&self, _: StepCall<'_>) -> executor_host::StepReport {
+            std::thread::sleep(Duration::from_millis(20));
+            let output = executor_host::StepOutput { state: b"s".to_vec(), requests: Vec::new(), halted: false };
+            executor_host::StepReport { result: Ok(output), gas_used: 1, log: Default::default() }
+        }
+    }
+    let names: Vec<String> = (0..20).map(|i| format!("e{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = ExecutorOptions { deadline: Duration::from_millis(50), ..ExecutorOptions::default() };
+    let (mut d, _) = Driver::start(Arc::new(Slow), Vec::new(), keys(&[], &names, &["w"], &[]), options);
+    // Held until the first in key order arrives; then all are due at once.
+    for name in names.iter().skip(1).rev() {
+        assert!(d.read(name, Some("0")).is_empty());
+    }
+    let (out, report) = split_finished(sent(&d.id(), d.read(names[0], Some("0"))));
+    assert_eq!(report.failure, Some(Failure::Deadline { bound_ms: 50 }));
+    let fed = report.values_read.len();
+    assert!((3..10).contains(&fed), "fed {fed} of 20 values 20 ms apart past a 50 ms deadline");
+    assert_eq!(out, vec![write("w", None)], "its lock released");
+}
+
 /// A program that is not halted and waits for no value (every eager value
 /// and every one it asked for was fed) can never go on: it fails at once,
 /// not at its deadline, with its locks released and its streamed write
