@@ -698,3 +698,31 @@ async fn processes_started_before_the_server_wait_for_it() {
     let link = client(&server.url()).await;
     assert_serial(&workload, &executor_nats::submit(&link, &workload, Patience::default()).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_subscribed_to_everything_changes_nothing() {
+    // An operator watching the traffic (`nats sub '>'`) gets every query
+    // the processes and `submit` ask at start, and answers none.
+    let Some(server) = server(None) else { return };
+    let monitor = async_nats::connect(server.url()).await.unwrap();
+    let mut everything = monitor.subscribe(">").await.unwrap();
+    let watched = tokio::spawn(async move {
+        let mut seen = 0_u64;
+        while futures_util::StreamExt::next(&mut everything).await.is_some() {
+            seen += 1;
+        }
+        seen
+    });
+    let workload = transfers(13, 80, 8, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_file(&workload, dir.path());
+    let common: Vec<String> = ["--nats", &server.url(), "--shards", "2"].into_iter().map(String::from).collect();
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap().port();
+    let _worker = Deployment::worker(&common);
+    let _shards: Vec<ServeProcess> = (0..2).map(|i| Deployment::shard(&common, &scenario, i)).collect();
+    let _executor = Deployment::executor(&common, &format!("127.0.0.1:{port}"));
+    let link = client(&server.url()).await;
+    assert_serial(&workload, &executor_nats::submit(&link, &workload, Patience::default()).await.unwrap());
+    drop(monitor);
+    watched.abort();
+}

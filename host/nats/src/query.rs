@@ -136,12 +136,24 @@ fn is_inbox(reply: &async_nats::Subject) -> bool {
 }
 
 /// Whether engine `id` (a shard, the worker) runs: it answers an empty
-/// query at once, and the server says at once that nothing listens.
+/// query at once, and the server says at once that nothing listens. Only
+/// an answer counts: whatever subscribes and stays silent for 2 s is most
+/// likely an operator's monitor (`nats sub '>'` gets every query too),
+/// which must not make a process refuse to start or `submit` miscount the
+/// shards; it is logged.
 pub(crate) async fn exists(link: &Link, id: &EngineId) -> Result<bool, NatsError> {
     Ok(match probe(link, id).await? {
-        // A timeout: something listens there, and did not answer in time.
-        Err(error) => error.kind() != async_nats::client::RequestErrorKind::NoResponders,
         Ok(_) => true,
+        Err(error) => {
+            if error.kind() == async_nats::client::RequestErrorKind::TimedOut {
+                tracing::warn!(
+                    %id,
+                    "something subscribes to this engine's queries and did not answer in 2 s (a monitor, or a hung \
+                     process): taken as absent"
+                );
+            }
+            false
+        }
     })
 }
 
