@@ -738,8 +738,9 @@ fn print_outcome(
         // Every lock a transaction declares must be resolved: one that is
         // not is a broken run, whatever the transactions' outcomes say.
         eprintln!(
-            "error: {pending_markers} locks are still pending at the shards after every transaction ended (a \
-             release was lost or never sent: a bug, please report it)"
+            "error: {pending_markers} locks are still pending at the shards after every transaction ended (across \
+             processes, another submission's transactions may still hold them; otherwise a release was lost or \
+             never sent: a bug, please report it)"
         );
         return Ok(ExitCode::FAILURE);
     }
