@@ -131,6 +131,12 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let served = match role {
             Role::Shard { id, scenario, with_executors, guest, serve } => {
+                if !with_executors && (guest.guest.is_some() || guest.native.is_some()) {
+                    bail!(
+                        "--guest and --native name the function of executors co-located with the shard: add \
+                         --with-executors, or leave them out"
+                    );
+                }
                 let link = connect(serve.nats, config, &format!("shard {id}"), true).await?;
                 let (initial, shards) = match scenario {
                     Some(path) => {

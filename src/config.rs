@@ -108,7 +108,7 @@ impl Config {
     /// and its line and column.
     pub fn parse(text: &str) -> Result<Self, String> {
         let deserializer = toml::Deserializer::parse(text).map_err(|e| describe(text, &e))?;
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let config: Self = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let mut message = describe(text, e.inner());
             if message.contains("struct Duration") {
                 message.push_str(" (write a duration as { secs = 30, nanos = 0 })");
@@ -117,7 +117,13 @@ impl Config {
                 path if path == "." => message,
                 path => format!("{path}: {message}"),
             }
-        })
+        })?;
+        if config.nats.ack_wait.is_zero() {
+            // JetStream takes 0 for "its default" (30 s), while the host
+            // would report progress as if it had none.
+            return Err("nats.ack_wait: must be longer than zero".into());
+        }
+        Ok(config)
     }
 
     /// The configuration as a commented TOML document, which
@@ -282,6 +288,8 @@ mod tests {
         assert!(err.starts_with("executor.gas: unknown field `gas`"), "{err}");
         let err = Config::parse("[nope]\n").unwrap_err();
         assert!(err.starts_with("nope: unknown field `nope`"), "{err}");
+        let err = Config::parse("[nats]\nack_wait = { secs = 0, nanos = 0 }\n").unwrap_err();
+        assert_eq!(err, "nats.ack_wait: must be longer than zero");
     }
 
     #[test]

@@ -37,11 +37,31 @@ fn crate_name(dir: &Path) -> Result<String> {
             "{base:?} would name the crate `{name}`, as a package it depends on is named: pick another directory name"
         );
     }
+    if !base.is_ascii() {
+        // Dropping the other characters would name the crate after part
+        // of the directory's name, silently.
+        bail!("{base:?} does not make a crate name: use ASCII letters, digits, `-` and `_`");
+    }
+    let module = name.replace('-', "_");
+    if RESERVED.split_whitespace().any(|reserved| reserved == module) {
+        bail!(
+            "{base:?} would name the crate `{name}`, a Rust keyword or a crate of the standard library, which its \
+             tests could not `use`: pick another directory name"
+        );
+    }
     match name.chars().next() {
         Some(c) if c.is_ascii_lowercase() => Ok(name),
         _ => bail!("{base:?} does not make a crate name: start the directory name with a letter"),
     }
 }
+
+/// Names a crate cannot have and still be `use`d by name: Rust's keywords
+/// (strict and reserved, lowercase as a crate name is) and the standard
+/// library's crates (`cargo new` refuses the same).
+const RESERVED: &str = "abstract alloc as async await become box break const continue core crate do dyn else \
+                        enum extern false final fn for gen if impl in let loop macro match mod move mut override \
+                        priv proc_macro pub ref return self static std struct super test trait true try type \
+                        typeof unsafe unsized use virtual where while yield";
 
 /// Creates the crate in `dir`; returns its name.
 pub fn new(dir: &Path, repo: Option<PathBuf>) -> Result<String> {

@@ -644,6 +644,12 @@ fn new_makes_a_guest_crate_that_builds_runs_and_records() {
     assert!(cli(&["new", dir.path().join("9lives").to_str().unwrap()]).refused("does not make a crate name"));
     let taken = cli(&["new", dir.path().join("Executor_Guest").to_str().unwrap()]);
     assert!(taken.refused("as a package it depends on is named"), "{}", taken.stderr);
+    for reserved in ["test", "self", "Std", "proc-macro"] {
+        let made = cli(&["new", dir.path().join(reserved).to_str().unwrap()]);
+        assert!(made.refused("a Rust keyword or a crate of the standard library"), "{reserved}: {}", made.stderr);
+    }
+    let accented = cli(&["new", dir.path().join("über").to_str().unwrap()]);
+    assert!(accented.refused("use ASCII letters, digits"), "{}", accented.stderr);
 
     // In the guests' target directory: the new crate is compiled, its
     // dependencies are there already.
@@ -853,4 +859,10 @@ fn submit_says_at_once_that_no_server_answers() {
     // Not after `--stall`, nor after retrying for a while: connecting to a
     // closed local port fails at once, and no retry can change that.
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_shard_without_executors_refuses_a_guest_for_them() {
+    let ran = cli(&["serve", "shard", "--id", "0", "--native", "transfer", "--nats", "nats://127.0.0.1:1"]);
+    assert!(ran.refused("add --with-executors"), "{}", ran.stderr);
 }
