@@ -128,6 +128,11 @@ fn scenario_refuses_what_it_would_misread() {
         let scenario = Scenario::from_json(&with(executable)).unwrap();
         assert_eq!(scenario.transactions[0].executable.0, bytes.as_bytes(), "{executable}");
     }
+    // An error inside an executable says where it is in the file (where
+    // the executable ends), not where in the executable.
+    let text = "{\"transactions\": [\n {\"executable\": \"H\"},\n {\"executable\": {\"x\": 1e999}}\n]}";
+    let inside = Scenario::from_json(text).unwrap_err().to_string();
+    assert_eq!(inside, "transactions[1].executable: number out of range at line 3 column 29");
     let trailing = Scenario::from_json(r#"{"transactions": []} // a comment"#).unwrap_err().to_string();
     assert_eq!(trailing, "scenario: trailing characters at line 1 column 22 after the scenario's closing brace");
     for not_an_object in ["[]", "3", ""] {

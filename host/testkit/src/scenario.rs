@@ -144,7 +144,13 @@ impl<'de> Deserialize<'de> for Executable {
                 "the number {number} does not fit in 64 bits and would be rounded: write it as a string"
             )));
         }
-        let value = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+        let value = serde_json::from_str(raw.get()).map_err(|error| {
+            // Its line and column count from the executable's first byte:
+            // drop them, and the file's (where the executable ends) follow.
+            let text = error.to_string();
+            let message = text.rfind(" at line ").and_then(|at| text.get(..at)).unwrap_or(&text);
+            de::Error::custom(message)
+        })?;
         bytes_from_value(value, true).map(Executable)
     }
 }
