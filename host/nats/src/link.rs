@@ -171,7 +171,13 @@ impl Link {
                     match event {
                         async_nats::Event::Connected => tracing::info!(url, "connected to NATS"),
                         async_nats::Event::Disconnected => tracing::warn!(url, "disconnected from NATS"),
-                        other => tracing::warn!(event = %other, url, "NATS (trying again)"),
+                        // This process closed it, on its way out.
+                        async_nats::Event::Closed => tracing::debug!(url, "NATS connection closed"),
+                        // Failing to connect, which the client tries again.
+                        async_nats::Event::ClientError(error) => {
+                            tracing::warn!(%error, url, "NATS client error (trying again)");
+                        }
+                        other => tracing::warn!(event = %other, url, "NATS"),
                     }
                 }
             });
