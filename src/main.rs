@@ -449,6 +449,9 @@ fn sandbox(config: &Config, dev: bool) -> Result<Sandbox> {
 /// Opens the module store at `path`, creating the directory if `create`.
 /// The one place the CLI hands a path's authority to the store.
 fn open_store(path: &Path, create: bool) -> Result<ModuleStore> {
+    if path.exists() && !path.is_dir() {
+        bail!("the module store {} is not a directory", path.display());
+    }
     let authority = cap_std::ambient_authority();
     let dir = if create {
         cap_std::fs::Dir::create_ambient_dir_all(path, authority)
@@ -470,12 +473,17 @@ fn deploy(file: &Path, name: &str, store: &Path, config: &Config) -> Result<()> 
 }
 
 fn list(store: &Path, format: Output) -> Result<()> {
-    let deployed = open_store(store, true)?.list().with_context(|| format!("listing {}", store.display()))?;
+    // Nothing is deployed where no store is (and listing creates none).
+    let deployed = if store.exists() {
+        open_store(store, false)?.list().with_context(|| format!("listing {}", store.display()))?
+    } else {
+        Vec::new()
+    };
     emit(&output::list(&deployed, format)?)
 }
 
 fn remove(name: &str, store: &Path) -> Result<()> {
-    open_store(store, true)?.remove(name).with_context(|| format!("removing from {}", store.display()))?;
+    open_store(store, false)?.remove(name).with_context(|| format!("removing from {}", store.display()))?;
     emit(&format!("removed {name}\n"))
 }
 

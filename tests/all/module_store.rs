@@ -377,6 +377,19 @@ fn cli_refuses_with_one_line_and_a_failure_status() {
     let (ok, stdout, _) = cli(dir.path(), &["list", "--store", store, "--output", "human"]);
     assert!(ok);
     assert_eq!(stdout, "", "nothing deployed");
+
+    // Where no store is, nothing is deployed, and listing creates none.
+    let absent = dir.path().join("absent");
+    let (ok, stdout, _) = cli(dir.path(), &["list", "--store", absent.to_str().unwrap(), "--output", "human"]);
+    assert!(ok && stdout.is_empty(), "{stdout}");
+    assert!(!absent.exists(), "listing created a store");
+    let (ok, _, stderr) = cli(dir.path(), &["remove", "ghost", "--store", absent.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("opening the module store"), "{stderr}");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let (ok, _, stderr) =
+        cli(dir.path(), &["deploy", guest_artifacts::COUNTER, "--name", "c", "--store", file.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("is not a directory"), "{stderr}");
 }
 
 /// Crash safety with real processes: `deploy` killed by SIGKILL.
