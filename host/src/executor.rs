@@ -788,36 +788,50 @@ impl Turn<'_> {
             .push(TimerOp::Set(Timer { handle: ExecutorTimer::Resend, at: self.now.saturating_add(period) }));
     }
 
-    /// Feeds the program, in the canonical order ([`round`]), every value
-    /// whose turn has come: for a program with sessions, every round whose
-    /// values have all arrived, a round's steps back to back in one
-    /// session; for one without, each value as soon as it and every value
-    /// before it have arrived. Stops at the first value missing, or when
-    /// the transaction is over.
     /// Fails the transaction: its deadline has passed.
     fn expire(&mut self) {
         let bound_ms = u64::try_from(self.config.shared.options.deadline.as_millis()).unwrap_or(u64::MAX);
         self.finish(Some(Failure::Deadline { bound_ms }));
     }
 
-    /// Whether the deadline has passed during this action, which began
-    /// (at the host's time `self.now`) at `began`. The deadline timer
-    /// fires only between actions, and one action may feed a transaction
-    /// many values, a guest call each.
-    fn past_deadline(&self, began: std::time::Instant) -> bool {
-        self.state.deadline_at.is_some_and(|at| self.now.saturating_add(began.elapsed()) >= at)
+    /// Before each guest call of this action: whether the deadline has
+    /// passed since its first call began (at the host's time `self.now`).
+    /// The deadline timer fires only between actions, and one action may
+    /// feed a transaction many values, a call each. The clock is read
+    /// once per call, and only from the second on is it compared.
+    fn past_deadline_before_call(&self, began: &mut Option<std::time::Instant>) -> bool {
+        let Some(at) = self.state.deadline_at else { return false };
+        match began {
+            None => {
+                *began = Some(std::time::Instant::now());
+                false
+            }
+            Some(began) => self.now.saturating_add(began.elapsed()) >= at,
+        }
     }
 
+    /// Whether the next value in the canonical order is held, ready to feed.
+    fn next_is_due(&self) -> bool {
+        round(self.config, self.state).first().is_some_and(|key| self.state.held.contains_key(key))
+    }
+
+    /// Feeds the program, in the canonical order ([`round`]), every value
+    /// whose turn has come: for a program with sessions, every round whose
+    /// values have all arrived, a round's steps back to back in one
+    /// session; for one without, each value as soon as it and every value
+    /// before it have arrived. Stops at the first value missing, or when
+    /// the transaction is over.
+    /// Between two calls, a deadline passed fails the transaction.
     fn feed_due(&mut self) {
         let config = self.config;
-        let began = std::time::Instant::now();
+        let mut began = None;
         if !config.rounds {
-            while !self.state.finished {
-                let Some(input) = self.take_next_due() else { return };
-                self.step(None, Some(input));
-                if !self.state.finished && self.past_deadline(began) {
+            while !self.state.finished && self.next_is_due() {
+                if self.past_deadline_before_call(&mut began) {
                     return self.expire();
                 }
+                let Some(input) = self.take_next_due() else { return };
+                self.step(None, Some(input));
             }
             return;
         }
@@ -829,13 +843,13 @@ impl Turn<'_> {
                 Err(panic) => return self.finish(Some(panicked(&*panic))),
             };
             for _ in 0..len {
+                if self.past_deadline_before_call(&mut began) {
+                    return self.expire();
+                }
                 let Some(input) = self.take_next_due() else { return };
                 self.step(session.as_deref_mut(), Some(input));
                 if self.state.finished {
                     return;
-                }
-                if self.past_deadline(began) {
-                    return self.expire();
                 }
             }
         }
