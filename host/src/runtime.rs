@@ -182,8 +182,9 @@ impl RuntimeMetrics {
     pub fn duplicate_spawns(&self) -> u64 {
         self.duplicate_spawns.load(Ordering::Relaxed)
     }
-    /// Engines removed because an action panicked (a bug in the engine
-    /// or in a native program).
+    /// Engines removed because an action panicked: a bug in the engine.
+    /// (An executor catches its program's panic, native or not, and fails
+    /// the transaction instead.)
     pub fn panicked(&self) -> u64 {
         self.panicked.load(Ordering::Relaxed)
     }

@@ -241,8 +241,11 @@ impl Sandbox {
         Ok(program)
     }
 
-    /// Describes a component (exports, imports, size) and says whether it
-    /// would load, without keeping it.
+    /// Describes a component (exports, imports, size) without keeping it.
+    /// It does not say whether the component would load (a wrong world, an
+    /// import, a debug build are described like any other): that is
+    /// [`Sandbox::load`]'s to check. It refuses only what it cannot
+    /// describe: not a component, past the size bound, invalid.
     pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         inspect::check_header(bytes)?;
         inspect::check_size(bytes, &self.inner.config)?;

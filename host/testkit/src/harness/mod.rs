@@ -88,16 +88,18 @@ pub enum Delivery {
     /// tokio, multi-threaded, real time, every transaction submitted at
     /// once (latency includes queueing behind all the others).
     Concurrent {
-        /// Threads of the tokio runtime; guest calls run on them.
+        /// Threads of the tokio runtime; guest calls run on them (0 is
+        /// taken as 1; more than [`MAX_THREADS`] is refused).
         threads: usize,
     },
     /// As [`Delivery::Concurrent`], with transactions submitted at a fixed
     /// offered rate (open loop), so latency is measured under a steady
     /// load instead of behind a queue of everything.
     OpenLoop {
-        /// Threads of the tokio runtime; guest calls run on them.
+        /// Threads of the tokio runtime; guest calls run on them (0 is
+        /// taken as 1; more than [`MAX_THREADS`] is refused).
         threads: usize,
-        /// Transactions submitted per second.
+        /// Transactions submitted per second (0 is taken as 1).
         per_second: u32,
     },
     /// As [`Delivery::Concurrent`], with at most `in_flight` transactions
@@ -107,9 +109,11 @@ pub enum Delivery {
     /// same; latency then counts queueing behind at most `in_flight`
     /// others). The reports, one per transaction, are kept to the end.
     ClosedLoop {
-        /// Threads of the tokio runtime; guest calls run on them.
+        /// Threads of the tokio runtime; guest calls run on them (0 is
+        /// taken as 1; more than [`MAX_THREADS`] is refused).
         threads: usize,
-        /// Transactions submitted and not finished, at most (at least 1).
+        /// Transactions submitted and not finished, at most (0 is taken
+        /// as 1).
         in_flight: usize,
     },
 }
