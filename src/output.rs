@@ -295,8 +295,11 @@ impl Session for CountedSession<'_> {
 
 /// What `run --record` prints: each transaction's recorded key sets.
 pub fn recorded(recorded: &[executor_testkit::record::Recorded], format: Output) -> serde_json::Result<String> {
-    use executor_testkit::scenario::KeyText;
+    use executor_testkit::scenario::{Bytes, KeyText};
     let text = |set: &[Vec<u8>]| set.iter().map(|k| KeyText(k.clone()).to_string()).collect::<Vec<_>>();
+    // In JSON, keys as a scenario writes them in a list (a string, or
+    // `{"hex": …}`), so that a printed set pastes into one unchanged.
+    let json = |set: &[Vec<u8>]| set.iter().map(|k| Bytes(k.clone())).collect::<Vec<_>>();
     let outcome = |r: &executor_testkit::record::Recorded| match &r.outcome {
         Ok(()) => "halted".to_owned(),
         Err(failure) => format!("failed: {failure}"),
@@ -310,9 +313,9 @@ pub fn recorded(recorded: &[executor_testkit::record::Recorded], format: Output)
                     serde_json::json!({
                         "timestamp": timestamp,
                         "outcome": outcome(r),
-                        "eager_read_keys": text(&r.keys.eager_read_keys),
-                        "lazy_read_keys": text(&r.keys.lazy_read_keys),
-                        "will_write_keys": text(&r.keys.will_write_keys),
+                        "eager_read_keys": json(&r.keys.eager_read_keys),
+                        "lazy_read_keys": json(&r.keys.lazy_read_keys),
+                        "will_write_keys": json(&r.keys.will_write_keys),
                     })
                 })
                 .collect();
@@ -371,6 +374,18 @@ mod tests {
             self.0.in_sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             halted()
         }
+    }
+
+    #[test]
+    fn a_printed_recording_writes_keys_as_a_scenario_does() {
+        let keys = executor_host::KeySets {
+            eager_read_keys: vec![b"\xff\xfe".to_vec(), b"hex:61".to_vec(), b"plain".to_vec()],
+            ..executor_host::KeySets::default()
+        };
+        let recorded = [executor_testkit::record::Recorded { keys, outcome: Ok(()) }];
+        let printed: serde_json::Value =
+            serde_json::from_str(&super::recorded(&recorded, Output::Json).unwrap()).unwrap();
+        assert_eq!(printed[0]["eager_read_keys"], serde_json::json!([{"hex": "fffe"}, "hex:61", "plain"]));
     }
 
     #[test]
