@@ -789,7 +789,12 @@ pub fn cue(bytes: &[u8]) -> Result<Noun, String> {
         // Decode the noun at `cursor`: an atom, a back-reference, or the
         // start of a cell.
         let start = cursor;
-        if start >= reader.len {
+        if start > reader.len {
+            // The atom before it claimed more bits than there are (its
+            // length saturates: the bit may be no real position).
+            return Err(format!("cue: an atom's length runs past the end of the input ({} bits)", reader.len));
+        }
+        if start == reader.len {
             return Err(format!("cue: noun at bit {start} starts past the end of the input"));
         }
         let mut value = if !reader.bit(start) {
@@ -1001,6 +1006,13 @@ mod tests {
         assert!(cue(&[0b11]).is_err());
         // A length prefix running into the stray tag of a cell.
         assert!(cue(&[0b1101]).is_err());
+        // A cell whose head is an atom of 2^64 bits or more: its length
+        // saturates, and the error names no bit past the input's end.
+        let mut huge = vec![0x71];
+        huge.extend([0; 19]);
+        huge.extend([0xc0, 0xa7, 0x4b, 0xc3, 0x2b, 0x0b]);
+        let error = cue(&huge).unwrap_err();
+        assert_eq!(error, "cue: an atom's length runs past the end of the input (204 bits)");
     }
 
     #[test]
