@@ -96,6 +96,12 @@ pub enum StoreError {
         /// The name looked up.
         name: String,
     },
+    /// No stored module has this hash (or it is no hash at all).
+    #[error("no stored module has the hash sha256:{hash} (a hash is 64 hex digits, as `list` shows it)")]
+    NoSuchHash {
+        /// The hash looked up, as given.
+        hash: String,
+    },
     /// The bytes are not an executor component; nothing was deployed.
     #[error("not a valid executor component")]
     InvalidComponent {
@@ -246,13 +252,14 @@ impl ModuleStore {
     /// under: what a deployment pins so that every host runs the same code.
     pub fn load_hash(&self, sandbox: &Sandbox, hash: &str) -> Result<WasmProgram, StoreError> {
         // Hex digits in either case name the same hash.
+        let given = hash;
         let hash = &hash.to_ascii_lowercase();
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(StoreError::NotFound { name: hash.to_owned() });
+            return Err(StoreError::NoSuchHash { hash: given.to_owned() });
         }
         match self.modules.metadata(module_file(hash)) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                Err(StoreError::NotFound { name: hash.to_owned() })
+                Err(StoreError::NoSuchHash { hash: given.to_owned() })
             }
             _ => self.load_module(sandbox, hash, "a missing module"),
         }

@@ -626,7 +626,10 @@ fn a_module_loads_by_its_hash() {
     transfer_works(&store.load_hash(sandbox(), &deployed.hash).unwrap());
     let counter = hash(&bytes(guest_artifacts::COUNTER));
     for wrong in [counter.as_str(), "", "../names/transfer", &deployed.hash[..63]] {
-        assert!(matches!(store.load_hash(sandbox(), wrong), Err(StoreError::NotFound { .. })), "{wrong:?}");
+        let error = store.load_hash(sandbox(), wrong).err();
+        assert!(matches!(&error, Some(StoreError::NoSuchHash { hash }) if hash == wrong), "{wrong:?}");
+        let message = error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.starts_with(&format!("no stored module has the hash sha256:{wrong} ")), "{message}");
     }
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_executor-host"))
         .args(["run", "--output", "json", "--scenario"])
