@@ -224,7 +224,7 @@ impl Link {
         }))
     }
 
-    /// The error of a JetStream request that failed: the server cannot be
+    /// The error of a request that failed (JetStream's, or a probe): the server cannot be
     /// reached if the client is not connected (it keeps trying in the
     /// background, so a request times out rather than saying so).
     pub(crate) fn jetstream_error(&self, error: impl std::fmt::Display) -> NatsError {
@@ -253,11 +253,6 @@ impl Link {
     /// What crossed the connection.
     pub fn counters(&self) -> &LinkCounters {
         &self.counters
-    }
-
-    /// The server's URL.
-    pub(crate) fn url(&self) -> &str {
-        &self.url
     }
 
     /// Whether the connection is up (for the health endpoint).

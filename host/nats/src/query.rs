@@ -166,7 +166,7 @@ async fn probe(
 ) -> Result<Result<async_nats::Message, async_nats::client::RequestError>, NatsError> {
     let request = async_nats::client::Request::new().timeout(Some(Duration::from_secs(2)));
     match link.client().send_request(link.subjects().query(id)?, request).await {
-        Err(_) if !link.connected() => Err(NatsError::Unreachable { url: link.url().to_owned() }),
+        Err(error) if !link.connected() => Err(link.jetstream_error(error)),
         answer => Ok(answer),
     }
 }
