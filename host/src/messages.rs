@@ -176,5 +176,22 @@ pub enum Message {
         /// The timestamp of an earlier submission this one repeats, if any
         /// (nspec's; the reference worker treats every request as new).
         resubmission: Option<Timestamp>,
+        /// A number the issuer chose to tell this request from its others:
+        /// the worker answers a tagged request with
+        /// [`Message::TransactionOrdered`], so that the issuer learns which
+        /// timestamp, and so which report, is this request's. (Last, and
+        /// left out when `None`: a request without it reads as before.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<u64>,
+    },
+    /// Worker → issuer: the request the issuer tagged `tag` was given
+    /// `timestamp`. An issuer that sees one tag ordered twice knows its
+    /// request was published again (or forged under its name) and ran
+    /// twice.
+    TransactionOrdered {
+        /// The request's tag.
+        tag: u64,
+        /// The timestamp the worker gave it.
+        timestamp: Timestamp,
     },
 }

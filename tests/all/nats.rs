@@ -726,3 +726,100 @@ async fn a_monitor_subscribed_to_everything_changes_nothing() {
     drop(monitor);
     watched.abort();
 }
+
+/// Starts submitting `workload` (to a worker and shard in this process;
+/// its executors start only once `meddle` has returned), and, as soon as
+/// the first request is in the worker's stream, calls `meddle` with a
+/// link and that request as it was published. Returns what the
+/// submission returned.
+async fn submit_and_meddle<M, F>(workload: &Workload, meddle: M) -> Option<Result<Outcome, executor_nats::NatsError>>
+where
+    M: FnOnce(Arc<Link>, Vec<u8>) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let server = server(None)?;
+    let url = server.url();
+    let _worker = executor_nats::serve_worker(&client(&url).await, 1).await.unwrap();
+    let _shard = executor_nats::serve_shard(&client(&url).await, 0, 1, workload.initial.clone(), None).await.unwrap();
+    let link = client(&url).await;
+    let submitted = {
+        let (link, workload) = (link.clone(), workload.clone());
+        tokio::spawn(async move { executor_nats::submit(&link, &workload, Patience::default()).await })
+    };
+    let stream = link.jetstream().get_stream("exec_worker").await.unwrap();
+    let waited = Instant::now();
+    let first = loop {
+        if let Ok(message) = stream.get_raw_message(1).await {
+            break message.payload.to_vec();
+        }
+        assert!(waited.elapsed() < Duration::from_secs(20), "no request reached the worker");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    meddle(link.clone(), first).await;
+    let executors = executor_nats::ExecutorsConfig {
+        program: Arc::new(executor_host::NativeProgram::<transfer_guest::TransferFunction>::new(Default::default())),
+        host: executor_host::HostConfig::default(),
+        ack_wait: Duration::from_secs(2),
+    };
+    let _executors = executor_nats::serve_executors(&client(&url).await, 1, executors).await.unwrap();
+    Some(submitted.await.unwrap())
+}
+
+/// A request of a client's published again without its message id (a
+/// replay the server cannot recognize) runs as a second transaction. The
+/// client sees its request ordered twice and says so, instead of giving
+/// an outcome that is not its workload's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_published_again_ran_twice_and_the_client_says_so() {
+    let workload = transfers(21, 300, 50, 1);
+    let result = submit_and_meddle(&workload, |link, request| async move {
+        link.jetstream().publish("exec.worker", request.into()).await.unwrap().await.unwrap();
+    })
+    .await;
+    let Some(result) = result else { return };
+    match result {
+        Err(executor_nats::NatsError::RanTwice { index: 0, timestamps, others: 0 }) => {
+            assert_eq!(timestamps.len(), 2);
+            assert_eq!(timestamps[0], 1, "{timestamps:?}");
+        }
+        other => panic!("expected transaction 0 to be reported as run twice, got {other:?}"),
+    }
+}
+
+/// A request forged under a client's id, in the middle of the client's
+/// own, is ordered and run, but its report is not taken for one of the
+/// client's: every report is matched to its request by the timestamp
+/// the worker told the client, not by arrival order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_forged_under_a_clients_id_does_not_shift_its_reports() {
+    let workload = transfers(22, 2_000, 100, 1);
+    let result = submit_and_meddle(&workload, |link, request| async move {
+        let genuine: executor_host::Envelope<Message> = executor_nats::wire::decode(&request).unwrap();
+        // A transfer out of an account that does not exist: it fails and
+        // writes nothing, so the final state stays the workload's.
+        let keys = vec![b"forged-from".to_vec(), b"forged-to".to_vec()];
+        let forged = Message::TransactionRequest {
+            executable: br#"{"from":"forged-from","to":"forged-to","amount":5}"#.to_vec(),
+            keys: Box::new(executor_host::KeySets {
+                eager_read_keys: keys.clone(),
+                will_write_keys: keys,
+                ..executor_host::KeySets::default()
+            }),
+            resubmission: None,
+            tag: None,
+        };
+        let forged = executor_host::Envelope::new(genuine.sender, genuine.target, forged);
+        let bytes = executor_nats::wire::encode(&forged).unwrap();
+        link.jetstream().publish("exec.worker", bytes.into()).await.unwrap().await.unwrap();
+    })
+    .await;
+    let Some(result) = result else { return };
+    let outcome = result.unwrap();
+    assert_eq!(outcome.transactions.len(), workload.transactions.len());
+    assert_serial(&workload, &outcome);
+    let forged_at = (1..=2_001).find(|t| !outcome.transactions.iter().any(|tx| tx.timestamp == *t));
+    assert!(
+        forged_at.is_some_and(|t| t < 2_001),
+        "the forged request was ordered after the client's ({forged_at:?}): the test proved nothing"
+    );
+}

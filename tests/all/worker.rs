@@ -30,7 +30,8 @@ fn executor_is_spawned_only_when_every_shard_acknowledged_once() {
     let a = keys.iter().find(|k| map.shard_for_index(k) == 0).unwrap().clone();
     let b = keys.iter().find(|k| map.shard_for_index(k) == 1).unwrap().clone();
     let declared = KeySets { eager_read_keys: vec![a, b], ..KeySets::default() };
-    let request = Message::TransactionRequest { executable: vec![], keys: Box::new(declared), resubmission: None };
+    let request =
+        Message::TransactionRequest { executable: vec![], keys: Box::new(declared), resubmission: None, tag: None };
     let (spawned, sent) = send(&mut w, EngineId::local("client"), request);
     assert_eq!((spawned, sent.len()), (0, 2));
     let acquired = Message::KvsLockAcquired { timestamp: 1 };
@@ -88,8 +89,12 @@ fn the_read_watermark_does_not_pass_an_unfinished_transaction() {
     let keys = KeySets { eager_read_keys: vec![b"k".to_vec()], ..KeySets::default() };
     let owner = map.shard_for(b"k").clone();
     for _ in 0..3 {
-        let request =
-            Message::TransactionRequest { executable: vec![], keys: Box::new(keys.clone()), resubmission: None };
+        let request = Message::TransactionRequest {
+            executable: vec![],
+            keys: Box::new(keys.clone()),
+            resubmission: None,
+            tag: None,
+        };
         send(&mut w, client.clone(), request);
     }
     let exec = |ts| executor_id(&EngineId::local("worker"), ts);
@@ -136,6 +141,7 @@ fn a_windowed_worker_orders_requests_as_reports_free_the_window() {
         executable: vec![n],
         keys: Box::new(KeySets { will_write_keys: vec![vec![b'k', n]], ..KeySets::default() }),
         resubmission: None,
+        tag: None,
     };
     let locks = |sent: &[Envelope<Message>]| -> Vec<u64> {
         sent.iter()

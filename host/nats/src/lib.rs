@@ -68,6 +68,24 @@ pub enum NatsError {
     /// The run ended without every transaction reported.
     #[error("{0}")]
     Incomplete(String),
+    /// A request of this client ran as more than one transaction: it was
+    /// published again without its message id, or another client
+    /// submitted under this client's id. The outcome would not be the
+    /// workload's, so none is given.
+    #[error(
+        "transaction {index} (counted from 0 in the scenario's order) ran {runs} times, at timestamps {list}{more}: its request was published again without its message id, or another client submits under this client's id",
+        runs = .timestamps.len(),
+        list = .timestamps.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+        more = if *.others > 0 { format!(" (and {} more of this client's requests ran twice)", .others) } else { String::new() },
+    )]
+    RanTwice {
+        /// The request's place in the workload.
+        index: usize,
+        /// The timestamps it got.
+        timestamps: Vec<executor_host::Timestamp>,
+        /// How many other requests ran more than once.
+        others: usize,
+    },
     /// `--id` names no shard.
     #[error("there is no shard {index} among {shards} (ids run from 0)")]
     NoSuchShard {

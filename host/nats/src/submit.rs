@@ -12,14 +12,64 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage as Publish;
 use executor_host::{EngineId, Envelope, ExecutorFinished, Message, Timestamp};
-use executor_testkit::harness::{HashShards, Outcome, ShardSummary, TxOutcome, Workload, assemble_outcome};
+use executor_testkit::harness::{HashShards, Outcome, ShardSummary, TxOutcome, TxSpec, Workload, assemble_outcome};
 
 use crate::link::{Deliver, Link};
 use crate::roles::worker_id;
 use crate::{NatsError, wire};
 
-/// Each transaction's report, by timestamp, and when it arrived.
-type Reports = BTreeMap<Timestamp, (Arc<ExecutorFinished>, Instant)>;
+/// What the deployment told this client.
+#[derive(Default)]
+struct Heard {
+    /// The timestamps the worker gave each request, by the request's tag
+    /// (its index in the workload). More than one: the request ran again.
+    ordered: BTreeMap<u64, Vec<Timestamp>>,
+    /// Each report, by timestamp, and when it arrived.
+    reports: BTreeMap<Timestamp, (Arc<ExecutorFinished>, Instant)>,
+}
+
+impl Heard {
+    /// How far the first `expected` requests have got (a tag past them
+    /// is not this client's).
+    fn progress(&self, expected: usize) -> Progress {
+        let mut progress = Progress::default();
+        for timestamps in self.ordered.range(..u64::try_from(expected).unwrap_or(u64::MAX)).map(|(_, t)| t) {
+            progress.ordered += 1;
+            progress.runs += timestamps.len();
+            progress.reported += timestamps.iter().filter(|t| self.reports.contains_key(t)).count();
+        }
+        progress
+    }
+
+    /// The first requests, counted from 0, not yet ordered or reported.
+    fn missing(&self, expected: usize, most: usize) -> Vec<usize> {
+        (0..expected)
+            .filter(|&i| {
+                let timestamps = u64::try_from(i).ok().and_then(|tag| self.ordered.get(&tag));
+                timestamps.is_none_or(|t| t.iter().any(|t| !self.reports.contains_key(t)))
+            })
+            .take(most)
+            .collect()
+    }
+}
+
+/// How far a submission has got.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    /// Requests the worker ordered.
+    ordered: usize,
+    /// Transactions it ordered for them (more than `ordered` when a
+    /// request ran twice).
+    runs: usize,
+    /// Of those, the ones reported.
+    reported: usize,
+}
+
+impl Progress {
+    fn done(&self, expected: usize) -> bool {
+        self.ordered == expected && self.reported == self.runs
+    }
+}
 
 /// How long a submission may see no new report before it gives up, and
 /// how long it waits for the shards to settle afterwards.
@@ -54,19 +104,25 @@ impl Default for Patience {
 pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -> Result<Outcome, NatsError> {
     let me = EngineId::local(format!("client/{}", nuid::next()));
     let subjects = link.subjects();
-    let reports: Arc<Mutex<Reports>> = Arc::default();
+    let heard: Arc<Mutex<Heard>> = Arc::default();
     let notify = Arc::new(tokio::sync::Notify::new());
     let deliver: Deliver = {
-        let (reports, notify) = (reports.clone(), notify.clone());
+        let (heard, notify) = (heard.clone(), notify.clone());
         Arc::new(move |envelope: Envelope<Message>| {
-            if let Message::ExecutorFinished(report) = envelope.payload {
-                reports
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(report.timestamp)
-                    .or_insert((report, Instant::now()));
-                notify.notify_one();
+            let mut heard = heard.lock().unwrap_or_else(PoisonError::into_inner);
+            match envelope.payload {
+                Message::ExecutorFinished(report) => {
+                    heard.reports.entry(report.timestamp).or_insert((report, Instant::now()));
+                }
+                Message::TransactionOrdered { tag, timestamp } if envelope.sender == worker_id() => {
+                    let timestamps = heard.ordered.entry(tag).or_default();
+                    if !timestamps.contains(&timestamp) {
+                        timestamps.push(timestamp);
+                    }
+                }
+                _ => return,
             }
+            notify.notify_one();
         })
     };
     // The worker creates the clients' stream; wait for it.
@@ -82,7 +138,7 @@ pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -
     }
     check_shards(link, workload.shards, patience.stall).await?;
     let receiver = link.receive(subjects.clients_stream(), subjects.engine(&me)?, me.clone(), deliver);
-    let result = run(link, workload, &me, &reports, &notify, patience).await;
+    let result = run(link, workload, &me, &heard, &notify, patience).await;
     receiver.abort();
     result
 }
@@ -91,66 +147,88 @@ async fn run(
     link: &Arc<Link>,
     workload: &Workload,
     me: &EngineId,
-    reports: &Mutex<Reports>,
+    heard: &Mutex<Heard>,
     notify: &tokio::sync::Notify,
     patience: Patience,
 ) -> Result<Outcome, NatsError> {
     let worker = link.subjects().engine(&worker_id())?;
     // Every request must fit in a message before any is sent: a run must
     // not stop halfway with some transactions executed and none reported.
-    for (index, tx) in workload.transactions.iter().enumerate() {
+    // Each request is tagged with its index: the worker answers with the
+    // timestamp it gave it, which names its report. (Matching reports to
+    // requests by order would go wrong, silently, if a request of ours
+    // were published again without its message id, or forged under our
+    // id: it would run as one more transaction.)
+    let request = |index: usize, tx: &TxSpec| {
         let request = Message::TransactionRequest {
             executable: tx.executable.clone(),
             keys: Box::new(tx.keys.clone()),
             resubmission: None,
+            tag: u64::try_from(index).ok(),
         };
         wire::encode(&Envelope::new(me.clone(), worker_id(), request))
-            .map_err(|source| NatsError::Unsendable { index, source })?;
+    };
+    for (index, tx) in workload.transactions.iter().enumerate() {
+        request(index, tx).map_err(|source| NatsError::Unsendable { index, source })?;
     }
     // Published in order, acknowledgements awaited in order, at most
     // `WINDOW` outstanding (the JetStream context lends a limited number
     // of acknowledgement slots: waiting for none while publishing more
-    // would never end). The worker numbers requests in stream order, so
-    // sorting ours by the sequence the server gave each one sorts them by
-    // timestamp, whatever other clients submit meanwhile and whichever
-    // publish had to be retried.
+    // would never end).
     const WINDOW: usize = 1024;
     let mut window = std::collections::VecDeque::with_capacity(WINDOW);
-    let mut order = Vec::with_capacity(workload.transactions.len());
+    let mut sent = Vec::with_capacity(workload.transactions.len());
     for (i, tx) in workload.transactions.iter().enumerate() {
-        let request = Message::TransactionRequest {
-            executable: tx.executable.clone(),
-            keys: Box::new(tx.keys.clone()),
-            resubmission: None,
-        };
-        let bytes = bytes::Bytes::from(wire::encode(&Envelope::new(me.clone(), worker_id(), request))?);
+        let bytes = bytes::Bytes::from(request(i, tx)?);
         let id = format!("{}-{i}", me.name);
-        let sent = Instant::now();
+        sent.push(Instant::now());
         let ack = link
             .jetstream()
             .send_publish(worker.clone(), Publish::build().message_id(&id).payload(bytes.clone()))
             .await;
-        window.push_back(Submission { index: i, id, bytes, sent, ack: ack.map_err(|e| e.to_string()) });
+        window.push_back(Submission { id, bytes, ack: ack.map_err(|e| e.to_string()) });
         if window.len() >= WINDOW
             && let Some(oldest) = window.pop_front()
         {
-            order.push(acknowledged(link, &worker, oldest).await);
+            acknowledged(link, &worker, oldest).await;
         }
     }
     for submission in window {
-        order.push(acknowledged(link, &worker, submission).await);
+        acknowledged(link, &worker, submission).await;
     }
-    order.sort_unstable();
-    let expected = order.len();
-    wait_for_reports(reports, notify, expected, &patience).await?;
-    let reports = std::mem::take(&mut *reports.lock().unwrap_or_else(PoisonError::into_inner));
+    let expected = sent.len();
+    wait_for_reports(heard, notify, expected, &patience).await?;
+    let Heard { ordered, mut reports } = std::mem::take(&mut *heard.lock().unwrap_or_else(PoisonError::into_inner));
+    let ours = ordered.range(..u64::try_from(expected).unwrap_or(u64::MAX));
+    let mut twice = ours.clone().filter(|(_, timestamps)| timestamps.len() > 1);
+    if let Some((tag, timestamps)) = twice.next() {
+        let mut timestamps = timestamps.clone();
+        timestamps.sort_unstable();
+        return Err(NatsError::RanTwice {
+            index: usize::try_from(*tag).unwrap_or(usize::MAX),
+            timestamps,
+            others: twice.count(),
+        });
+    }
     let mut transactions = Vec::with_capacity(expected);
     let mut latencies = Vec::with_capacity(expected);
-    for ((_, i, sent), (timestamp, (finished, arrived))) in order.into_iter().zip(reports) {
-        let Some(tx) = workload.transactions.get(i) else { continue };
-        latencies.push(arrived.saturating_duration_since(sent));
+    for (tag, timestamps) in ours {
+        let (Some(&timestamp), Ok(i)) = (timestamps.first(), usize::try_from(*tag)) else { continue };
+        let (Some(tx), Some(sent), Some((finished, arrived))) =
+            (workload.transactions.get(i), sent.get(i), reports.remove(&timestamp))
+        else {
+            continue;
+        };
+        latencies.push(arrived.saturating_duration_since(*sent));
         // What was submitted, as an in-process outcome holds it.
         transactions.push(TxOutcome { timestamp, tx: tx.clone(), finished });
+    }
+    transactions.sort_unstable_by_key(|tx| tx.timestamp);
+    if !reports.is_empty() {
+        tracing::warn!(
+            reports = reports.len(),
+            "reports of transactions this client did not submit, under its id, were left out"
+        );
     }
     let shards = settled_shards(link, workload.shards, patience.settle).await?;
     assemble_outcome(expected, transactions, shards, 0, latencies).map_err(|e| NatsError::Incomplete(e.to_string()))
@@ -194,49 +272,56 @@ async fn check_shards(link: &Link, shards: usize, stall: Duration) -> Result<(),
 
 /// One submitted transaction, its acknowledgement not yet seen.
 struct Submission {
-    index: usize,
     id: String,
     bytes: bytes::Bytes,
-    sent: Instant,
     ack: Result<async_nats::jetstream::context::PublishAckFuture, String>,
 }
 
 /// Waits for a submission's acknowledgement; if the first publish failed,
 /// publishes it again under the same id (never stored twice) until it is
-/// stored. Returns its stream sequence, index and when it was first sent.
-async fn acknowledged(link: &Link, worker: &str, submission: Submission) -> (u64, usize, Instant) {
-    let Submission { index, id, bytes, sent, ack } = submission;
+/// stored.
+async fn acknowledged(link: &Link, worker: &str, submission: Submission) {
+    let Submission { id, bytes, ack } = submission;
     if let Ok(future) = ack {
         match future.await {
-            Ok(ack) => return (ack.sequence, index, sent),
+            Ok(_) => return,
             Err(error) => tracing::debug!(%error, "submission not acknowledged; retrying"),
         }
     }
-    (link.persist(worker.to_owned(), bytes, &id).await, index, sent)
+    link.persist(worker.to_owned(), bytes, &id).await;
 }
 
+/// Waits until every request is ordered and every transaction ordered
+/// for one is reported, or nothing moves for `patience.stall`.
 async fn wait_for_reports(
-    reports: &Mutex<Reports>,
+    heard: &Mutex<Heard>,
     notify: &tokio::sync::Notify,
     expected: usize,
     patience: &Patience,
 ) -> Result<(), NatsError> {
-    let count = || reports.lock().unwrap_or_else(PoisonError::into_inner).len();
-    let (mut last, mut moved) = (count(), Instant::now());
+    let progress = || heard.lock().unwrap_or_else(PoisonError::into_inner).progress(expected);
+    let (mut last, mut moved) = (progress(), Instant::now());
     let stall = patience.stall;
-    while last < expected {
+    while !last.done(expected) {
         let notified = notify.notified();
         let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
-        let now = count();
+        let now = progress();
         if now != last {
-            (last, moved) = (now, Instant::now());
-            if let Some(progress) = &patience.progress {
-                progress(now);
+            if now.reported != last.reported
+                && let Some(progress) = &patience.progress
+            {
+                progress(now.reported);
             }
+            (last, moved) = (now, Instant::now());
         } else if moved.elapsed() > stall {
+            let missing = heard.lock().unwrap_or_else(PoisonError::into_inner).missing(expected, 10);
+            let missing: Vec<String> = missing.iter().map(usize::to_string).collect();
             return Err(NatsError::Timeout(format!(
-                "{last} of {expected} transactions reported, and none for {} s",
-                stall.as_secs()
+                "{} of {expected} transactions reported, and none for {} s; not reported (counted from 0 in the scenario's order): {}{}",
+                last.reported.min(expected),
+                stall.as_secs(),
+                missing.join(", "),
+                if expected - last.reported.min(expected) > missing.len() { ", …" } else { "" },
             )));
         }
     }

@@ -108,7 +108,19 @@ mod tests {
             },
             Message::KvsLockAcquired { timestamp: 1 },
             Message::UpdateSeenAll { timestamp: 9, write: true },
-            Message::TransactionRequest { executable: b"{}".to_vec(), keys: Box::new(keys), resubmission: Some(3) },
+            Message::TransactionRequest {
+                executable: b"{}".to_vec(),
+                keys: Box::new(keys.clone()),
+                resubmission: Some(3),
+                tag: None,
+            },
+            Message::TransactionRequest {
+                executable: b"{}".to_vec(),
+                keys: Box::new(keys),
+                resubmission: None,
+                tag: Some(u64::MAX),
+            },
+            Message::TransactionOrdered { tag: 0, timestamp: 12 },
             Message::ExecutorFinished(
                 ExecutorFinished {
                     timestamp: 7,
@@ -289,6 +301,7 @@ mod tests {
                     executable: executable.clone(),
                     keys: Box::new(keys.clone()),
                     resubmission: None,
+                    tag: None,
                 };
                 let request = encode(&Envelope::new(issuer.clone(), worker.clone(), request))?;
                 let tx = Ordered { executable, keys: keys.clone().normalized(), issuer: issuer.clone() };

@@ -49,7 +49,12 @@ fn envelope(rng: &mut Rng) -> Envelope<Message> {
         4 => Message::KvsAcquireLock { timestamp: ts, keys: Box::new(keys(rng)), worker: id(rng), executor: id(rng) },
         5 => Message::KvsLockAcquired { timestamp: ts },
         6 => Message::UpdateSeenAll { timestamp: ts, write: rng.chance(50) },
-        _ => Message::TransactionRequest { executable: bytes(rng, 32), keys: Box::new(keys(rng)), resubmission: None },
+        _ => Message::TransactionRequest {
+            executable: bytes(rng, 32),
+            keys: Box::new(keys(rng)),
+            resubmission: None,
+            tag: None,
+        },
     };
     Envelope::new(id(rng), id(rng), message)
 }

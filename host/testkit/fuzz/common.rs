@@ -136,7 +136,7 @@ pub fn report(rng: &mut Rng, timestamp: u64) -> ExecutorFinished {
 pub fn any_message(rng: &mut Rng, universe: &[Key], around: u64) -> Message {
     let key = |rng: &mut Rng| rng.pick(universe).cloned().unwrap_or_default();
     let timestamp = timestamp_near(rng, around);
-    match rng.below(8) {
+    match rng.below(9) {
         0 => Message::KvsReadRequest { timestamp, key: key(rng), actual: rng.chance(50) },
         1 => Message::KvsWrite { timestamp, key: key(rng), datum: datum(rng) },
         2 => Message::KvsRead { timestamp, key: key(rng), data: datum(rng) },
@@ -149,6 +149,7 @@ pub fn any_message(rng: &mut Rng, universe: &[Key], around: u64) -> Message {
         },
         5 => Message::KvsLockAcquired { timestamp },
         6 => Message::UpdateSeenAll { timestamp, write: rng.chance(50) },
+        7 => Message::TransactionOrdered { tag: rng.next_u64(), timestamp },
         _ => Message::TransactionRequest {
             executable: {
                 let n = rng.index(20);
@@ -156,6 +157,7 @@ pub fn any_message(rng: &mut Rng, universe: &[Key], around: u64) -> Message {
             },
             keys: Box::new(key_sets(rng, universe, 50)),
             resubmission: if rng.chance(20) { Some(timestamp) } else { None },
+            tag: if rng.chance(50) { Some(rng.next_u64()) } else { None },
         },
     }
 }
@@ -171,6 +173,7 @@ pub fn kind(message: &Message) -> &'static str {
         Message::KvsLockAcquired { .. } => "KvsLockAcquired",
         Message::UpdateSeenAll { .. } => "UpdateSeenAll",
         Message::TransactionRequest { .. } => "TransactionRequest",
+        Message::TransactionOrdered { .. } => "TransactionOrdered",
     }
 }
 

@@ -224,7 +224,7 @@ impl Sim {
 
     fn submit(&mut self) {
         let (executable, keys) = self.transaction();
-        let request = Message::TransactionRequest { executable, keys: Box::new(keys), resubmission: None };
+        let request = Message::TransactionRequest { executable, keys: Box::new(keys), resubmission: None, tag: None };
         self.in_flight.push(Envelope::new(client(), self.worker.id.clone(), request));
     }
 
@@ -447,7 +447,12 @@ impl Sim {
                 let mut payload = common::any_message(&mut self.rng, &self.universe, next);
                 if let Message::TransactionRequest { .. } = payload {
                     let (executable, keys) = self.transaction();
-                    payload = Message::TransactionRequest { executable, keys: Box::new(keys), resubmission: Some(1) };
+                    payload = Message::TransactionRequest {
+                        executable,
+                        keys: Box::new(keys),
+                        resubmission: Some(1),
+                        tag: None,
+                    };
                 }
                 self.in_flight.push(Envelope::new(stranger(&mut self.rng), self.worker.id.clone(), payload));
             }

@@ -133,7 +133,7 @@ struct Model {
     /// Transactions ordered and not finished, at most.
     window: Option<u64>,
     /// Requests waiting for the window, in arrival order.
-    queued: VecDeque<Ordered>,
+    queued: VecDeque<(Ordered, Option<u64>)>,
 }
 
 impl Model {
@@ -191,13 +191,13 @@ impl Case {
         };
         let mut spawn = Vec::new();
         match &envelope.payload {
-            Message::TransactionRequest { executable, keys, .. } => {
+            Message::TransactionRequest { executable, keys, tag, .. } => {
                 let tx =
                     Ordered { executable: executable.clone(), keys: keys.clone().normalized(), issuer: sender.clone() };
                 if self.model.window_full() {
-                    self.model.queued.push_back(tx);
+                    self.model.queued.push_back((tx, *tag));
                 } else {
-                    self.order(tx, &mut send, &mut spawn);
+                    self.order(tx, *tag, &mut send, &mut spawn);
                 }
             }
             Message::KvsLockAcquired { timestamp } => {
@@ -219,9 +219,9 @@ impl Case {
                 self.model.finished.insert(report.timestamp, report.clone());
                 self.announce(false, &mut send);
                 while !self.model.window_full()
-                    && let Some(tx) = self.model.queued.pop_front()
+                    && let Some((tx, tag)) = self.model.queued.pop_front()
                 {
-                    self.order(tx, &mut send, &mut spawn);
+                    self.order(tx, tag, &mut send, &mut spawn);
                 }
             }
             _ => self.model.dropped += 1,
@@ -229,10 +229,21 @@ impl Case {
         (send, spawn)
     }
 
-    /// The next timestamp for a request: its locks, or at once its spawn.
-    fn order(&mut self, tx: Ordered, send: &mut Vec<Envelope<Message>>, spawn: &mut Vec<SpawnExecutor>) {
+    /// The next timestamp for a request: the issuer told which, if it
+    /// tagged the request; its locks, or at once its spawn.
+    fn order(
+        &mut self,
+        tx: Ordered,
+        tag: Option<u64>,
+        send: &mut Vec<Envelope<Message>>,
+        spawn: &mut Vec<SpawnExecutor>,
+    ) {
         let timestamp = self.model.next;
         self.model.next += 1;
+        if let Some(tag) = tag {
+            let payload = Message::TransactionOrdered { tag, timestamp };
+            send.push(Envelope::new(self.id.clone(), tx.issuer.clone(), payload));
+        }
         let owners: BTreeSet<EngineId> =
             tx.keys.all_keys().into_iter().map(|k| self.shards.shard_for(k).clone()).collect();
         for shard in &owners {
@@ -333,7 +344,8 @@ impl Case {
                     self.rng.bytes(n)
                 };
                 let resubmission = if self.rng.chance(10) { Some(timestamp) } else { None };
-                (issuer, Message::TransactionRequest { executable, keys: Box::new(keys), resubmission })
+                let tag = if self.rng.chance(60) { Some(self.rng.next_u64() % 1000) } else { None };
+                (issuer, Message::TransactionRequest { executable, keys: Box::new(keys), resubmission, tag })
             }
             25..=59 => {
                 // From a shard that owes it, another shard, or a stranger.
@@ -361,7 +373,10 @@ impl Case {
                 let mut payload = common::any_message(&mut self.rng, &self.universe, timestamp);
                 if matches!(
                     payload,
-                    Message::TransactionRequest { .. } | Message::KvsLockAcquired { .. } | Message::ExecutorFinished(_)
+                    Message::TransactionRequest { .. }
+                        | Message::TransactionOrdered { .. }
+                        | Message::KvsLockAcquired { .. }
+                        | Message::ExecutorFinished(_)
                 ) {
                     payload = Message::UpdateSeenAll { timestamp, write: true };
                 }

@@ -27,6 +27,11 @@
 //!   must still find the version it reads until its transaction finished,
 //!   so this watermark waits for the finish, and also moves on one.
 //!
+//! A request may carry a tag its issuer chose; the worker then tells the
+//! issuer `TransactionOrdered { tag, timestamp }` when it orders it, so an
+//! issuer with many requests in flight matches each report to its request
+//! exactly (and sees a request that ran twice) instead of by arrival order.
+//!
 //! Fixed from nspec: the last transaction's locks are counted (nspec's
 //! off-by-one never lets it run), watermarks only grow, and the executor
 //! is addressed by the id it sends from. Resubmission is not supported: a
@@ -112,8 +117,9 @@ pub struct WorkerState {
     /// no bound.
     window: Option<u64>,
     /// Transactions received while the window was full, in arrival
-    /// order: not yet ordered (no timestamp, no lock).
-    queued: VecDeque<Ordered>,
+    /// order, each with its request's tag: not yet ordered (no timestamp,
+    /// no lock).
+    queued: VecDeque<(Ordered, Option<u64>)>,
 }
 
 /// What the worker's guard names.
@@ -238,7 +244,7 @@ impl Behaviour for Worker {
         match action {
             WorkerAction::Order => {
                 // The guard names `Order` for a request only.
-                let Message::TransactionRequest { executable, keys, .. } = &mut envelope.payload else {
+                let Message::TransactionRequest { executable, keys, tag, .. } = &mut envelope.payload else {
                     state.dropped += 1;
                     return effect;
                 };
@@ -250,9 +256,9 @@ impl Behaviour for Worker {
                 // Transactions wait only while the window is full (a report
                 // that frees it orders them), so they keep arrival order.
                 if state.window_full() {
-                    state.queued.push_back(tx);
+                    state.queued.push_back((tx, *tag));
                 } else {
-                    order(state, tx, me, config, &mut effect);
+                    order(state, tx, *tag, me, config, &mut effect);
                 }
             }
             WorkerAction::Acquired { timestamp, shard } => {
@@ -270,9 +276,9 @@ impl Behaviour for Worker {
                 }
                 announce(state, false, me, config, &mut effect);
                 while !state.window_full()
-                    && let Some(tx) = state.queued.pop_front()
+                    && let Some((tx, tag)) = state.queued.pop_front()
                 {
-                    order(state, tx, me, config, &mut effect);
+                    order(state, tx, tag, me, config, &mut effect);
                 }
             }
             WorkerAction::Drop => {
@@ -284,11 +290,21 @@ impl Behaviour for Worker {
     }
 }
 
-/// Gives `tx` the next timestamp and asks each shard it touches for its
-/// locks.
-fn order(state: &mut WorkerState, tx: Ordered, me: &EngineId, config: &WorkerConfig, effect: &mut Effect<Worker>) {
+/// Gives `tx` the next timestamp, tells its issuer which one if the
+/// request was tagged, and asks each shard it touches for its locks.
+fn order(
+    state: &mut WorkerState,
+    tx: Ordered,
+    tag: Option<u64>,
+    me: &EngineId,
+    config: &WorkerConfig,
+    effect: &mut Effect<Worker>,
+) {
     let timestamp = state.next;
     state.next += 1;
+    if let Some(tag) = tag {
+        effect.send.push(Envelope::new(me.clone(), tx.issuer.clone(), Message::TransactionOrdered { tag, timestamp }));
+    }
     let per_shard = split_by_shard(&tx.keys, config.shards.as_ref());
     state.transactions.insert(timestamp, tx);
     state.waiting.insert(timestamp, per_shard.keys().cloned().collect());

@@ -272,6 +272,7 @@ fn requests<'a>(
             executable: tx.executable.clone(),
             keys: Box::new(tx.keys.clone()),
             resubmission: None,
+            tag: None,
         };
         Envelope::new(client.clone(), worker.clone(), request)
     })
