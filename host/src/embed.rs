@@ -38,7 +38,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineId, Envelope};
-use crate::executor::{Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ShardMap, Shared, Transaction};
+use crate::executor::{
+    Clock, Executor, ExecutorConfig, ExecutorMetrics, ExecutorOptions, ShardMap, Shared, Transaction,
+};
 use crate::messages::Message;
 use crate::runtime::{self, Execution, Inbox, Refused, Router, RuntimeConfig, RuntimeHandle, RuntimeMetrics, Stopped};
 
@@ -91,8 +93,8 @@ impl ExecutorHost {
         let runtime_config =
             RuntimeConfig { inbox: config.inbox, mailbox: config.mailbox, execution: config.execution };
         let runtime = runtime::start::<Executor>(runtime_config, router, None);
-        let shared =
-            Arc::new(Shared { options: config.executor, shards, metrics: Arc::new(ExecutorMetrics::default()) });
+        let metrics = Arc::new(ExecutorMetrics::default());
+        let shared = Arc::new(Shared { options: config.executor, shards, metrics, clock: Clock::Real });
         Self { runtime, shared }
     }
 

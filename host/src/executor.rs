@@ -31,7 +31,8 @@
 //! - a panicking program fails its transaction instead of its host;
 //! - exhausting gas fails; a deadline timer bounds the whole transaction,
 //!   and is also checked between the guest calls of one action (the one
-//!   place this module reads a clock: how long those calls took);
+//!   place this module reads a clock: how long those calls took; in a
+//!   simulated time, [`Clock::Virtual`], they take none);
 //! - the executor's id names its worker and timestamp, and is the sender of
 //!   everything it sends;
 //! - with [`ExecutorOptions::resend`], it re-asks the shards for every value
@@ -266,6 +267,24 @@ pub struct Shared {
     pub shards: Arc<dyn ShardMap>,
     /// The counters every executor updates.
     pub metrics: Arc<ExecutorMetrics>,
+    /// What the host's time is, for the one place an executor reads a
+    /// clock.
+    pub clock: Clock,
+}
+
+/// What a host's time (a trigger's `at`) is, for the one place an executor
+/// reads a clock: the deadline between the guest calls of one action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock since the host started: a guest call takes as long
+    /// as it takes, and the deadline may pass during one action.
+    #[default]
+    Real,
+    /// A simulated time that moves only between triggers (a seeded,
+    /// reproducible run): a guest call takes no time, so whether a
+    /// deadline passes depends only on the seed, never on how fast this
+    /// machine ran the calls.
+    Virtual,
 }
 
 /// One transaction to execute: what a worker knows of it.
@@ -799,8 +818,12 @@ impl Turn<'_> {
     /// The deadline timer fires only between actions, and one action may
     /// feed a transaction many values, a call each. The clock is read
     /// once per call, and only from the second on is it compared.
+    /// On a [`Clock::Virtual`] the calls take no time.
     fn past_deadline_before_call(&self, began: &mut Option<std::time::Instant>) -> bool {
         let Some(at) = self.state.deadline_at else { return false };
+        if self.config.shared.clock == Clock::Virtual {
+            return self.now >= at;
+        }
         match began {
             None => {
                 *began = Some(std::time::Instant::now());

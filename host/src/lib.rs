@@ -67,5 +67,5 @@ pub use wasm::{
 /// test kit's deterministic simulation). Not a stable API.
 #[doc(hidden)]
 pub mod __internal {
-    pub use crate::executor::{Executor, ExecutorAction, ExecutorConfig, ExecutorState, ExecutorTimer, Shared};
+    pub use crate::executor::{Clock, Executor, ExecutorAction, ExecutorConfig, ExecutorState, ExecutorTimer, Shared};
 }

@@ -92,3 +92,52 @@ fn every_delivery_order_gives_the_same_steps_gas_and_outcome() {
         assert_eq!(outcome.final_state, reference.final_state);
     }
 }
+
+/// A seeded run is reproducible even when its deadline could be reached:
+/// its time is simulated, so guest calls take none of it, and whether a
+/// transaction misses its deadline depends on the seed only, never on
+/// how fast this machine runs its calls. (The deadline was compared with
+/// the wall clock between the calls of one action, so a slow program
+/// failed where a fast one passed, in a set that changed from run to run.)
+#[test]
+fn a_seeded_run_with_a_deadline_is_reproducible() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use executor_host::{ExecutorOptions, KeySets, StepOutput, StepReport};
+    use executor_testkit::harness::{self, Delivery, TxSpec, Workload};
+
+    /// Reads every eager value, taking `.0` ms a call, and halts after the
+    /// last.
+    #[derive(Debug)]
+    struct Slow(u64);
+    impl Program for Slow {
+        fn step(&self, call: StepCall<'_>) -> StepReport {
+            std::thread::sleep(Duration::from_millis(self.0));
+            let fed = call.state.map_or(0, <[u8]>::len) + usize::from(call.input.is_some());
+            let output = StepOutput { state: vec![0; fed], requests: Vec::new(), halted: fed == 4 };
+            StepReport { result: Ok(output), gas_used: 1, log: Default::default() }
+        }
+    }
+    let workload = Workload {
+        shards: 2,
+        initial: Default::default(),
+        transactions: (0..30)
+            .map(|i| {
+                let keys = (0..4).map(|k| format!("k{}", (i + k) % 9).into_bytes()).collect();
+                TxSpec { executable: Vec::new(), keys: KeySets { eager_read_keys: keys, ..KeySets::default() } }
+            })
+            .collect(),
+    };
+    let options = ExecutorOptions { deadline: Duration::from_millis(5), ..ExecutorOptions::default() };
+    let run = |ms| {
+        let outcome =
+            harness::execute(&workload, Arc::new(Slow(ms)), &options, Delivery::Deterministic { seed: 1 }).unwrap();
+        outcome.transactions.into_iter().map(|t| t.finished).collect::<Vec<_>>()
+    };
+    let reference = run(0);
+    assert!(reference.iter().any(|f| f.success), "{reference:?}");
+    for _ in 0..2 {
+        assert_eq!(run(2), reference, "a slower program, the same seeded run");
+    }
+}

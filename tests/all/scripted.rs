@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use executor_guest::{ExecutorFunction, Input, Request, Step};
-use executor_host::__internal::{Executor, ExecutorConfig, ExecutorTimer, Shared};
+use executor_host::__internal::{Clock, Executor, ExecutorConfig, ExecutorTimer, Shared};
 use executor_host::engine::{EngineId, Envelope, Instance, TimerOp, Trigger};
 use executor_host::{ExecutorFinished, KeySets, Message};
 use executor_host::{ExecutorMetrics, ExecutorOptions, ShardMap, Transaction};
@@ -120,7 +120,8 @@ impl Driver {
         options: ExecutorOptions,
     ) -> (Self, Vec<Envelope<Message>>) {
         let metrics = Arc::new(ExecutorMetrics::default());
-        let shared = Arc::new(Shared { options, shards: Arc::new(TwoShards::new()), metrics: metrics.clone() });
+        let shards = Arc::new(TwoShards::new());
+        let shared = Arc::new(Shared { options, shards, metrics: metrics.clone(), clock: Clock::Real });
         let config = ExecutorConfig::new(
             Transaction { timestamp: TS, executable, keys, worker: worker(), issuer: issuer(), program },
             shared,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use executor_host::__internal::{Executor, ExecutorAction, ExecutorConfig, ExecutorTimer, Shared};
+use executor_host::__internal::{Clock, Executor, ExecutorAction, ExecutorConfig, ExecutorTimer, Shared};
 use executor_host::engine::{Admission, Behaviour, Envelope, Instance, TimerOp, Trigger};
 use executor_host::{AccessMode, EngineId, ExecutorMetrics, ExecutorOptions, Key, KeySets, Message, ShardMap};
 use executor_host::{Datum, ExecutorFinished, Transaction, WriteMode};
@@ -153,6 +153,7 @@ impl Case {
             options,
             shards: shards.clone() as Arc<dyn ShardMap>,
             metrics: Arc::new(ExecutorMetrics::default()),
+            clock: Clock::Virtual,
         });
         let tx = Transaction { timestamp, executable, keys: keys.clone(), worker, issuer, program: script::program() };
         let config = ExecutorConfig::new(tx, shared);

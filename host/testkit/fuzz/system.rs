@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use executor_host::__internal::{Executor, ExecutorConfig, ExecutorTimer, Shared};
+use executor_host::__internal::{Clock, Executor, ExecutorConfig, ExecutorTimer, Shared};
 use executor_host::engine::{Admission, Behaviour, Effect, EngineTimers, Instance, TimerOp, TimerQueue, Trigger};
 use executor_host::{AccessMode, Datum, EngineId, Envelope, ExecutorMetrics, ExecutorOptions, Key, KeySets, Message};
 use executor_host::{Program, ShardMap, Transaction, WriteMode};
@@ -156,6 +156,7 @@ impl Sim {
             options,
             shards: shard_map.clone() as Arc<dyn ShardMap>,
             metrics: Arc::new(ExecutorMetrics::default()),
+            clock: Clock::Virtual,
         });
         let junk_pct = [0, 5, 15, 30][rng.index(4)];
         Sim {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use executor_host::__internal::{Executor, ExecutorConfig, ExecutorTimer, Shared};
+use executor_host::__internal::{Clock, Executor, ExecutorConfig, ExecutorTimer, Shared};
 use executor_host::engine::{Effect, EngineTimers, Instance, Time, TimerOp, TimerQueue, Trigger};
 use executor_host::{EngineId, Envelope, ExecutorMetrics, ExecutorOptions, Message, Program};
 
@@ -61,6 +61,7 @@ impl Simulation {
             options: options.clone(),
             shards: shard_map.clone(),
             metrics: Arc::new(ExecutorMetrics::default()),
+            clock: Clock::Virtual,
         });
         Self {
             now: Duration::ZERO,
