@@ -119,6 +119,27 @@ fn wasm_gas_is_charged_and_native_gas_is_zero() {
     assert_eq!(starved.gas_used, wasm_run.gas_used - 1, "all of the budget is charged");
 }
 
+/// A budget that does not cover a failing call is out of gas, not the
+/// guest's error: the bytes the error carries back are charged after the
+/// guest returns, and a call they push past its budget could not be paid
+/// for (a guest error was reported, at exactly the budget, for the last
+/// few units below a failing transfer's cost).
+#[test]
+fn a_guest_error_the_budget_cannot_pay_for_is_out_of_gas() {
+    let [wasm, _] = both_transfer();
+    let inputs = [input("alice", Some("10")), input("bob", Some("5"))];
+    let exe = transfer_exe("alice", "bob", 300);
+    let unlimited = drive(wasm.as_ref(), &exe, &inputs, GAS);
+    assert!(matches!(unlimited.result, Err(Failure::Guest { .. })), "{:?}", unlimited.result);
+    let cost = unlimited.gas_used;
+    assert_eq!(drive(wasm.as_ref(), &exe, &inputs, cost + 1).result, unlimited.result);
+    for budget in cost - 64..=cost {
+        let run = drive(wasm.as_ref(), &exe, &inputs, budget);
+        assert_eq!(run.result, Err(Failure::OutOfGas), "a budget of {budget}, the failing run costs {cost}");
+        assert_eq!(run.gas_used, budget);
+    }
+}
+
 /// One test per guest the artifacts crate builds, named after it: a guest
 /// added to `guest/artifacts/build.rs` without a test here fails to
 /// compile (`foreach_guest!` names each function).

@@ -563,9 +563,11 @@ impl WasmProgram {
             }
             // wasmtime checks fuel at function entries and loop headers, so
             // a call can end slightly past its budget without trapping (fuel
-            // left then reads 0). Exhausting the budget, exactly or not,
-            // fails.
-            Ok(_) if left == 0 || gas_used >= call.gas_limit => Err(Failure::OutOfGas),
+            // left then reads 0), and the bytes its results carry are
+            // charged after it returns. Exhausting the budget, exactly or
+            // not, fails as out of gas whatever the call returned: a guest
+            // error the budget could not pay for is not the outcome.
+            _ if left == 0 || gas_used >= call.gas_limit => Err(Failure::OutOfGas),
             other => other,
         };
         StepReport { result, gas_used: gas_used.min(call.gas_limit), log }
