@@ -115,13 +115,33 @@ pub struct Diagnostics {
     /// [`ExecutorOptions::step_trace`](crate::ExecutorOptions::step_trace)
     /// only.
     pub steps: Vec<StepTrace>,
+    /// The undeclared accesses a transaction in
+    /// [`AccessMode::Lenient`](crate::AccessMode::Lenient) skipped, in the
+    /// order the program made them: the first [`SKIPPED_ACCESSES`], each
+    /// key once per kind of access. (Last: the wire encodes a struct as a
+    /// positional array.)
+    pub skipped: Vec<SkippedAccess>,
 }
 
 impl Diagnostics {
-    /// Nothing logged, nothing traced.
+    /// Nothing logged, nothing traced, nothing skipped.
     pub fn is_empty(&self) -> bool {
-        self.log.is_empty() && self.steps.is_empty()
+        self.log.is_empty() && self.steps.is_empty() && self.skipped.is_empty()
     }
+}
+
+/// The most skipped accesses a report lists (a program may ask for any
+/// number of undeclared keys; the count of all of them is in the
+/// executors' metrics).
+pub const SKIPPED_ACCESSES: usize = 256;
+
+/// An undeclared access skipped in lenient mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedAccess {
+    /// The key.
+    pub key: Vec<u8>,
+    /// A read or a write.
+    pub access: crate::Access,
 }
 
 /// One step of a transaction, as the executor records it with

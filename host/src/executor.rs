@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostics::{Diagnostics, GuestLog, StepTrace};
+use crate::diagnostics::{Diagnostics, GuestLog, SKIPPED_ACCESSES, SkippedAccess, StepTrace};
 use crate::engine::{
     Admission, Behaviour, Effect, EngineId, Envelope, Environment, GuardStrategy, Instance, Timer, TimerOp, Trigger,
 };
@@ -361,6 +361,8 @@ pub struct ExecutorState {
     pub log: GuestLog,
     /// Each step so far, with [`ExecutorOptions::step_trace`] only.
     pub steps: Vec<StepTrace>,
+    /// The undeclared accesses skipped in lenient mode, for the report.
+    pub skipped: Vec<SkippedAccess>,
     /// What the report carries so far, as [`ExecutorOptions::report_bytes`]
     /// counts it (counted only under a bound).
     report_size: u64,
@@ -383,6 +385,14 @@ pub struct ExecutorState {
 const WRITES_SCANNED: usize = 16;
 
 impl ExecutorState {
+    /// Lists an access skipped in lenient mode for the report: each key
+    /// once per kind of access, the first [`SKIPPED_ACCESSES`].
+    fn skip(&mut self, skipped: SkippedAccess) {
+        if self.skipped.len() < SKIPPED_ACCESSES && !self.skipped.contains(&skipped) {
+            self.skipped.push(skipped);
+        }
+    }
+
     /// The place in `requested` of lazy key number `index`, if asked for.
     fn asked_at(&self, index: usize) -> Option<usize> {
         let place = *self.lazy_asked.get(index)?;
@@ -961,6 +971,9 @@ impl Turn<'_> {
                     AccessMode::Lenient => {
                         tracing::warn!(%violation, timestamp = config.tx.timestamp, "undeclared access skipped");
                         config.shared.metrics.violations_reported.fetch_add(1, Ordering::Relaxed);
+                        if let Failure::AccessViolation { key, access } = violation {
+                            self.state.skip(SkippedAccess { key, access });
+                        }
                     }
                 }
             }
@@ -1108,6 +1121,7 @@ impl Turn<'_> {
             diagnostics: Diagnostics {
                 log: std::mem::take(&mut self.state.log),
                 steps: std::mem::take(&mut self.state.steps),
+                skipped: std::mem::take(&mut self.state.skipped),
             },
         };
         let finished = Arc::new(finished);

@@ -43,7 +43,8 @@ pub mod runtime;
 mod wasm;
 
 pub use diagnostics::{
-    Diagnostics, GuestLog, LOG_GAS_PER_BYTE, LOG_GAS_PER_LINE, LOG_LINE_BYTES, LOG_LINES, StepTrace, TracedRequest,
+    Diagnostics, GuestLog, LOG_GAS_PER_BYTE, LOG_GAS_PER_LINE, LOG_LINE_BYTES, LOG_LINES, SKIPPED_ACCESSES,
+    SkippedAccess, StepTrace, TracedRequest,
 };
 pub use embed::{ExecutorHost, HostConfig};
 pub use engine::{EngineId, Envelope, Time};

@@ -150,7 +150,9 @@ pub enum Failure {
     /// locks (and every later transaction on its keys would wait behind
     /// it). It fails at once instead of at its deadline, so that its
     /// outcome, and theirs, does not depend on time.
-    #[error("the program neither halted nor asked for a value it has not been fed: it would wait for ever")]
+    #[error(
+        "the program neither halted nor asked for a value it has not been fed (a read skipped in lenient mode is not asked for): it would wait for ever"
+    )]
     Stalled,
     /// The program read or wrote a key the transaction did not declare, or
     /// wrote a key twice in streaming mode (where the first write is final

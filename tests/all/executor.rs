@@ -150,16 +150,23 @@ fn undeclared_write_fails_the_transaction_and_is_not_recorded() {
     assert!(report.values_written.is_empty());
 }
 
+/// In lenient mode an undeclared access is skipped, counted, and listed
+/// in the report (each key once per kind of access, in the order made),
+/// so that one run shows every access a transaction lacks.
 #[test]
 fn undeclared_access_is_only_reported_in_lenient_mode() {
     let options = ExecutorOptions { access_mode: AccessMode::Lenient, ..ExecutorOptions::default() };
-    let exe = script(&[&[Read(w("x")), Write(w("x"), w("1")), Write(w("w"), w("2")), Halt]]);
+    let exe = script(&[&[Read(w("x")), Write(w("x"), w("1")), Read(w("x")), Write(w("w"), w("2")), Halt]]);
     let (d, out) = start_with(exe, keys(&[], &[], &["w"], &[]), options);
     let (out, report) = split_finished(out);
     assert_eq!(out, vec![write("w", Some("2"))]);
     assert!(report.success);
     assert_eq!(report.values_written, vec![kv("w", "2")]);
-    assert_eq!(d.metrics.violations_reported(), 2);
+    assert_eq!(d.metrics.violations_reported(), 3);
+    let skipped = |key: &str, access| executor_host::SkippedAccess { key: key.as_bytes().to_vec(), access };
+    assert_eq!(report.diagnostics.skipped, vec![skipped("x", Access::Read), skipped("x", Access::Write)]);
+    let strict = start(script(&[&[Write(w("w"), w("2")), Halt]]), keys(&[], &[], &["w"], &[])).1;
+    assert!(split_finished(strict).1.diagnostics.is_empty(), "nothing skipped, nothing listed");
 }
 
 #[test]

@@ -32,11 +32,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::de::{self, Deserializer};
-use serde::ser::Serializer;
+use serde::ser::{SerializeMap as _, Serializer};
 use serde::{Deserialize, Serialize};
 
 use executor_host::{
-    ExecutorFinished, ExecutorOptions, Failure, GuestLog, KeySets, StepTrace, Timestamp, TracedRequest,
+    ExecutorFinished, ExecutorOptions, Failure, GuestLog, KeySets, SkippedAccess, StepTrace, Timestamp, TracedRequest,
 };
 
 use crate::harness::{Outcome, TxSpec, Workload};
@@ -357,6 +357,21 @@ pub struct TxReport {
     /// --step-trace`). Omitted otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepRow>,
+    /// The undeclared accesses skipped in lenient mode, in the order the
+    /// program made them: `{"read": key}` or `{"write": key}`. Omitted
+    /// when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_accesses: Vec<SkippedRow>,
+}
+
+/// An undeclared access skipped in lenient mode, in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedRow(#[serde(serialize_with = "skipped_row")] pub SkippedAccess);
+
+fn skipped_row<S: Serializer>(skipped: &SkippedAccess, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(1))?;
+    map.serialize_entry(&skipped.access.to_string(), &Bytes(skipped.key.clone()))?;
+    map.end()
 }
 
 /// Keys to values, serialized as a JSON object, kept as a list sorted by
@@ -503,6 +518,7 @@ impl From<Outcome> for Report {
                     values_written: KeyMap(f.values_written.into_iter().map(|(k, v)| (KeyText(k), Bytes(v))).collect()),
                     steps: f.diagnostics.steps.iter().map(StepRow::from).collect(),
                     log: f.diagnostics.log,
+                    skipped_accesses: f.diagnostics.skipped.into_iter().map(SkippedRow).collect(),
                 }
             })
             .collect();
