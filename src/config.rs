@@ -249,6 +249,8 @@ pub fn executor_options(file: &ExecutorOptions, scenario: &str, gas_limit: Optio
         options: Option<serde_json::Value>,
     }
     let mut merged = serde_json::to_value(file).context("serializing the executor options")?;
+    // The scenario parsed, so a byte-order mark before it was skipped there.
+    let scenario = scenario.strip_prefix('\u{feff}').unwrap_or(scenario);
     let scenario: OptionsOnly = serde_json::from_str(scenario).context("reading the scenario's options")?;
     if let (Some(merged), Some(serde_json::Value::Object(options))) = (merged.as_object_mut(), scenario.options) {
         merged.extend(options);

@@ -203,13 +203,15 @@ struct RunArgs {
     #[arg(long)]
     concurrent: bool,
     /// Threads of a concurrent run (default: `host.threads`, else one per
-    /// core).
+    /// core). The run is then concurrent, as with `--concurrent`, even if
+    /// the configuration file sets a seed.
     #[arg(long, value_name = "N")]
     threads: Option<NonZeroUsize>,
     /// Transactions a concurrent run keeps submitted and not finished, at
     /// most (default: `host.in_flight`, else 10,000): what is in flight
     /// (executors, the shards' pending versions) follows this; the
-    /// reports, one per transaction, are kept to the end.
+    /// reports, one per transaction, are kept to the end. The run is then
+    /// concurrent, as with `--threads`.
     #[arg(long, value_name = "N")]
     in_flight: Option<NonZeroUsize>,
     /// Gas budget per transaction, over the configuration file's and the
@@ -536,13 +538,27 @@ fn record(
     options: &executor_host::ExecutorOptions,
     args: &RunArgs,
 ) -> Result<ExitCode> {
+    // The written scenario replaces the one recorded only if asked to by
+    // another name: it keeps only the key sets that were used.
+    if let Some(path) = &args.write_scenario
+        && same_file(path, &args.scenario)
+    {
+        bail!(
+            "--write-scenario {} is the scenario being recorded: write the recording to another file (it would lose the key sets declared and not used)",
+            path.display()
+        );
+    }
     let recorded = executor_testkit::record::record(&scenario.into_workload(), program, options);
     let format = Output::resolve(args.output.output);
     emit(&output::recorded(&recorded, format)?)?;
     if let Some(path) = &args.write_scenario {
         let mut document: serde_json::Value = serde_json::from_str(text).context("re-reading the scenario")?;
         // The options the recording ran with (defaults, configuration,
-        // scenario, flags), so that a run of the file does what it said.
+        // scenario, flags), so that a run of the file does what it said;
+        // in strict mode, which the recorded key sets pass, so that a
+        // key the program comes to need is named, not skipped.
+        let options =
+            executor_host::ExecutorOptions { access_mode: executor_host::AccessMode::Strict, ..options.clone() };
         if let Some(document) = document.as_object_mut() {
             document.insert("options".to_owned(), serde_json::to_value(options)?);
         }
@@ -569,6 +585,15 @@ fn record(
         eprintln!("wrote {} with the recorded key sets", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `a` and `b` name one existing file (through links, `..` or
+/// another spelling).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// The program `--guest` or `--native` names; with `dev`, a debug build
@@ -685,7 +710,10 @@ fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
     if args.record {
         return record(scenario, &text, program.as_ref(), &options, &args);
     }
-    let seed = if args.concurrent { None } else { args.seed.or(config.host.seed) };
+    // A flag wins over the file: one that only a concurrent run has
+    // makes the run concurrent, whatever seed the file sets.
+    let concurrent = args.concurrent || args.threads.is_some() || args.in_flight.is_some();
+    let seed = if concurrent { None } else { args.seed.or(config.host.seed) };
     let delivery = match seed {
         Some(seed) => Delivery::Deterministic { seed },
         None => Delivery::ClosedLoop {

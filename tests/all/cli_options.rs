@@ -154,8 +154,18 @@ fn precedence_is_defaults_then_file_then_scenario_then_flags() {
     // ...and the flag beats both.
     assert_eq!(outcome(Some(&tiny_gas), &generous, &["--gas-limit", "10"])["failed_by_reason"]["out_of_gas"], 3);
     assert_eq!(outcome(None, &stingy, &["--gas-limit", "100000000"])["succeeded"], 3);
-    // The file's seed makes the run deterministic; --concurrent undoes it.
+    // The file's seed makes the run deterministic; --concurrent undoes it,
+    // and so does a flag only a concurrent run has (it was ignored).
     assert_eq!(outcome(Some(&tiny_gas), &generous, &["--concurrent", "--threads", "1"])["succeeded"], 3);
+    let delivery = |flags: &[&str]| {
+        let args = [&["--log-level", "info", "--config", &tiny_gas, "run", "--native", "transfer"][..], flags].concat();
+        let ran = cli(&[&args[..], &["--scenario", &generous]].concat());
+        assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+        ran.stderr.lines().find_map(|l| Some(l.split_once("delivery=")?.1.split(' ').next()?.to_owned()))
+    };
+    assert_eq!(delivery(&[]).as_deref(), Some("Deterministic"));
+    assert_eq!(delivery(&["--threads", "2"]).as_deref(), Some("ClosedLoop"));
+    assert_eq!(delivery(&["--in-flight", "5"]).as_deref(), Some("ClosedLoop"));
     // One transaction in flight at a time, from the file or the flag: the
     // same report as all at once.
     let one_at_a_time = write(dir.path(), "window.toml", "[host]\nin_flight = 1\n");
@@ -304,6 +314,13 @@ fn bad_flag_values_are_refused_in_one_line() {
         assert!(ran.refused(reason), "{args:?}: {:?} {}", ran.code, ran.stderr);
         assert!(ran.stdout.is_empty(), "{args:?}: {}", ran.stdout);
     }
+    // A byte-order mark before the scenario is skipped, as editors on some
+    // systems write one.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    let marked = write(dir.path(), "bom.json", &format!("\u{feff}{text}"));
+    let ran = cli(&["run", "--native", "transfer", "--scenario", &marked, "--seed", "1"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     // An invalid RUST_LOG is refused too, rather than silently ignored.
     let ran = cli_in(Path::new("."), &["config"], &[("RUST_LOG", "a=b=c")]);
     assert!(ran.refused("RUST_LOG=\"a=b=c\" is not a valid log filter"), "{}", ran.stderr);
@@ -558,6 +575,17 @@ fn a_recording_agrees_with_the_run_of_the_scenario_it_writes() {
     let run = cli(&["run", "--native", "counter", "--scenario", &scenario, "--output", "json"]).json();
     assert_eq!(run["failed_by_reason"], serde_json::json!({"stalled": 1}), "{run}");
     assert_eq!(run["final_state"]["a"], "2", "the one after it is not held up");
+    // The written scenario is strict, whatever mode the recording ran in,
+    // and the recording does not write over the scenario it records.
+    let record = ["run", "--native", "counter", "--scenario", &scenario, "--record", "--write-scenario"];
+    assert_eq!(cli(&[&record[..], &[out]].concat()).code, Some(0));
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    assert_eq!(written["options"]["access_mode"], "strict", "{written}");
+    let before = std::fs::read_to_string(&scenario).unwrap();
+    let same = dir.path().join(".").join("stall.json");
+    let onto_itself = cli(&[&record[..], &[same.to_str().unwrap()]].concat());
+    assert!(onto_itself.refused("is the scenario being recorded"), "{}", onto_itself.stderr);
+    assert_eq!(std::fs::read_to_string(&scenario).unwrap(), before);
     let wasm = ["--guest", guest_artifacts::TRANSFER];
     let transfer = |gas: &str| {
         format!(

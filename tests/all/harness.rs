@@ -135,11 +135,23 @@ fn scenario_refuses_what_it_would_misread() {
     assert_eq!(inside, "transactions[1].executable: number out of range at line 3 column 29");
     let trailing = Scenario::from_json(r#"{"transactions": []} // a comment"#).unwrap_err().to_string();
     assert_eq!(trailing, "scenario: trailing characters at line 1 column 22 after the scenario's closing brace");
+    let comma = Scenario::from_json(r#"{"transactions": [],}"#).unwrap_err().to_string();
+    assert_eq!(comma, "scenario: trailing comma at line 1 column 21");
     for not_an_object in ["[]", "3", ""] {
         let error = Scenario::from_json(not_an_object).unwrap_err().to_string();
         assert!(error.starts_with("scenario: a scenario is a JSON object"), "{error}");
     }
     assert!(Scenario::from_json("\u{feff}{\"transactions\": []}").is_ok(), "a byte-order mark is skipped");
+    // A key given twice in an executable's object is refused, at any
+    // depth, where a JSON value would keep the last silently (a transfer
+    // of 1 ran as one of 500).
+    for executable in [r#"{"from": "a", "to": "b", "amount": 1, "amount": 500}"#, r#"[{"x": {"k": 1, "k": 1}}]"#] {
+        let error = Scenario::from_json(&with(executable)).unwrap_err().to_string();
+        assert!(error.starts_with("transactions[0].executable: the key `"), "{error}");
+        assert!(error.contains("is given twice in one object"), "{error}");
+    }
+    let nested = Scenario::from_json(&with(r#"{"a": {"k": 1}, "b": {"k": 2}}"#)).unwrap();
+    assert_eq!(nested.transactions[0].executable.0, br#"{"a":{"k":1},"b":{"k":2}}"#);
 }
 
 #[test]

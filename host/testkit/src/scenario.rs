@@ -144,14 +144,75 @@ impl<'de> Deserialize<'de> for Executable {
                 "the number {number} does not fit in 64 bits and would be rounded: write it as a string"
             )));
         }
-        let value = serde_json::from_str(raw.get()).map_err(|error| {
+        let within = |error: serde_json::Error| {
             // Its line and column count from the executable's first byte:
             // drop them, and the file's (where the executable ends) follow.
             let text = error.to_string();
             let message = text.rfind(" at line ").and_then(|at| text.get(..at)).unwrap_or(&text);
             de::Error::custom(message)
-        })?;
+        };
+        // A JSON value keeps the last of a key given twice, silently: a
+        // transfer written `"amount": 1, "amount": 500` would move 500.
+        serde_json::from_str::<NoDuplicateKeys>(raw.get()).map_err(within)?;
+        let value = serde_json::from_str(raw.get()).map_err(within)?;
         bytes_from_value(value, true).map(Executable)
+    }
+}
+
+/// Any JSON value none of whose objects names a key twice.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoDuplicateKeys>()?;
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format!("the key `{key}` is given twice in one object")));
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -280,9 +341,10 @@ impl Scenario {
         let mut json = serde_json::Deserializer::from_str(text);
         let scenario: Self = serde_path_to_error::deserialize(&mut json).map_err(|e| ScenarioError {
             path: match e.path().to_string() {
-                // The top level, or a key serde_path_to_error prints as
-                // nothing (`{"": 0}`, found by the fuzzer).
-                path if path == "." || path.is_empty() => "scenario".into(),
+                // The top level, a key serde_path_to_error prints as
+                // nothing (`{"": 0}`, found by the fuzzer), or a place it
+                // cannot name (`?`: a trailing comma after the last field).
+                path if path == "." || path.is_empty() || path == "?" => "scenario".into(),
                 path => path,
             },
             message: e.inner().to_string(),
