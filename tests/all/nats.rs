@@ -259,6 +259,31 @@ async fn the_example_permissions_let_each_role_do_its_job_and_a_client_nothing_e
         let common = ["--nats", &url, "--nats-user", user, "--shards", "3"];
         serve(&[args, &common].concat(), &[("EXECUTOR_HOST_NATS_PASSWORD", password.as_str())])
     };
+    // Credentials the server refuses end a `serve` at once, naming why
+    // (it waited for ever, logging "authorization violation").
+    for (user, password) in [("worker", "wrong"), ("nobody", "worker-secret")] {
+        let mut refused = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+            .args(["serve", "worker", "--nats", &url, "--nats-user", user, "--shards", "3"])
+            .env("EXECUTOR_HOST_NATS_PASSWORD", password)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let waited = Instant::now();
+        let status = loop {
+            if let Some(status) = refused.try_wait().unwrap() {
+                break status;
+            }
+            if waited.elapsed() > Duration::from_secs(60) {
+                refused.kill().unwrap();
+                panic!("serve with refused credentials ({user}) kept waiting");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success());
+        assert!(stderr.contains("refused this process's credentials"), "{stderr}");
+    }
     let _worker = role("worker", &["worker"]);
     let _shards: Vec<ServeProcess> =
         (0..3).map(|i| role("shard", &["shard", "--id", &i.to_string(), "--scenario", scenario])).collect();

@@ -156,6 +156,9 @@ pub struct Link {
     finished: Mutex<Option<mpsc::UnboundedReceiver<Timestamp>>>,
     /// The server's URL, for errors that are about reaching it.
     url: String,
+    /// Counts the connections made: a reader re-creates its consumer at
+    /// each (a restarted server has lost it).
+    connections: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Link {
@@ -164,9 +167,18 @@ impl Link {
     pub async fn connect(config: &NatsConfig) -> Result<Arc<Self>, NatsError> {
         let subjects = Subjects::new(&config.namespace)?;
         let url = config.url.clone();
+        let (connected, connections) = tokio::sync::watch::channel(0_u64);
+        let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusal = refused.clone();
         let mut options =
             async_nats::ConnectOptions::new().name(&config.name).max_reconnects(None).event_callback(move |event| {
                 let url = url.clone();
+                if is_refusal(&event) {
+                    refusal.store(true, Ordering::Relaxed);
+                }
+                if event == async_nats::Event::Connected {
+                    connected.send_modify(|count| *count += 1);
+                }
                 async move {
                     match event {
                         async_nats::Event::Connected => tracing::info!(url, "connected to NATS"),
@@ -197,9 +209,21 @@ impl Link {
             // A process's start-up checks ask the server whether others
             // run; a question asked before it answers would be misread.
             let mut waiting = tokio::time::interval(Duration::from_millis(50));
+            let started = std::time::Instant::now();
             let mut said = false;
             while client.connection_state() != async_nats::connection::State::Connected {
-                if !said {
+                // Credentials the server refuses stay refused: waiting
+                // would be for ever.
+                if refused.load(Ordering::Relaxed) {
+                    return Err(NatsError::Connect(format!(
+                        "the server at {} refused this process's credentials (authorization violation): check --nats-user and EXECUTOR_HOST_NATS_PASSWORD{}",
+                        config.url,
+                        if config.user.is_none() { " (no user was given)" } else { "" }
+                    )));
+                }
+                // Said only when the wait is felt: a server that answers
+                // in a moment is not waited for.
+                if !said && started.elapsed() > Duration::from_millis(500) {
                     tracing::warn!(url = config.url, "waiting for the NATS server");
                     said = true;
                 }
@@ -221,6 +245,7 @@ impl Link {
             next_id: AtomicU64::new(0),
             finished: Mutex::new(Some(finished_rx)),
             url: config.url.clone(),
+            connections,
         }))
     }
 
@@ -377,7 +402,9 @@ impl Link {
         let link = self.clone();
         tokio::spawn(async move {
             let mut next: Option<u64> = None;
+            let mut connections = link.connections.clone();
             loop {
+                connections.mark_unchanged();
                 let deliver_policy = match next {
                     None => consumer::DeliverPolicy::All,
                     Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
@@ -396,7 +423,22 @@ impl Link {
                 };
                 match messages {
                     Ok(mut messages) => {
-                        while let Some(message) = messages.next().await {
+                        loop {
+                            let message = tokio::select! {
+                                message = messages.next() => message,
+                                // A new connection: if the server restarted,
+                                // the consumer is gone, which the client
+                                // finds out only when its pull expires (every
+                                // process stood still about 16 s after each
+                                // restart, and transactions then missed
+                                // their deadlines). Read on from the next
+                                // message with a new consumer.
+                                _ = connections.changed() => {
+                                    tracing::debug!(stream, "connected again: reading on from where it left off");
+                                    break;
+                                }
+                            };
+                            let Some(message) = message else { break };
                             match message {
                                 Ok(message) => {
                                     if let Ok(info) = message.info() {
@@ -521,6 +563,15 @@ async fn persist(js: &jetstream::Context, counters: &LinkCounters, subject: Stri
         bump(&counters.retries);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Whether `event` says the server refuses this client's credentials.
+fn is_refusal(event: &async_nats::Event) -> bool {
+    match event {
+        async_nats::Event::ServerError(async_nats::ServerError::AuthorizationViolation) => true,
+        async_nats::Event::ClientError(error) => error.to_string().contains("authorization violation"),
+        _ => false,
     }
 }
 

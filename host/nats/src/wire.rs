@@ -135,9 +135,10 @@ mod tests {
             ),
             Message::ExecutorFinished(ExecutorFinished { diagnostics: traced(), ..finished() }.into()),
             Message::ExecutorFinished(ExecutorFinished { diagnostics: logged(), ..finished() }.into()),
+            Message::ExecutorFinished(ExecutorFinished { diagnostics: skipped(), ..finished() }.into()),
             Message::ExecutorFinished(
                 ExecutorFinished {
-                    diagnostics: Diagnostics { log: logged().log, steps: traced().steps },
+                    diagnostics: Diagnostics { log: logged().log, steps: traced().steps, skipped: Vec::new() },
                     ..finished()
                 }
                 .into(),
@@ -170,6 +171,12 @@ mod tests {
             halted: true,
         };
         Diagnostics { steps: vec![step], ..Diagnostics::default() }
+    }
+
+    /// Only skipped accesses: the two fields before them are left empty.
+    fn skipped() -> Diagnostics {
+        let skipped = executor_host::SkippedAccess { key: b"x".to_vec(), access: executor_host::Access::Write };
+        Diagnostics { skipped: vec![skipped], ..Diagnostics::default() }
     }
 
     fn logged() -> Diagnostics {
@@ -260,7 +267,7 @@ mod tests {
                 failure: Some(failure.clone()),
                 gas_used: u64::MAX,
                 timestamp: u64::MAX,
-                diagnostics: Diagnostics { log: log.clone(), steps: Vec::new() },
+                diagnostics: Diagnostics { log: log.clone(), ..Diagnostics::default() },
                 ..report
             };
             encode(&Envelope::new(from.clone(), to.clone(), Message::ExecutorFinished(report.into())))?;
