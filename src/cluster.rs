@@ -137,7 +137,8 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
                          --with-executors, or leave them out"
                     );
                 }
-                let link = connect(serve.nats, config, &format!("shard {id}"), true).await?;
+                // What the arguments name is read before the server is
+                // waited for: a mistyped path is said at once.
                 let (initial, shards) = match scenario {
                     Some(path) => {
                         let (scenario, _) = read_scenario(&path)?;
@@ -154,6 +155,7 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
                     None => (Default::default(), serve.shards),
                 };
                 let executors = if with_executors { Some(executors_config(&guest, config)?) } else { None };
+                let link = connect(serve.nats, config, &format!("shard {id}"), true).await?;
                 let served = executor_nats::serve_shard(&link, id, shards, initial, executors).await?;
                 announce(&format!("shard {id} of {shards}"), served, serve.metrics)?
             }
@@ -163,9 +165,9 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
                 announce(&format!("worker of {} shards", serve.shards), served, serve.metrics)?
             }
             Role::Executor { guest, serve } => {
+                let executors = executors_config(&guest, config)?;
                 let link = connect(serve.nats, config, "executor", true).await?;
-                let served =
-                    executor_nats::serve_executors(&link, serve.shards, executors_config(&guest, config)?).await?;
+                let served = executor_nats::serve_executors(&link, serve.shards, executors).await?;
                 announce("executor host", served, serve.metrics)?
             }
         };

@@ -691,6 +691,9 @@ fn build(
         checked => checked.context("the built component is not a valid executor")?,
     };
     let output = output.unwrap_or_else(|| PathBuf::from(format!("{}.wasm", module.package)));
+    if let Some(parent) = output.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
     std::fs::write(&output, &component).with_context(|| format!("writing {}", output.display()))?;
     let note = if dev { ", a debug build: run it with `run --dev`" } else { "" };
     emit(&format!("built {} ({} bytes{note})\n", output.display(), component.len()))

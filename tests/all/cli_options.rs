@@ -682,8 +682,9 @@ fn new_makes_a_guest_crate_that_builds_runs_and_records() {
     // In the guests' target directory: the new crate is compiled, its
     // dependencies are there already.
     let target = [("CARGO_TARGET_DIR", guest_artifacts::TARGET_DIR)];
-    let built = cli_in(&project, &["build", "-o", "my-guest.wasm"], &target);
+    let built = cli_in(&project, &["build", "-o", "out/my-guest.wasm"], &target);
     assert_eq!(built.code, Some(0), "{}", built.stderr);
+    std::fs::rename(project.join("out/my-guest.wasm"), project.join("my-guest.wasm")).unwrap();
     let run =
         cli_in(&project, &["run", "--guest", "my-guest.wasm", "--scenario", "scenario.json", "--output", "json"], &[]);
     let report = run.json();
@@ -893,4 +894,41 @@ fn submit_says_at_once_that_no_server_answers() {
 fn a_shard_without_executors_refuses_a_guest_for_them() {
     let ran = cli(&["serve", "shard", "--id", "0", "--native", "transfer", "--nats", "nats://127.0.0.1:1"]);
     assert!(ran.refused("add --with-executors"), "{}", ran.stderr);
+}
+
+/// A `serve` reads the files its arguments name before it waits for the
+/// server, so a mistyped path is said at once, not once a server comes
+/// (it waited, logging connection attempts).
+#[test]
+fn serve_reads_its_arguments_before_it_waits_for_the_server() {
+    let nowhere = "nats://127.0.0.1:1";
+    for (args, reason) in [
+        (&["serve", "executor", "--guest", "no-such.wasm"][..], "no-such.wasm"),
+        (&["serve", "executor"], "name a --guest or a --native example"),
+        (&["serve", "shard", "--id", "0", "--scenario", "no-such.json"], "reading no-such.json"),
+        (&["serve", "shard", "--id", "0", "--with-executors", "--guest", "no-such.wasm"], "no-such.wasm"),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+            .args(args)
+            .args(["--nats", nowhere])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let waited = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if waited.elapsed() > std::time::Duration::from_secs(60) {
+                child.kill().unwrap();
+                panic!("{args:?} waited for the server before reading its arguments");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{args:?}");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+        assert!(!stderr.contains("waiting for the NATS server"), "{args:?}: {stderr}");
+    }
 }

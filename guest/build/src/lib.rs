@@ -60,6 +60,25 @@ const REMOVED_ENV: &[&str] = &[
     "CARGO_PROFILE_RELEASE_DEBUG",
 ];
 
+fn build_hint(target_missing: bool) -> String {
+    if target_missing {
+        format!(": the toolchain has no `{TARGET}` target, run `rustup target add {TARGET}`")
+    } else {
+        " (cargo's messages above say why)".to_owned()
+    }
+}
+
+/// Whether the toolchain cargo builds with has no standard library for
+/// [`TARGET`] (`rustup target add` installs it).
+fn target_missing() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let printed = Command::new(rustc).args(["--print", "target-libdir", "--target", TARGET]).output();
+    match printed {
+        Ok(out) if out.status.success() => !std::path::Path::new(String::from_utf8_lossy(&out.stdout).trim()).is_dir(),
+        _ => true,
+    }
+}
+
 /// Why a guest could not be built or componentized.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -72,8 +91,13 @@ pub enum Error {
         source: io::Error,
     },
     /// Cargo ran and failed; its diagnostics went to this process's stderr.
-    #[error("building the wasm guest failed ({status}); if the target is missing, run `rustup target add {TARGET}`")]
-    Build { status: ExitStatus },
+    #[error("building the wasm guest failed ({status}){}", build_hint(*.target_missing))]
+    Build {
+        status: ExitStatus,
+        /// Whether the toolchain lacks the wasm target's standard library
+        /// (then that is the likely cause).
+        target_missing: bool,
+    },
     /// [`Built::single`] found no cdylib module, or more than one.
     #[error(
         "expected one cdylib wasm module, cargo built {count}: declare `crate-type = [\"cdylib\"]` \
@@ -341,7 +365,7 @@ impl GuestBuild {
         let (cargo, mut cmd) = self.command();
         let out = cmd.output().map_err(|source| Error::Spawn { cargo, source })?;
         if !out.status.success() {
-            return Err(Error::Build { status: out.status });
+            return Err(Error::Build { status: out.status, target_missing: target_missing() });
         }
         Ok(self.read_messages(&String::from_utf8_lossy(&out.stdout)))
     }

@@ -36,7 +36,15 @@ pub fn free_port() -> Result<u16, LocalError> {
 
 /// Whether `nats-server` can be run.
 pub fn server_installed() -> bool {
-    Command::new("nats-server").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new(server_program()).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// `nats-server` on the `PATH`, else where Debian's package puts it
+/// (`/usr/sbin`, which is not on a user's `PATH` there).
+fn server_program() -> &'static str {
+    const DEBIAN: &str = "/usr/sbin/nats-server";
+    let on_path = Command::new("nats-server").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !on_path && Path::new(DEBIAN).is_file() { DEBIAN } else { "nats-server" }
 }
 
 /// A `nats-server` child with JetStream, on a loopback port, its store in
@@ -80,7 +88,7 @@ impl NatsServer {
     /// not.
     pub fn restart(&mut self) -> Result<(), LocalError> {
         self.kill();
-        let mut command = Command::new("nats-server");
+        let mut command = Command::new(server_program());
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
