@@ -155,6 +155,29 @@ pub enum NatsError {
         /// This worker's.
         shards: usize,
     },
+    /// A shard started after the worker ordered transactions: it would
+    /// serve its initial state to them, not what they wrote (a shard
+    /// keeps its state in memory, so one restarted alone lost it).
+    #[error(
+        "the worker has ordered {ordered} transactions already: `{shard}` started now would serve its initial state to them, not what they wrote (a shard keeps its state in memory): restart the deployment, every process"
+    )]
+    LateShard {
+        /// The shard's id.
+        shard: String,
+        /// Transactions the worker has ordered.
+        ordered: u64,
+    },
+    /// A worker started while a shard holds the state of another worker's
+    /// transactions.
+    #[error(
+        "`{shard}` has served the transactions of another worker (up to timestamp {watermark}): a new worker would number transactions from 1 again, and the shard drop their locks; restart the deployment, every process"
+    )]
+    ShardServedAnother {
+        /// The shard's id.
+        shard: String,
+        /// Its heard-all-writes watermark.
+        watermark: u64,
+    },
     /// A worker already serves this namespace.
     #[error(
         "a worker already serves namespace `{namespace}`: one per namespace (stop it first, or use another --namespace)"

@@ -23,6 +23,7 @@ use executor_host::EngineId;
 use executor_host::runtime::RuntimeHandle;
 use executor_testkit::harness::ShardSummary;
 use executor_testkit::shard::Shard;
+use executor_testkit::worker::Worker;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -89,15 +90,18 @@ pub(crate) async fn answer(
     let mut queries =
         client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
     let id = id.clone();
-    let count = Bytes::from(shards.to_string());
     Ok(tokio::spawn(async move {
         let mut kept = Snapshots::default();
         while let Some(request) = queries.next().await {
             let Some(reply) = request.reply.filter(is_inbox) else { continue };
-            // An empty request asks whether this shard exists, and for
-            // how many shards it was started ([`shard_count`]).
+            // An empty request asks whether this shard exists, for how
+            // many shards it was started, and how far it has served
+            // ([`presence`]): its heard-all-writes watermark.
             if request.payload.is_empty() {
-                let _ = client.publish(reply, count.clone()).await;
+                let progress = shard.inspect(id.clone(), |s| s.map_or(0, |s| s.env.local.watermarks().0)).await;
+                let Ok(progress) = progress else { return };
+                let answer = Presence { shards, progress }.to_string();
+                let _ = client.publish(reply, answer.into()).await;
                 continue;
             }
             let ask = match wire::decode::<Ask>(&request.payload) {
@@ -171,29 +175,60 @@ async fn probe(
     }
 }
 
-/// Answers every query to `id` with `answer`, for an engine with no
-/// state to give (the worker, whose answer is its shard count): what
-/// [`exists`] and [`shard_count`] ask.
+/// Answers every query to the worker `id` with its [`Presence`], the
+/// transactions it has ordered as its progress: what [`exists`] and
+/// [`presence`] ask.
 pub(crate) async fn answer_presence(
     link: &Arc<Link>,
     id: &EngineId,
-    answer: Bytes,
+    shards: usize,
+    worker: RuntimeHandle<Worker>,
 ) -> Result<JoinHandle<()>, NatsError> {
     let client = link.client().clone();
     let mut queries =
         client.subscribe(link.subjects().query(id)?).await.map_err(|e| NatsError::Connect(e.to_string()))?;
+    let id = id.clone();
     Ok(tokio::spawn(async move {
         while let Some(request) = queries.next().await {
             if let Some(reply) = request.reply.filter(is_inbox) {
-                let _ = client.publish(reply, answer.clone()).await;
+                let ordered = worker
+                    .inspect(id.clone(), |w| w.map_or(0, |w| w.env.local.next_timestamp().saturating_sub(1)))
+                    .await;
+                let Ok(progress) = ordered else { return };
+                let _ = client.publish(reply, Presence { shards, progress }.to_string().into()).await;
             }
         }
     }))
 }
 
-/// The shard count engine `id` (the worker or a shard) was started for,
-/// if it answers.
-pub(crate) async fn shard_count(link: &Link, id: &EngineId) -> Result<Option<usize>, NatsError> {
+/// What the worker or a shard says of itself: the shard count it was
+/// started for, and how far it has got (the worker: transactions ordered;
+/// a shard: its heard-all-writes watermark). `"3 17"`, or `"3"` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Presence {
+    pub(crate) shards: usize,
+    pub(crate) progress: u64,
+}
+
+impl std::fmt::Display for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.shards, self.progress)
+    }
+}
+
+impl std::str::FromStr for Presence {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let mut words = text.split(' ');
+        let shards = words.next().ok_or(())?.parse().map_err(|_| ())?;
+        let progress = words.next().map_or(Ok(0), str::parse).map_err(|_| ())?;
+        Ok(Self { shards, progress })
+    }
+}
+
+/// What engine `id` (the worker or a shard) says of itself, if it answers.
+pub(crate) async fn presence(link: &Link, id: &EngineId) -> Result<Option<Presence>, NatsError> {
     let reply = probe(link, id).await?.ok();
     Ok(reply.and_then(|reply| std::str::from_utf8(&reply.payload).ok()?.parse().ok()))
 }

@@ -117,7 +117,7 @@ pub async fn serve_shard(
     // A shard for another count would keep another part of the initial
     // state than it owns: reads of the keys it lacks would say "absent".
     // (A worker started later asks the shards.)
-    same_count_as_worker(link, shards).await?;
+    same_count_as_worker(link, shards, Some(&id)).await?;
     let mine: Vec<(Key, Datum)> = initial.into_iter().filter(|(k, _)| map.shard_for_index(k) == index).collect();
     let stream = link.own_stream(&id).await?;
     // The router needs the shard's handle (for co-located executors) and
@@ -227,7 +227,7 @@ pub async fn serve_worker(link: &Arc<Link>, shards: usize) -> Result<Served, Nat
         .spawn(Worker::windowed(id.clone(), config, DEFAULT_WINDOW), Vec::new())
         .await
         .map_err(|_| NatsError::Stopped)?;
-    let presence = crate::query::answer_presence(link, &id, shards.to_string().into()).await?;
+    let presence = crate::query::answer_presence(link, &id, shards, worker.clone()).await?;
     let mut metrics = Metrics::new(link.clone());
     metrics.runtime("worker", worker.metrics().clone());
     let tasks =
@@ -247,10 +247,18 @@ pub async fn serve_executors(link: &Arc<Link>, shards: usize, config: ExecutorsC
 }
 
 /// Refuses a process for `shards` shards when the deployment's worker
-/// answers with another count. (No worker yet: nothing to compare.)
-async fn same_count_as_worker(link: &Link, shards: usize) -> Result<(), NatsError> {
-    match crate::query::shard_count(link, &worker_id()).await? {
-        Some(worker) if worker != shards => Err(NatsError::ShardCountDiffers { shards, worker }),
+/// answers with another count, and a shard (`late`) when the worker has
+/// ordered transactions already: the shard would serve its initial state
+/// to them, not what they wrote, and the lock requests sent to the shard
+/// before it started are gone with its emptied stream. (No worker yet:
+/// nothing to compare.)
+async fn same_count_as_worker(link: &Link, shards: usize, late: Option<&EngineId>) -> Result<(), NatsError> {
+    match crate::query::presence(link, &worker_id()).await? {
+        Some(worker) if worker.shards != shards => Err(NatsError::ShardCountDiffers { shards, worker: worker.shards }),
+        Some(worker) if worker.progress > 0 && late.is_some() => Err(NatsError::LateShard {
+            shard: late.map(ToString::to_string).unwrap_or_default(),
+            ordered: worker.progress,
+        }),
         _ => Ok(()),
     }
 }
@@ -261,15 +269,21 @@ async fn same_count_as_worker(link: &Link, shards: usize) -> Result<(), NatsErro
 async fn same_count_as_shards(link: &Link, map: &HashShards) -> Result<(), NatsError> {
     let shards = map.all().len();
     let beyond = HashShards::new(shards.saturating_add(1));
-    let counts = futures_util::future::join_all(
-        beyond.all().iter().map(|id| async move { crate::query::shard_count(link, id).await.map(|count| (id, count)) }),
+    let answers = futures_util::future::join_all(
+        beyond.all().iter().map(|id| async move { crate::query::presence(link, id).await.map(|answer| (id, answer)) }),
     )
     .await;
-    for answer in counts {
-        if let (id, Some(theirs)) = answer?
-            && theirs != shards
-        {
-            return Err(NatsError::ShardDisagrees { shard: id.to_string(), theirs, shards });
+    for answer in answers {
+        match answer? {
+            (id, Some(theirs)) if theirs.shards != shards => {
+                return Err(NatsError::ShardDisagrees { shard: id.to_string(), theirs: theirs.shards, shards });
+            }
+            // A new worker numbers transactions from 1 again: the shard
+            // would drop their locks as below its watermark.
+            (id, Some(theirs)) if theirs.progress > 0 => {
+                return Err(NatsError::ShardServedAnother { shard: id.to_string(), watermark: theirs.progress });
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -295,7 +309,7 @@ async fn serve_executors_with(
     // deadline, its locks held for ever. (A host started before the worker
     // asks again at the worker's first request.)
     let shards = map.all().len();
-    same_count_as_worker(link, shards).await?;
+    same_count_as_worker(link, shards, None).await?;
     let finished = link.take_finished().ok_or(NatsError::ExecutorsTwice)?;
     let options = &mut config.host.executor;
     if options.resend.is_none() {
@@ -458,7 +472,7 @@ impl Executors {
                 None => {
                     // This host may have started before the worker: ask it
                     // now, once.
-                    if let Err(error) = same_count_as_worker(&self.link, self.shards).await {
+                    if let Err(error) = same_count_as_worker(&self.link, self.shards, None).await {
                         return Taken::ShardCountDiffers(error);
                     }
                     self.worker = Some(worker.to_owned());

@@ -255,10 +255,10 @@ async fn run(
 /// with their count, and the server says at once that a subject has no
 /// subscriber; the last shard is given `stall` to come up.
 async fn check_shards(link: &Link, shards: usize, stall: Duration) -> Result<(), NatsError> {
-    if let Some(worker) = crate::query::shard_count(link, &worker_id()).await?
-        && worker != shards
+    if let Some(worker) = crate::query::presence(link, &worker_id()).await?
+        && worker.shards != shards
     {
-        return Err(NatsError::ShardMismatch { shards, deployment: worker.to_string() });
+        return Err(NatsError::ShardMismatch { shards, deployment: worker.shards.to_string() });
     }
     let ids = HashShards::new(shards.saturating_add(1));
     let exists = |index: usize| {
@@ -274,12 +274,17 @@ async fn check_shards(link: &Link, shards: usize, stall: Duration) -> Result<(),
     if exists(shards).await? {
         return Err(mismatch("more"));
     }
+    // Every shard, not only the last: a shard that starts after the
+    // worker has ordered a transaction refuses to (it would have missed
+    // the transaction's lock request).
     let waited = Instant::now();
-    while !exists(shards.saturating_sub(1)).await? {
-        if waited.elapsed() > stall {
-            return Err(mismatch("fewer (or they are not running)"));
+    for index in (0..shards).rev() {
+        while !exists(index).await? {
+            if waited.elapsed() > stall {
+                return Err(mismatch("fewer (or they are not running)"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
 }
