@@ -22,24 +22,56 @@ use crate::{NatsError, wire};
 /// What the deployment told this client.
 #[derive(Default)]
 struct Heard {
+    /// This client's requests: tags from 0 to this (a tag past them is
+    /// not this client's).
+    expected: u64,
     /// The timestamps the worker gave each request, by the request's tag
     /// (its index in the workload). More than one: the request ran again.
     ordered: BTreeMap<u64, Vec<Timestamp>>,
+    /// The timestamps in `ordered`, each with its tag.
+    owners: std::collections::HashMap<Timestamp, u64>,
     /// Each report, by timestamp, and when it arrived.
     reports: BTreeMap<Timestamp, (Arc<ExecutorFinished>, Instant)>,
+    /// Counted as messages arrive (a count over everything at each
+    /// arrival would cost a large submission quadratic time).
+    progress: Progress,
 }
 
 impl Heard {
-    /// How far the first `expected` requests have got (a tag past them
-    /// is not this client's).
-    fn progress(&self, expected: usize) -> Progress {
-        let mut progress = Progress::default();
-        for timestamps in self.ordered.range(..u64::try_from(expected).unwrap_or(u64::MAX)).map(|(_, t)| t) {
-            progress.ordered += 1;
-            progress.runs += timestamps.len();
-            progress.reported += timestamps.iter().filter(|t| self.reports.contains_key(t)).count();
+    fn new(expected: usize) -> Self {
+        Self { expected: u64::try_from(expected).unwrap_or(u64::MAX), ..Self::default() }
+    }
+
+    /// The worker gave request `tag` the timestamp `timestamp`.
+    fn order(&mut self, tag: u64, timestamp: Timestamp) {
+        if tag >= self.expected {
+            return;
         }
-        progress
+        let timestamps = self.ordered.entry(tag).or_default();
+        if timestamps.contains(&timestamp) {
+            return;
+        }
+        if timestamps.is_empty() {
+            self.progress.ordered += 1;
+        }
+        timestamps.push(timestamp);
+        self.owners.insert(timestamp, tag);
+        self.progress.runs += 1;
+        if self.reports.contains_key(&timestamp) {
+            self.progress.reported += 1;
+        }
+    }
+
+    /// A transaction's report.
+    fn report(&mut self, report: Arc<ExecutorFinished>) {
+        let timestamp = report.timestamp;
+        if self.reports.contains_key(&timestamp) {
+            return;
+        }
+        self.reports.insert(timestamp, (report, Instant::now()));
+        if self.owners.contains_key(&timestamp) {
+            self.progress.reported += 1;
+        }
     }
 
     /// The first requests, counted from 0, not yet ordered or reported.
@@ -105,21 +137,16 @@ impl Default for Patience {
 pub async fn submit(link: &Arc<Link>, workload: &Workload, patience: Patience) -> Result<Outcome, NatsError> {
     let me = EngineId::local(format!("client/{}", nuid::next()));
     let subjects = link.subjects();
-    let heard: Arc<Mutex<Heard>> = Arc::default();
+    let heard = Arc::new(Mutex::new(Heard::new(workload.transactions.len())));
     let notify = Arc::new(tokio::sync::Notify::new());
     let deliver: Deliver = {
         let (heard, notify) = (heard.clone(), notify.clone());
         Arc::new(move |envelope: Envelope<Message>| {
             let mut heard = heard.lock().unwrap_or_else(PoisonError::into_inner);
             match envelope.payload {
-                Message::ExecutorFinished(report) => {
-                    heard.reports.entry(report.timestamp).or_insert((report, Instant::now()));
-                }
+                Message::ExecutorFinished(report) => heard.report(report),
                 Message::TransactionOrdered { tag, timestamp } if envelope.sender == worker_id() => {
-                    let timestamps = heard.ordered.entry(tag).or_default();
-                    if !timestamps.contains(&timestamp) {
-                        timestamps.push(timestamp);
-                    }
+                    heard.order(tag, timestamp);
                 }
                 _ => return,
             }
@@ -200,8 +227,9 @@ async fn run(
     }
     let expected = sent.len();
     wait_for_reports(heard, notify, expected, &patience).await?;
-    let Heard { ordered, mut reports } = std::mem::take(&mut *heard.lock().unwrap_or_else(PoisonError::into_inner));
-    let ours = ordered.range(..u64::try_from(expected).unwrap_or(u64::MAX));
+    let Heard { ordered, mut reports, .. } = std::mem::take(&mut *heard.lock().unwrap_or_else(PoisonError::into_inner));
+    // Only tags below `expected` were taken.
+    let ours = ordered.iter();
     let mut twice = ours.clone().filter(|(_, timestamps)| timestamps.len() > 1);
     if let Some((tag, timestamps)) = twice.next() {
         let mut timestamps = timestamps.clone();
@@ -335,7 +363,7 @@ async fn wait_for_reports(
     expected: usize,
     patience: &Patience,
 ) -> Result<(), NatsError> {
-    let progress = || heard.lock().unwrap_or_else(PoisonError::into_inner).progress(expected);
+    let progress = || heard.lock().unwrap_or_else(PoisonError::into_inner).progress;
     let (mut last, mut moved) = (progress(), Instant::now());
     let stall = patience.stall;
     while !last.done(expected) {
