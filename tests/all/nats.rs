@@ -902,3 +902,41 @@ async fn a_request_forged_under_a_clients_id_does_not_shift_its_reports() {
         "the forged request was ordered after the client's ({forged_at:?}): the test proved nothing"
     );
 }
+
+/// A run that stalls because a shard died says which transactions were
+/// not reported and which process does not answer, not only that nothing
+/// moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_names_the_transactions_missing_and_the_process_that_does_not_answer() {
+    let Some(server) = server(None) else { return };
+    let url = server.url();
+    let workload = transfers(23, 50, 20, 2);
+    let _worker = executor_nats::serve_worker(&client(&url).await, 2).await.unwrap();
+    let _shard0 = executor_nats::serve_shard(&client(&url).await, 0, 2, workload.initial.clone(), None).await.unwrap();
+    let shard1 = executor_nats::serve_shard(&client(&url).await, 1, 2, workload.initial.clone(), None).await.unwrap();
+    let link = client(&url).await;
+    let submitted = {
+        let (link, workload) = (link.clone(), workload.clone());
+        let patience = Patience { stall: Duration::from_secs(3), settle: Duration::from_secs(1), progress: None };
+        tokio::spawn(async move { executor_nats::submit(&link, &workload, patience).await })
+    };
+    // Once the requests are in, shard 1 dies: no executor runs yet, so
+    // no transaction on its keys can finish.
+    let stream = link.jetstream().get_stream("exec_worker").await.unwrap();
+    let waited = Instant::now();
+    while stream.get_raw_message(1).await.is_err() {
+        assert!(waited.elapsed() < Duration::from_secs(20), "no request reached the worker");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(shard1);
+    let executors = executor_nats::ExecutorsConfig {
+        program: Arc::new(executor_host::NativeProgram::<transfer_guest::TransferFunction>::new(Default::default())),
+        host: executor_host::HostConfig::default(),
+        ack_wait: Duration::from_secs(2),
+    };
+    let _executors = executor_nats::serve_executors(&client(&url).await, 2, executors).await.unwrap();
+    let error = submitted.await.unwrap().unwrap_err().to_string();
+    assert!(error.contains("none for 3 s; not reported (counted from 0 in the scenario's order): "), "{error}");
+    assert!(error.contains("not answering: shard-1 ("), "{error}");
+    assert!(!error.contains("worker,") && !error.contains("shard-0"), "{error}");
+}

@@ -226,7 +226,13 @@ async fn run(
         acknowledged(link, &worker, submission, patience.stall).await?;
     }
     let expected = sent.len();
-    wait_for_reports(heard, notify, expected, &patience).await?;
+    match wait_for_reports(heard, notify, expected, &patience).await {
+        Ok(()) => {}
+        Err(NatsError::Timeout(stalled)) => {
+            return Err(NatsError::Timeout(format!("{stalled}{}", silent_processes(link, workload.shards).await)));
+        }
+        Err(other) => return Err(other),
+    }
     let Heard { ordered, mut reports, .. } = std::mem::take(&mut *heard.lock().unwrap_or_else(PoisonError::into_inner));
     // Only tags below `expected` were taken.
     let ours = ordered.iter();
@@ -390,6 +396,26 @@ async fn wait_for_reports(
         }
     }
     Ok(())
+}
+
+/// The deployment's processes that do not answer, said after a stall
+/// (a dead shard or worker stalls a run: the README says to restart the
+/// deployment), or nothing.
+async fn silent_processes(link: &Link, shards: usize) -> String {
+    let mut silent = Vec::new();
+    for id in std::iter::once(worker_id()).chain(HashShards::new(shards).all().iter().cloned()) {
+        if !matches!(crate::query::exists(link, &id).await, Ok(true)) {
+            silent.push(id.to_string());
+        }
+    }
+    if silent.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not answering: {} (a shard or the worker that died lost its state: restart the deployment, every process)",
+            silent.join(", ")
+        )
+    }
 }
 
 /// Every shard's summary, asked again while any holds a pending marker
