@@ -48,8 +48,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Run Anoma's Executor Engine with sandboxed wasm executor functions"
 )]
 struct Cli {
-    /// A configuration file (TOML) with `[sandbox]`, `[executor]` and
-    /// `[host]` sections; `executor-host config --default` prints every key
+    /// A configuration file (TOML) with `[sandbox]` (and
+    /// `[sandbox.limits]`), `[executor]`, `[host]` and `[nats]` sections;
+    /// `executor-host config --default` prints every key
     /// with its default. Flags given on the command line override it.
     #[arg(long, global = true, help_heading = "Global options", value_name = "FILE")]
     config: Option<PathBuf>,
