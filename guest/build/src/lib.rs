@@ -508,6 +508,16 @@ mod messages {
 mod tests {
     use super::*;
 
+    /// The toolchain the tests run with has the target; a failed build
+    /// on a toolchain without it says how to add it.
+    #[test]
+    fn a_missing_target_is_named_with_its_remedy() {
+        assert!(!target_missing());
+        let status = Command::new("false").status().unwrap();
+        let missing = Error::Build { status, target_missing: true }.to_string();
+        assert!(missing.ends_with("run `rustup target add wasm32-unknown-unknown`"), "{missing}");
+    }
+
     /// The guests here are linked with their 64 KiB stack, and a module
     /// that starts its first global elsewhere, or has none, says so.
     #[test]
