@@ -362,7 +362,10 @@ pub struct ExecutorState {
     /// Each step so far, with [`ExecutorOptions::step_trace`] only.
     pub steps: Vec<StepTrace>,
     /// The undeclared accesses skipped in lenient mode, for the report.
-    pub skipped: Vec<SkippedAccess>,
+    /// Boxed: only a lenient transaction that skips anything fills it,
+    /// and every waiting executor would carry an empty list's 24 bytes.
+    #[allow(clippy::box_collection)]
+    pub skipped: Option<Box<Vec<SkippedAccess>>>,
     /// What the report carries so far, as [`ExecutorOptions::report_bytes`]
     /// counts it (counted only under a bound).
     report_size: u64,
@@ -388,8 +391,9 @@ impl ExecutorState {
     /// Lists an access skipped in lenient mode for the report: each key
     /// once per kind of access, the first [`SKIPPED_ACCESSES`].
     fn skip(&mut self, skipped: SkippedAccess) {
-        if self.skipped.len() < SKIPPED_ACCESSES && !self.skipped.contains(&skipped) {
-            self.skipped.push(skipped);
+        let list = self.skipped.get_or_insert_default();
+        if list.len() < SKIPPED_ACCESSES && !list.contains(&skipped) {
+            list.push(skipped);
         }
     }
 
@@ -1121,7 +1125,7 @@ impl Turn<'_> {
             diagnostics: Diagnostics {
                 log: std::mem::take(&mut self.state.log),
                 steps: std::mem::take(&mut self.state.steps),
-                skipped: std::mem::take(&mut self.state.skipped),
+                skipped: self.state.skipped.take().map(|list| *list).unwrap_or_default(),
             },
         };
         let finished = Arc::new(finished);
