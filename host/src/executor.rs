@@ -835,15 +835,18 @@ impl Turn<'_> {
     /// On a [`Clock::Virtual`] the calls take no time.
     fn past_deadline_before_call(&self, began: &mut Option<std::time::Instant>) -> bool {
         let Some(at) = self.state.deadline_at else { return false };
-        if self.config.shared.clock == Clock::Virtual {
-            return self.now >= at;
-        }
         match began {
             None => {
                 *began = Some(std::time::Instant::now());
                 false
             }
-            Some(began) => self.now.saturating_add(began.elapsed()) >= at,
+            Some(began) => {
+                let elapsed = match self.config.shared.clock {
+                    Clock::Real => began.elapsed(),
+                    Clock::Virtual => Duration::ZERO,
+                };
+                self.now.saturating_add(elapsed) >= at
+            }
         }
     }
 
