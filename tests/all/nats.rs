@@ -219,6 +219,15 @@ async fn a_killed_executor_host_and_a_server_restart_lose_no_transaction() {
 /// them as done, or let an old executor's report and writes stand for a
 /// new transaction's). It stops; a host started with the deployment runs
 /// the new transactions, as serial execution would.
+/// A deployment with one executor host that has run `workload` once, as
+/// serial execution would, and the client link that submitted it.
+async fn deployed_and_run_once(workload: &Workload) -> Option<(Deployment, Arc<Link>)> {
+    let deployment = deploy(workload, 1)?;
+    let link = client(&deployment.server.url()).await;
+    assert_serial(workload, &executor_nats::submit(&link, workload, Patience::default()).await.unwrap());
+    Some((deployment, link))
+}
+
 /// Runs `serve <args>` with `env` added, which must refuse to start:
 /// returns its stderr.
 async fn refused_serve(args: &[&str], env: &[(&str, &str)]) -> String {
@@ -257,9 +266,7 @@ async fn refused_serve(args: &[&str], env: &[(&str, &str)]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_or_worker_restarted_alone_refuses_to_start() {
     let workload = transfers(6, 200, 40, 2);
-    let Some(mut deployment) = deploy(&workload, 1) else { return };
-    let link = client(&deployment.server.url()).await;
-    assert_serial(&workload, &executor_nats::submit(&link, &workload, Patience::default()).await.unwrap());
+    let Some((mut deployment, _)) = deployed_and_run_once(&workload).await else { return };
     let common: Vec<&str> = deployment.common.iter().map(String::as_str).collect();
     let scenario = deployment.scenario.to_str().unwrap().to_owned();
 
@@ -277,9 +284,7 @@ async fn a_shard_or_worker_restarted_alone_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_executor_host_stops_when_the_worker_is_replaced() {
     let workload = transfers(5, 300, 40, 2);
-    let Some(mut deployment) = deploy(&workload, 1) else { return };
-    let link = client(&deployment.server.url()).await;
-    assert_serial(&workload, &executor_nats::submit(&link, &workload, Patience::default()).await.unwrap());
+    let Some((mut deployment, link)) = deployed_and_run_once(&workload).await else { return };
 
     deployment.worker.kill();
     deployment.shards.iter_mut().for_each(ServeProcess::kill);

@@ -153,66 +153,71 @@ impl<'de> Deserialize<'de> for Executable {
         };
         // A JSON value keeps the last of a key given twice, silently: a
         // transfer written `"amount": 1, "amount": 500` would move 500.
-        serde_json::from_str::<NoDuplicateKeys>(raw.get()).map_err(within)?;
-        let value = serde_json::from_str(raw.get()).map_err(within)?;
+        let Unique(value) = serde_json::from_str(raw.get()).map_err(within)?;
         bytes_from_value(value, true).map(Executable)
     }
 }
 
-/// Any JSON value none of whose objects names a key twice.
-struct NoDuplicateKeys;
+/// A JSON value none of whose objects names a key twice.
+struct Unique(serde_json::Value);
 
-impl<'de> Deserialize<'de> for NoDuplicateKeys {
+impl<'de> Deserialize<'de> for Unique {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NoDuplicateKeys)
+        deserializer.deserialize_any(UniqueVisitor)
     }
 }
 
-impl<'de> de::Visitor<'de> for NoDuplicateKeys {
-    type Value = NoDuplicateKeys;
+struct UniqueVisitor;
+
+impl<'de> de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
-        Ok(self)
+    fn visit_bool<E>(self, v: bool) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
-        Ok(self)
+    fn visit_i64<E>(self, v: i64) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
-        Ok(self)
+    fn visit_u64<E>(self, v: u64) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
-        Ok(self)
+    fn visit_f64<E>(self, v: f64) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
-        Ok(self)
+    fn visit_str<E>(self, v: &str) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
     }
 
-    fn visit_unit<E>(self) -> Result<Self, E> {
-        Ok(self)
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique(serde_json::Value::Null))
     }
 
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
-        Ok(self)
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Unique(items.into()))
     }
 
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        let mut seen = std::collections::HashSet::new();
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<NoDuplicateKeys>()?;
-            if !seen.insert(key.clone()) {
+            let Unique(value) = map.next_value()?;
+            if object.contains_key(&key) {
                 return Err(de::Error::custom(format!("the key `{key}` is given twice in one object")));
             }
+            object.insert(key, value);
         }
-        Ok(self)
+        Ok(Unique(object.into()))
     }
 }
 
