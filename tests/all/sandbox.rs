@@ -9,7 +9,7 @@ use executor_host::{LoadError, Sandbox, SandboxConfig};
 use crate::support::*;
 
 mod hostile_cases;
-mod wat_guest;
+pub(crate) mod wat_guest;
 
 use wat_guest::Wat;
 
@@ -338,6 +338,62 @@ fn the_bytes_a_call_carries_are_charged_as_gas() {
     };
     // The same guest code runs either way (it ignores its executable).
     assert_eq!(gas(&[7; 16_016]) - gas(&[7; 16]), 16_000 / executor_host::BYTES_PER_GAS);
+}
+
+/// A guest's results may name the same bytes many times (every write
+/// request pointing at one buffer), so that the host would copy far more
+/// than the guest's memory holds. The copy stops at what the budget could
+/// pay for, or at the fixed bound, and the call pays its whole budget:
+/// never a long copy for a few thousand gas.
+#[test]
+fn results_that_repeat_one_buffer_cost_what_copying_them_would() {
+    // Writes as many requests as its executable has bytes, each of the
+    // key "done" and the same 128 KiB value.
+    let aliasing = Wat {
+        memory: "4",
+        execute_step: r#"
+    (local $i i32) (local $a i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get 1)))
+      (local.set $a (i32.add (i32.const 4096) (i32.mul (local.get $i) (i32.const 20))))
+      (i32.store8 (local.get $a) (i32.const 1))
+      (i32.store offset=4 (local.get $a) (i32.const 16))
+      (i32.store offset=8 (local.get $a) (i32.const 4))
+      (i32.store offset=12 (local.get $a) (i32.const 65536))
+      (i32.store offset=16 (local.get $a) (i32.const 131072))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.store8 (i32.const 128) (i32.const 0))
+    (i32.store (i32.const 132) (i32.const 16))
+    (i32.store (i32.const 136) (i32.const 4))
+    (i32.store (i32.const 140) (i32.const 4096))
+    (i32.store (i32.const 144) (local.get 1))
+    (return (i32.const 128))"#,
+        ..Wat::BENIGN
+    };
+    let program = sandbox().load(&aliasing.component()).expect("the aliasing guest loads");
+    let step = |requests: usize, gas_limit: u64| {
+        let executable = vec![0; requests];
+        let call = executor_host::StepCall { executable: &executable, state: Some(&b"s"[..]), input: None, gas_limit };
+        executor_host::Program::step(&program, call)
+    };
+    let value = 128 << 10;
+    // 100 copies (12.5 MiB) are paid for by the byte, like any results.
+    let paid = step(100, GAS);
+    assert_eq!(paid.result.map(|output| output.requests.len()), Ok(100));
+    assert!(paid.gas_used >= 100 * value / executor_host::BYTES_PER_GAS, "{}", paid.gas_used);
+    // 200 copies (25 MiB) are more than a budget of a million can pay for.
+    let poor = step(200, 1_000_000);
+    assert_eq!((poor.result.map(|_| ()), poor.gas_used), (Err(Failure::OutOfGas), 1_000_000));
+    // 1,100 copies (137.5 MiB) are more than any call may hand back.
+    let flood = step(1_100, GAS);
+    assert_eq!(flood.gas_used, GAS);
+    match flood.result {
+        Err(Failure::Trap { trap: TrapKind::InvalidValue(message) }) => {
+            assert!(message.contains("too much data"), "{message}")
+        }
+        other => panic!("expected an invalid value handed back, got {other:?}"),
+    }
 }
 
 #[test]

@@ -538,13 +538,25 @@ impl WasmProgram {
     ) -> StepReport {
         // Fuel is enabled in every sandbox engine, so these cannot fail.
         let _ = store.set_fuel(call.gas_limit);
+        // What wasmtime may copy out of the guest while lifting one call's
+        // results, bounded by what the budget could pay for: a guest whose
+        // results alias one buffer many times (a list of requests all
+        // pointing at the same bytes) hands back far more than its memory
+        // holds, and the copy would cost the host before the charge for it
+        // could fail the call.
+        let (copy_bound, budget_bound) = copy_bound(call.gas_limit, &self.inner.limits);
+        store.set_hostcall_fuel(copy_bound);
         store.set_epoch_deadline(self.inner.epoch_ticks);
         store.epoch_deadline_trap();
         let paid = memory_gas(store.data().memory_peak);
         store.data_mut().copied = 0;
+        let mut copy_bound_hit = false;
         let result = match body(store, call) {
             Ok(result) => result,
-            Err(error) => Err(classify(store, error, &self.inner.limits)),
+            Err(error) => {
+                copy_bound_hit = is_copy_bound(&error);
+                Err(classify(store, error, &self.inner.limits))
+            }
         };
         let left = store.get_fuel().unwrap_or(0);
         let memory = memory_gas(store.data().memory_peak).saturating_sub(paid);
@@ -560,6 +572,17 @@ impl WasmProgram {
             // protecting itself, not part of the transaction's semantics.)
             Err(timeout @ Failure::Timeout { .. }) => {
                 return StepReport { result: Err(timeout), gas_used: call.gas_limit, log };
+            }
+            // The results were more than the budget could pay to copy, or
+            // more than any call may hand back ([`COPY_BYTES`], or the
+            // guest's memory limit if larger): the host
+            // stopped copying partway, and the call pays its whole budget
+            // (which covers what was copied). Over the budget's bound it is
+            // out of gas, as smaller results the budget cannot pay for are;
+            // over the fixed bound, the guest handed back too much.
+            _ if copy_bound_hit => {
+                let result = if budget_bound { Err(Failure::OutOfGas) } else { result };
+                return StepReport { result, gas_used: call.gas_limit, log };
             }
             // wasmtime checks fuel at function entries and loop headers, so
             // a call can end slightly past its budget without trapping (fuel
@@ -714,6 +737,28 @@ pub const GAS_PER_MEMORY_PAGE: u64 = 4096;
 /// 16 bytes a unit, copying costs about what computation does per unit
 /// (see the README's "What gas buys").
 pub const BYTES_PER_GAS: u64 = 16;
+
+/// The most bytes one guest call may hand back to the host, however large
+/// its budget, unless its memory may be larger (wasmtime's own default
+/// bound, made explicit): results larger than the guest's memory repeat
+/// the same bytes.
+const COPY_BYTES: usize = 128 << 20;
+
+/// The bytes a call with `gas_limit` may hand back, and whether the budget
+/// (rather than the fixed bound) is what bounds them.
+fn copy_bound(gas_limit: u64, limits: &Limits) -> (usize, bool) {
+    let payable = usize::try_from(gas_limit.saturating_mul(BYTES_PER_GAS)).unwrap_or(usize::MAX);
+    let fixed = COPY_BYTES.max(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    (payable.min(fixed), payable < fixed)
+}
+
+/// Whether `error` is wasmtime stopping a copy out of the guest at the
+/// bound [`copy_bound`] set. wasmtime's error type for it is private, so
+/// it is known by its message; `tests/all/guests.rs` pins the behaviour,
+/// so a wasmtime that words it otherwise fails there, not silently.
+fn is_copy_bound(error: &wasmtime::Error) -> bool {
+    format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted")
+}
 
 /// The most epoch ticks a call may run: wasmtime adds the deadline to the
 /// engine's current epoch, which must not overflow. At the default 5 ms
