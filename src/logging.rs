@@ -41,6 +41,24 @@ pub enum LogFormat {
     Json,
 }
 
+/// The text format's fields, `name=value` (the message bare), with their
+/// control characters escaped: a field may carry a guest's key or error
+/// message, or what a stranger sent over NATS, and a newline or an escape
+/// sequence in it must not forge a line of the log or command the
+/// terminal. (The JSON format escapes them as JSON does.)
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::output::printable(&text);
+        match field.name() {
+            "message" => write!(writer, "{text}"),
+            name => write!(writer, "{name}={text}"),
+        }
+    })
+    .delimited(" ")
+}
+
 /// Installs the global subscriber writing to stderr.
 pub fn init(level: Option<LogLevel>, format: LogFormat) -> Result<()> {
     let filter = match level {
@@ -55,7 +73,7 @@ pub fn init(level: Option<LogLevel>, format: LogFormat) -> Result<()> {
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let installed = match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder.fmt_fields(escaped_fields()).with_ansi(std::io::stderr().is_terminal()).try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
     installed.map_err(|e| anyhow!("could not install the logger: {e}"))

@@ -387,14 +387,22 @@ pub struct ExecutorState {
 /// a few keys is cheaper than hashing one).
 const WRITES_SCANNED: usize = 16;
 
+/// The skipped accesses of one transaction that lenient mode logs (the
+/// first, each once); its report lists up to [`SKIPPED_ACCESSES`].
+const LOGGED_SKIPS: usize = 16;
+
 impl ExecutorState {
     /// Lists an access skipped in lenient mode for the report: each key
     /// once per kind of access, the first [`SKIPPED_ACCESSES`].
-    fn skip(&mut self, skipped: SkippedAccess) {
+    /// Returns how many it lists once it lists this one, `None` if it
+    /// did not (listed already, or the list is full).
+    fn skip(&mut self, skipped: SkippedAccess) -> Option<usize> {
         let list = self.skipped.get_or_insert_default();
         if list.len() < SKIPPED_ACCESSES && !list.contains(&skipped) {
             list.push(skipped);
+            return Some(list.len());
         }
+        None
     }
 
     /// The place in `requested` of lazy key number `index`, if asked for.
@@ -976,10 +984,25 @@ impl Turn<'_> {
                     }
                     AccessMode::Strict => return self.finish(Some(violation)),
                     AccessMode::Lenient => {
-                        tracing::warn!(%violation, timestamp = config.tx.timestamp, "undeclared access skipped");
                         config.shared.metrics.violations_reported.fetch_add(1, Ordering::Relaxed);
-                        if let Failure::AccessViolation { key, access } = violation {
-                            self.state.skip(SkippedAccess { key, access });
+                        if let Failure::AccessViolation { key, access } = &violation {
+                            let listed = self.state.skip(SkippedAccess { key: key.clone(), access: *access });
+                            // Logged as the report lists them, each once, and
+                            // only the first few: a guest that skips
+                            // thousands must not flood the log.
+                            let timestamp = config.tx.timestamp;
+                            match listed {
+                                Some(n) if n < LOGGED_SKIPS => {
+                                    tracing::warn!(%violation, timestamp, "undeclared access skipped");
+                                }
+                                Some(LOGGED_SKIPS) => tracing::warn!(
+                                    %violation,
+                                    timestamp,
+                                    "undeclared access skipped; this transaction's later ones are not logged (its \
+                                     report lists them)"
+                                ),
+                                _ => {}
+                            }
                         }
                     }
                 }

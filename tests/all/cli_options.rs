@@ -350,6 +350,53 @@ fn logs_go_to_stderr_and_stdout_stays_the_report() {
     assert!(cli(&run).stderr.is_empty());
 }
 
+/// A guest chooses the keys it reads, and lenient mode logs the ones it
+/// skips: a newline or an escape sequence in a key must not forge a line
+/// of the log or reach the terminal, and thousands of skips must not
+/// flood it.
+#[test]
+fn a_guests_keys_neither_forge_nor_flood_the_log() {
+    // Reads 40 keys it did not declare, each a longer prefix of a text
+    // that starts with a forged log line and a terminal escape.
+    let forger = crate::sandbox::wat_guest::Wat {
+        extra: r#"(data (i32.const 2000) "\0a2026-01-01T00:00:00Z ERROR forged\1b[2J\07 abcdefghij")"#,
+        execute_step: r#"
+    (local $i i32) (local $a i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 40)))
+      (local.set $a (i32.add (i32.const 4096) (i32.mul (local.get $i) (i32.const 20))))
+      (i32.store8 (local.get $a) (i32.const 0))
+      (i32.store offset=4 (local.get $a) (i32.const 2000))
+      (i32.store offset=8 (local.get $a) (i32.add (local.get $i) (i32.const 1)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.store8 (i32.const 128) (i32.const 0))
+    (i32.store (i32.const 132) (i32.const 16))
+    (i32.store (i32.const 136) (i32.const 4))
+    (i32.store (i32.const 140) (i32.const 4096))
+    (i32.store (i32.const 144) (i32.const 40))
+    (return (i32.const 128))"#,
+        ..crate::sandbox::wat_guest::Wat::BENIGN
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("forger.wasm");
+    std::fs::write(&guest, forger.component()).unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.json",
+        r#"{"shards": 1, "options": {"access_mode": "lenient"}, "transactions": [{"executable": "x"}]}"#,
+    );
+    let ran = cli(&["run", "--guest", guest.to_str().unwrap(), "--scenario", &scenario, "--seed", "1"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(ran.json()["transactions"][0]["skipped_accesses"].as_array().map(Vec::len), Some(40));
+    assert!(!ran.stderr.contains(['\u{1b}', '\u{7}']), "{}", ran.stderr);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), 16, "the first 16 skips, each on a line of its own: {}", ran.stderr);
+    assert!(lines.iter().all(|l| l.contains(" WARN ") && !l.contains(" ERROR ")), "{}", ran.stderr);
+    assert!(lines[15].contains("later ones are not logged"), "{}", lines[15]);
+    assert!(lines[1].contains(r"key \n2 timestamp=1"), "{}", lines[1]);
+}
+
 #[test]
 fn list_and_check_print_json_for_programs() {
     let dir = tempfile::tempdir().unwrap();
