@@ -120,8 +120,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
-fn read_scenario(path: &PathBuf) -> Result<(Scenario, String)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+fn read_scenario(path: &std::path::Path) -> Result<(Scenario, String)> {
+    let text = crate::read_scenario_text(path)?;
     let scenario = Scenario::from_json(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
     Ok((scenario, text))
 }
@@ -162,7 +162,11 @@ pub fn serve(role: Role, config: &Config) -> Result<ExitCode> {
             Role::Worker { serve } => {
                 let link = connect(serve.nats, config, "worker", true).await?;
                 let served = executor_nats::serve_worker(&link, serve.shards).await?;
-                announce(&format!("worker of {} shards", serve.shards), served, serve.metrics)?
+                let shards = match serve.shards {
+                    1 => "1 shard".to_owned(),
+                    n => format!("{n} shards"),
+                };
+                announce(&format!("worker of {shards}"), served, serve.metrics)?
             }
             Role::Executor { guest, serve } => {
                 let executors = executors_config(&guest, config)?;

@@ -98,8 +98,9 @@ impl Config {
     /// Reads and parses `path`; every error is one line naming the file
     /// and, for a bad key or value, its path in the file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the configuration file {}", path.display()))?;
+        // Far beyond any configuration; a device or pipe without end is
+        // refused instead of read until memory runs out.
+        let text = crate::read_text(path, 1 << 20, "the configuration file ")?;
         Self::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
     }
 

@@ -490,6 +490,31 @@ fn remove(name: &str, store: &Path) -> Result<()> {
     emit(&format!("removed {name}\n"))
 }
 
+/// The most bytes a scenario file may have: far beyond any run this
+/// process could hold (a million transfers take about 150 MB), but a
+/// device or pipe without end is refused instead of read until memory
+/// runs out.
+const SCENARIO_BYTES: u64 = 1 << 30;
+
+/// The text of `path` (`what` it is, for errors: "the configuration
+/// file ", or empty), read only up to `limit` bytes (a pipe or
+/// `/dev/stdin` is read as a file is).
+fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|opened| opened.take(limit.saturating_add(1)).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {what}{}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!("reading {what}{}: larger than {limit} bytes, the most this reads", path.display());
+    }
+    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("reading {what}{}: not UTF-8 text: {e}", path.display()))
+}
+
+/// A scenario file's text ([`read_text`] up to [`SCENARIO_BYTES`]).
+fn read_scenario_text(path: &Path) -> Result<String> {
+    read_text(path, SCENARIO_BYTES, "")
+}
+
 /// The component file at `file`, read only up to the size `sandbox` loads:
 /// a larger file, or a device or pipe without end, is refused without
 /// being read into memory whole.
@@ -588,9 +613,16 @@ fn record(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether `a` and `b` name one existing file (through links, `..` or
-/// another spelling).
+/// Whether `a` and `b` name one existing file (through symbolic or hard
+/// links, `..` or another spelling).
 fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return (a.dev(), a.ino()) == (b.dev(), b.ino());
+        }
+    }
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -705,7 +737,7 @@ fn run_scenario(args: RunArgs, config: &Config) -> Result<ExitCode> {
         bail!("name the function to run: --guest <file.wasm|name|sha256:hash> or --native <example>");
     }
     let path = &args.scenario;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_scenario_text(path)?;
     let scenario = Scenario::from_json(&text).with_context(|| format!("{} is not a valid scenario", path.display()))?;
     let mut options = config::executor_options(&config.executor, &text, args.gas_limit)
         .with_context(|| format!("{} is not a valid scenario", path.display()))?;

@@ -51,7 +51,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::{self, Write};
+use std::io::{self, Read as _, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cap_std::fs::Dir;
@@ -195,7 +195,8 @@ impl ModuleStore {
         let hash = hex(&Sha256::digest(bytes));
         let module = module_file(&hash);
         // Identical bytes are stored once; a damaged copy is replaced.
-        if self.modules.read(&module).ok().as_deref() != Some(bytes) {
+        let limit = bytes.len() as u64;
+        if read_bounded(&self.modules, &module, limit).ok().as_deref() != Some(bytes) {
             write_atomic(&self.modules, MODULES, &module, bytes)?;
         }
         let previous = self.hash_of(name).ok();
@@ -267,9 +268,10 @@ impl ModuleStore {
 
     fn load_module(&self, sandbox: &Sandbox, hash: &str, missing: &str) -> Result<WasmProgram, StoreError> {
         let module = module_file(hash);
-        let bytes = self.modules.read(&module).map_err(|error| match error.kind() {
+        let limit = sandbox.config().max_component_bytes;
+        let bytes = read_bounded(&self.modules, &module, limit).map_err(|error| match error.kind() {
             io::ErrorKind::NotFound => StoreError::Corrupt(format!("{missing} {MODULES}/{module}")),
-            _ => io_error(format!("reading {MODULES}/{module}"))(error),
+            _ => read_error(format!("{MODULES}/{module}"))(error),
         })?;
         if hex(&Sha256::digest(&bytes)) != hash {
             return Err(StoreError::Corrupt(format!("{MODULES}/{module} does not match its hash")));
@@ -345,10 +347,11 @@ impl ModuleStore {
 
     /// The hash `name` points at.
     fn hash_of(&self, name: &str) -> Result<String, StoreError> {
-        let text = self.names.read_to_string(name).map_err(|error| match error.kind() {
+        let text = read_bounded(&self.names, name, NAME_FILE_BYTES).map_err(|error| match error.kind() {
             io::ErrorKind::NotFound => StoreError::NotFound { name: name.to_owned() },
-            _ => io_error(format!("reading {NAMES}/{name}"))(error),
+            _ => read_error(format!("{NAMES}/{name}"))(error),
         })?;
+        let text = String::from_utf8_lossy(&text);
         let hash = text.strip_suffix('\n').unwrap_or(&text);
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(StoreError::Corrupt(format!("{NAMES}/{name} does not hold a SHA-256 hash")));
@@ -379,6 +382,36 @@ fn module_file(hash: &str) -> String {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The bytes of `file` in `dir`, a regular file of at most `limit` bytes.
+/// The store writes its files itself; anything else there (a pipe or a
+/// device, which would block or never end, or a file grown past what it
+/// could have written) is damage, refused unread as `InvalidData`.
+fn read_bounded(dir: &Dir, file: &str, limit: u64) -> io::Result<Vec<u8>> {
+    let damaged = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let metadata = dir.metadata(file)?;
+    if !metadata.is_file() {
+        return Err(damaged("is not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    dir.open(file)?.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(damaged(format!("is larger than {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// The store error of a failed [`read_bounded`] of `path`: damage is
+/// `Corrupt`, naming the path.
+fn read_error(path: String) -> impl FnOnce(io::Error) -> StoreError {
+    move |error| match error.kind() {
+        io::ErrorKind::InvalidData => StoreError::Corrupt(format!("{path} {error}")),
+        _ => StoreError::Io { context: format!("reading {path}"), error },
+    }
+}
+
+/// The longest name file the store writes: a hash and a newline.
+const NAME_FILE_BYTES: u64 = 65;
 
 fn io_error(context: String) -> impl FnOnce(io::Error) -> StoreError {
     move |error| StoreError::Io { context, error }

@@ -120,6 +120,10 @@ fn a_bad_configuration_is_refused_in_one_line_naming_the_key() {
         let ran = cli(&[&["--config", "/nonexistent/executor.toml"][..], &args[..]].concat());
         assert!(ran.refused("reading the configuration file /nonexistent/executor.toml"), "{args:?}: {}", ran.stderr);
     }
+    // A device without end is refused once past what a configuration
+    // could be, not read until memory runs out.
+    let ran = cli(&["--config", "/dev/zero", "config"]);
+    assert!(ran.refused("reading the configuration file /dev/zero: larger than"), "{}", ran.stderr);
     // A value only the sandbox can refuse, when it is set up.
     let file = write(dir.path(), "tick.toml", "[sandbox]\nepoch_tick = { secs = 0, nanos = 0 }\n");
     let ran = cli(&["--config", &file, "check", guest_artifacts::TRANSFER]);
@@ -632,6 +636,10 @@ fn a_recording_agrees_with_the_run_of_the_scenario_it_writes() {
     let same = dir.path().join(".").join("stall.json");
     let onto_itself = cli(&[&record[..], &[same.to_str().unwrap()]].concat());
     assert!(onto_itself.refused("is the scenario being recorded"), "{}", onto_itself.stderr);
+    let hard_link = dir.path().join("linked.json");
+    std::fs::hard_link(&scenario, &hard_link).unwrap();
+    let through_a_link = cli(&[&record[..], &[hard_link.to_str().unwrap()]].concat());
+    assert!(through_a_link.refused("is the scenario being recorded"), "{}", through_a_link.stderr);
     assert_eq!(std::fs::read_to_string(&scenario).unwrap(), before);
     let wasm = ["--guest", guest_artifacts::TRANSFER];
     let transfer = |gas: &str| {

@@ -280,6 +280,29 @@ fn damaged_stores_are_reported_not_trusted() {
     store.remove("bad").unwrap();
     assert_eq!(store.list().unwrap().len(), 1);
 
+    // A module file larger than any component the sandbox loads, or a
+    // pipe in its place (which would block a reader for ever), is damage,
+    // refused without being read.
+    let corrupt = |result: Result<WasmProgram, StoreError>| match result {
+        Err(StoreError::Corrupt(message)) => message,
+        Err(other) => panic!("expected a corrupt store, got {other}"),
+        Ok(_) => panic!("expected a corrupt store, got a program"),
+    };
+    let limit = sandbox().config().max_component_bytes;
+    std::fs::File::options().append(true).open(&module).unwrap().set_len(limit + 1).unwrap();
+    assert!(corrupt(store.load(sandbox(), "guest")).contains(&format!("larger than {limit} bytes")));
+    std::fs::remove_file(&module).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&module).status().unwrap();
+    assert!(made.success());
+    assert!(corrupt(store.load(sandbox(), "guest")).contains("is not a regular file"));
+    let pipe_name = dir.path().join("names/piped");
+    assert!(std::process::Command::new("mkfifo").arg(&pipe_name).status().unwrap().success());
+    assert!(corrupt(store.load(sandbox(), "piped")).contains("is not a regular file"));
+    std::fs::remove_file(&pipe_name).unwrap();
+    // Redeploying replaces the pipe with the module.
+    store.deploy(sandbox(), "guest", &transfer).unwrap();
+    transfer_works(&store.load(sandbox(), "guest").unwrap());
+
     // A hash in either case names the module (the CLI's `--guest
     // sha256:<HASH>`); a hash is no name.
     let upper = hash(&transfer).to_ascii_uppercase();
