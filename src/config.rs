@@ -80,6 +80,12 @@ pub struct HostSettings {
     /// follows this; the reports, one per transaction, are kept to the
     /// end. By default 10,000.
     pub in_flight: NonZeroUsize,
+    /// The longest a guest may take to compile (in a child process, before
+    /// this one compiles it: see `src/compile.rs`). By default 60 s.
+    pub compile_time: std::time::Duration,
+    /// The most resident memory compiling a guest may take, in bytes. By
+    /// default 4 GiB.
+    pub compile_memory_bytes: u64,
 }
 
 /// The default of [`HostSettings::in_flight`].
@@ -90,7 +96,14 @@ pub const IN_FLIGHT: NonZeroUsize = match NonZeroUsize::new(10_000) {
 
 impl Default for HostSettings {
     fn default() -> Self {
-        Self { store: PathBuf::from(DEFAULT_STORE), threads: None, seed: None, in_flight: IN_FLIGHT }
+        Self {
+            store: PathBuf::from(DEFAULT_STORE),
+            threads: None,
+            seed: None,
+            in_flight: IN_FLIGHT,
+            compile_time: std::time::Duration::from_secs(60),
+            compile_memory_bytes: 4 << 30,
+        }
     }
 }
 
@@ -178,7 +191,10 @@ fn comment(path: &str) -> Option<&'static str> {
             "# [executor]: every transaction (ExecutorOptions): write_mode = \"streaming\" | \"atomic\", \
              access_mode = \"strict\" | \"lenient\"; step_trace = true records every step (`run` prints it)."
         }
-        "host" => "# [host]: how `run` delivers messages, and the module store (relative to the current directory).",
+        "host" => {
+            "# [host]: how `run` delivers messages, the module store (relative to the current directory), and the \
+             bounds on compiling a guest."
+        }
         "nats" => {
             "# [nats]: how `serve` and `submit` reach the deployment; the password comes from EXECUTOR_HOST_NATS_PASSWORD."
         }

@@ -8,6 +8,7 @@
 //!   `run`'s progress bar.
 
 mod cluster;
+mod compile;
 mod config;
 mod logging;
 mod output;
@@ -171,6 +172,10 @@ enum Cmd {
         /// The subcommand (`run`, `build`, ...).
         command: Option<String>,
     },
+    /// Compiles a guest within bounds of time and memory, for another
+    /// `executor-host` process (see `src/compile.rs`).
+    #[command(name = "__compile", hide = true)]
+    Compile(compile::ChildArgs),
 }
 
 /// The guest to run: `--guest` or `--native`, and the store it may be in.
@@ -416,6 +421,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             emit(&String::from_utf8_lossy(&out))?;
         }
         Cmd::Man { command } => emit(&man_page(command.as_deref())?)?,
+        Cmd::Compile(args) => return compile::child(args),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -449,6 +455,12 @@ fn sandbox(config: &Config, dev: bool) -> Result<Sandbox> {
     Sandbox::new(settings).context("setting up the sandbox ([sandbox] of the configuration)")
 }
 
+/// The directory at `path`, as a capability.
+fn open_dir(path: &Path) -> Result<cap_std::fs::Dir> {
+    cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 /// Opens the module store at `path`, creating the directory if `create`.
 /// The one place the CLI hands a path's authority to the store.
 fn open_store(path: &Path, create: bool) -> Result<ModuleStore> {
@@ -469,6 +481,8 @@ fn open_store(path: &Path, create: bool) -> Result<ModuleStore> {
 fn deploy(file: &Path, name: &str, store: &Path, config: &Config) -> Result<()> {
     let sandbox = sandbox(config, false)?;
     let bytes = read_component(file, &sandbox)?;
+    let scratch = compile::ScratchDir::new()?;
+    compile::bounded(config, false, compile::Target::File { path: file, artifacts: scratch.path() })?;
     let deployed = open_store(store, true)?
         .deploy(&sandbox, name, &bytes)
         .with_context(|| format!("deploying {}", file.display()))?;
@@ -537,15 +551,29 @@ fn read_component(file: &Path, sandbox: &Sandbox) -> Result<Vec<u8>> {
 /// `.wasm` (which no deployed name can), the module with that hash if it is
 /// `sha256:<hash>`, otherwise the module deployed under that name in the
 /// store at `store`.
-fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path) -> Result<WasmProgram> {
+///
+/// Compiled first in a child process, bounded by `config` (see
+/// [`compile`]); `dev` is the sandbox's dev mode.
+fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path, config: &Config, dev: bool) -> Result<WasmProgram> {
     let path = Path::new(guest);
     if path.extension().is_some_and(|e| e == "wasm") {
         let bytes = read_component(path, sandbox)?;
-        return sandbox.load(&bytes).with_context(|| format!("{guest} is not a valid executor"));
+        let scratch = compile::ScratchDir::new()?;
+        compile::bounded(config, dev, compile::Target::File { path, artifacts: scratch.path() })?;
+        return sandbox
+            .load_cached(&bytes, &open_dir(scratch.path())?)
+            .with_context(|| format!("{guest} is not a valid executor"));
     }
     if !store.is_dir() {
         bail!("{guest:?} is not a .wasm file, and there is no module store at {}", store.display());
     }
+    compile::bounded(config, dev, compile::Target::Store { store, guest })?;
+    load_from_store(sandbox, guest, store)
+}
+
+/// The guest deployed in the store at `store` as `guest` (a name, or
+/// `sha256:<hash>`).
+fn load_from_store(sandbox: &Sandbox, guest: &str, store: &Path) -> Result<WasmProgram> {
     let store_dir = store;
     let store = open_store(store_dir, false)?;
     match guest.strip_prefix("sha256:") {
@@ -640,7 +668,7 @@ fn program(args: &GuestArgs, config: &Config, dev: bool) -> Result<Arc<dyn Progr
         (None, Some(guest)) => {
             let store = args.store.store.clone().unwrap_or_else(|| config.host.store.clone());
             let sandbox = sandbox(config, dev)?;
-            Arc::new(load_guest(&sandbox, guest, &store)?)
+            Arc::new(load_guest(&sandbox, guest, &store, config, dev)?)
         }
         (None, None) => bail!("name a --guest or a --native example"),
     })
@@ -652,8 +680,20 @@ fn check(file: &Path, config: &Config, format: Output) -> Result<()> {
     // Loaded first, so that describing it takes the compiled component
     // from the sandbox's memory instead of compiling it again; described
     // even when refused, to show what it holds.
-    let loaded = sandbox.load(&bytes).map(drop).with_context(|| format!("{} is not a valid executor", file.display()));
-    let info = sandbox.inspect(&bytes).ok();
+    let scratch = compile::ScratchDir::new()?;
+    let bounded = compile::bounded(config, false, compile::Target::File { path: file, artifacts: scratch.path() });
+    // Described only when it compiles within the bounds: describing it
+    // compiles it.
+    let (loaded, info) = match bounded {
+        Ok(()) => {
+            let loaded = sandbox
+                .load_cached(&bytes, &open_dir(scratch.path())?)
+                .map(drop)
+                .with_context(|| format!("{} is not a valid executor", file.display()));
+            (loaded, sandbox.inspect(&bytes).ok())
+        }
+        Err(error) => (Err(error), None),
+    };
     match format {
         Output::Human => {
             if let Some(info) = &info {

@@ -401,6 +401,65 @@ fn a_guests_keys_neither_forge_nor_flood_the_log() {
     assert!(lines[1].contains(r"key \n2 timestamp=1"), "{}", lines[1]);
 }
 
+/// A component whose one function has `locals` locals, all live across
+/// `branches` branches of one loop: cranelift's time and memory grow with
+/// their product, while the component stays small.
+fn compile_bomb(locals: usize, branches: usize) -> Vec<u8> {
+    let mut body = format!("(func $bomb (param $p i32) (result i32) (local{}) (loop $top", " i32".repeat(locals));
+    for i in 0..branches {
+        let (a, b) = (1 + i % locals, 1 + (i * 7 + 3) % locals);
+        body.push_str(&format!(
+            "(local.set {a} (i32.add (local.get {a}) (local.get {b}))) (br_if $top (local.get {b}))"
+        ));
+    }
+    body.push_str(") (local.get 1))");
+    let extra: &'static str = Box::leak(body.into_boxed_str());
+    crate::sandbox::wat_guest::Wat { extra, ..crate::sandbox::wat_guest::Wat::BENIGN }.component()
+}
+
+/// Compiling a component takes time and memory that grow faster than its
+/// size for some shapes: the CLI compiles each first in a child process,
+/// bounded by `[host] compile_time` and `compile_memory_bytes`, and
+/// refuses one past either, for every command that compiles.
+#[test]
+fn a_component_that_compiles_past_the_bounds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // About 300 KB; compiling it takes some 20 s and 2 GB here.
+    let bomb = dir.path().join("bomb.wasm");
+    std::fs::write(&bomb, compile_bomb(1_000, 20_000)).unwrap();
+    let bomb = bomb.to_str().unwrap();
+    let scenario = write(dir.path(), "s.json", r#"{"shards": 1, "transactions": [{"executable": "x"}]}"#);
+    let memory = write(dir.path(), "memory.toml", "[host]\ncompile_memory_bytes = 300000000\n");
+    let time = write(dir.path(), "time.toml", "[host]\ncompile_time = { secs = 1, nanos = 0 }\n");
+    for (config, reason) in [
+        (&memory, "needed more than 300000000 bytes of memory (`compile_memory_bytes` in `[host]`)"),
+        (&time, "took longer than 1 s (`compile_time` in `[host]`)"),
+    ] {
+        for args in [
+            vec!["check", bomb, "--output", "human"],
+            vec!["deploy", bomb, "--name", "bomb"],
+            vec!["run", "--guest", bomb, "--scenario", &scenario],
+        ] {
+            let started = std::time::Instant::now();
+            let ran = cli_in(dir.path(), &[&["--config", config][..], &args[..]].concat(), &[]);
+            assert!(ran.refused(&format!("{bomb} is refused: compiling it {reason}")), "{args:?}: {}", ran.stderr);
+            assert!(started.elapsed() < std::time::Duration::from_secs(15), "{args:?} took {:?}", started.elapsed());
+        }
+    }
+    assert!(!dir.path().join("executor-store/names/bomb").exists(), "nothing deployed");
+    // Within the bounds, a guest compiles and runs as before, through a
+    // file and through the store.
+    let ok = cli_in(dir.path(), &["deploy", guest_artifacts::COUNTER, "--name", "counter"], &[]);
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    let counter = r#"{"shards": 1, "transactions": [{"executable": {"key": "k", "amount": 2},
+        "eager_read_keys": ["k"], "will_write_keys": ["k"]}]}"#;
+    let counter = write(dir.path(), "counter.json", counter);
+    for guest in ["counter", guest_artifacts::COUNTER] {
+        let ran = cli_in(dir.path(), &["run", "--guest", guest, "--scenario", &counter], &[]);
+        assert_eq!(ran.json()["final_state"]["k"], "2", "{guest}: {}", ran.stderr);
+    }
+}
+
 #[test]
 fn list_and_check_print_json_for_programs() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,12 @@
 //! call's lines come back in [`StepReport::log`]. A production sandbox
 //! refuses them ([`LoadError::DebugBuild`]) and links nothing.
 //!
+//! Loading compiles in the calling process, and compiling is not bounded
+//! by a component's size (cranelift's time and memory grow faster for
+//! some shapes of function): a host that loads components from strangers
+//! compiles each first in a process it can bound, as the CLI does
+//! (`src/compile.rs` of the `executor-host` command).
+//!
 //! What this module must not do: know about messages, transactions or
 //! timers beyond one call, or give a guest any import (but `log` in dev
 //! mode).
