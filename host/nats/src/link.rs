@@ -99,24 +99,54 @@ pub struct LinkCounters {
     pub reconnects: AtomicU64,
 }
 
-/// `envelope` as a payload. A report that only its diagnostics (a step
-/// trace can repeat every value written) make too large travels without
-/// them: the transaction's outcome must arrive, its debugging aid may not.
+/// `envelope` as a payload. A report that only its diagnostics make too
+/// large (a step trace can repeat every value written) travels without
+/// its log and step trace, and with as many of its skipped accesses as
+/// fit, the first ones: the transaction's outcome must arrive, its
+/// debugging aid may not, and what a lenient transaction skipped says what
+/// its success did not do.
 fn encode(envelope: &Envelope<Message>) -> Result<Vec<u8>, wire::WireError> {
-    match (wire::encode(envelope), &envelope.payload) {
-        (Err(wire::WireError::Oversize(size)), Message::ExecutorFinished(report)) if !report.diagnostics.is_empty() => {
-            tracing::warn!(
-                timestamp = report.timestamp,
-                size,
-                "a report too large with its diagnostics: sent without them"
-            );
-            let bare = ExecutorFinished { diagnostics: Diagnostics::default(), ..(**report).clone() };
-            let mut envelope = envelope.clone();
-            envelope.payload = Message::ExecutorFinished(Arc::new(bare));
-            wire::encode(&envelope)
-        }
-        (encoded, _) => encoded,
+    let encoded = wire::encode(envelope);
+    let (Err(wire::WireError::Oversize(size)), Message::ExecutorFinished(report)) = (&encoded, &envelope.payload)
+    else {
+        return encoded;
+    };
+    if report.diagnostics.is_empty() {
+        return encoded;
     }
+    let skipped = &report.diagnostics.skipped;
+    let with = |kept: usize| {
+        let diagnostics =
+            Diagnostics { skipped: skipped.get(..kept).unwrap_or_default().to_vec(), ..Diagnostics::default() };
+        let mut envelope = envelope.clone();
+        envelope.payload = Message::ExecutorFinished(Arc::new(ExecutorFinished { diagnostics, ..(**report).clone() }));
+        wire::encode(&envelope)
+    };
+    // The most skipped accesses that fit: all of them, or a binary search
+    // between none (the report as it was before diagnostics) and all.
+    let (mut fits, mut too_many) = (0, skipped.len());
+    let mut encoded = with(too_many);
+    if encoded.is_err() {
+        encoded = with(0);
+        while too_many - fits > 1 {
+            let middle = fits + (too_many - fits) / 2;
+            match with(middle) {
+                Ok(bytes) => (fits, encoded) = (middle, Ok(bytes)),
+                Err(_) => too_many = middle,
+            }
+        }
+    } else {
+        fits = too_many;
+    }
+    tracing::warn!(
+        timestamp = report.timestamp,
+        size,
+        skipped_kept = fits,
+        skipped = skipped.len(),
+        "a report too large with its diagnostics: sent without its log and step trace, and with the skipped \
+         accesses that fit"
+    );
+    encoded
 }
 
 fn bump(counter: &AtomicU64) {
@@ -602,5 +632,54 @@ impl Router<Message> for NatsRouter {
             Some(deliver) => deliver(envelope),
             None => self.link.send(&envelope),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use executor_host::{Access, SkippedAccess, StepTrace, TracedRequest};
+
+    use super::*;
+
+    /// A lenient report whose skipped accesses (256 keys of 4 KiB) and step
+    /// trace (a 600 KB write) cannot all travel: the trace goes, and the
+    /// first skipped accesses that fit stay.
+    #[test]
+    fn a_report_too_large_keeps_the_skipped_accesses_that_fit() -> Result<(), wire::WireError> {
+        let skipped: Vec<SkippedAccess> = (0..256u32)
+            .map(|i| SkippedAccess { key: [i.to_be_bytes().as_slice(), &[b'k'; 4092]].concat(), access: Access::Read })
+            .collect();
+        let step = StepTrace {
+            key: None,
+            gas_used: 1,
+            requests: vec![TracedRequest::Write { key: b"w".to_vec(), datum: vec![0; 600_000] }],
+            halted: true,
+        };
+        let report = |diagnostics: Diagnostics| ExecutorFinished {
+            timestamp: 7,
+            success: true,
+            values_read: Vec::new(),
+            values_written: Vec::new(),
+            failure: None,
+            gas_used: 1,
+            diagnostics,
+        };
+        let envelope = |diagnostics: Diagnostics| Envelope {
+            sender: EngineId::local("executor/worker/7"),
+            target: EngineId::local("worker"),
+            mailbox: 0,
+            payload: Message::ExecutorFinished(Arc::new(report(diagnostics))),
+        };
+        let full = Diagnostics { steps: vec![step], skipped: skipped.clone(), ..Diagnostics::default() };
+        let sent: Envelope<Message> = wire::decode(&encode(&envelope(full))?)?;
+        let Message::ExecutorFinished(sent) = sent.payload else { panic!("not a report") };
+        let kept = sent.diagnostics.skipped.len();
+        assert!(sent.diagnostics.steps.is_empty() && sent.diagnostics.log.is_empty());
+        assert!(kept > 200 && kept < 256, "{kept} kept");
+        assert_eq!(sent.diagnostics.skipped, skipped[..kept]);
+        // One more would not have fit.
+        let more = Diagnostics { skipped: skipped[..=kept].to_vec(), ..Diagnostics::default() };
+        assert!(matches!(wire::encode(&envelope(more)), Err(wire::WireError::Oversize(_))));
+        Ok(())
     }
 }
