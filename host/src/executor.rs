@@ -30,9 +30,9 @@
 //!   as in nspec;
 //! - a panicking program fails its transaction instead of its host;
 //! - exhausting gas fails; a deadline timer bounds the whole transaction,
-//!   and is also checked between the guest calls of one action (the one
-//!   place this module reads a clock: how long those calls took; in a
-//!   simulated time, [`Clock::Virtual`], they take none);
+//!   and the deadline is also checked before every guest call, since the
+//!   timer fires only between actions (the one place this module reads a
+//!   clock; in a simulated time, [`Clock::Virtual`], calls take none);
 //! - the executor's id names its worker and timestamp, and is the sender of
 //!   everything it sends;
 //! - with [`ExecutorOptions::resend`], it re-asks the shards for every value
@@ -377,10 +377,20 @@ pub struct ExecutorState {
     lazy_asked: Vec<u32>,
     /// Where each key of `writes` is, once there are more than a few.
     write_index: Option<std::collections::HashMap<Key, usize>>,
-    /// When the deadline timer is due (the host's time), if there is one:
-    /// checked between the calls of one action too, which the timer
-    /// cannot interrupt.
-    deadline_at: Option<Duration>,
+    /// When the deadline passes, if there is one: checked before every
+    /// guest call too, since the timer fires only between actions (and a
+    /// value may be handled before a timer that was due first).
+    deadline: Option<Deadline>,
+}
+
+/// When a transaction's deadline passes, on the host's [`Clock`].
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// The wall clock's instant ([`Clock::Real`]): read before each call,
+    /// since a host's time is read once per turn of many actions.
+    Wall(std::time::Instant),
+    /// The host's time ([`Clock::Virtual`]), in which calls take none.
+    Host(Duration),
 }
 
 /// Writes looked up by a scan up to this many (the common case: a scan of
@@ -595,6 +605,10 @@ impl Executor {
         // must not reach it either.
         let deadline_at =
             (config.shared.options.deadline < NO_DEADLINE).then(|| now.saturating_add(config.shared.options.deadline));
+        let deadline = deadline_at.and_then(|at| match config.shared.clock {
+            Clock::Real => std::time::Instant::now().checked_add(config.shared.options.deadline).map(Deadline::Wall),
+            Clock::Virtual => Some(Deadline::Host(at)),
+        });
         if let Some(at) = deadline_at {
             timers.push(Timer { handle: ExecutorTimer::Deadline, at });
         }
@@ -602,7 +616,7 @@ impl Executor {
             let at = if eager { now } else { now.saturating_add(period) };
             timers.push(Timer { handle: ExecutorTimer::Resend, at });
         }
-        let mut env = Environment::new(ExecutorState { deadline_at, ..ExecutorState::default() });
+        let mut env = Environment::new(ExecutorState { deadline, ..ExecutorState::default() });
         env.timers.clone_from(&timers);
         (Instance { id, config: Arc::new(config), env }, timers.into_iter().map(TimerOp::Set).collect())
     }
@@ -754,7 +768,11 @@ impl Behaviour for Executor {
             ExecutorAction::Start => {
                 turn.effect.timers.push(TimerOp::Cancel(ExecutorTimer::Start));
                 if turn.state.program_state.is_none() && !turn.state.finished {
-                    turn.step(None, None);
+                    if turn.past_deadline() {
+                        turn.expire();
+                    } else {
+                        turn.step(None, None);
+                    }
                 }
                 turn.feed_due();
                 turn.fail_if_stalled();
@@ -835,26 +853,19 @@ impl Turn<'_> {
         self.finish(Some(Failure::Deadline { bound_ms }));
     }
 
-    /// Before each guest call of this action: whether the deadline has
-    /// passed since its first call began (at the host's time `self.now`).
-    /// The deadline timer fires only between actions, and one action may
-    /// feed a transaction many values, a call each. The clock is read
-    /// once per call, and only from the second on is it compared.
-    /// On a [`Clock::Virtual`] the calls take no time.
-    fn past_deadline_before_call(&self, began: &mut Option<std::time::Instant>) -> bool {
-        let Some(at) = self.state.deadline_at else { return false };
-        match began {
-            None => {
-                *began = Some(std::time::Instant::now());
-                false
-            }
-            Some(began) => {
-                let elapsed = match self.config.shared.clock {
-                    Clock::Real => began.elapsed(),
-                    Clock::Virtual => Duration::ZERO,
-                };
-                self.now.saturating_add(elapsed) >= at
-            }
+    /// Before each guest call: whether the deadline has passed. The
+    /// deadline timer fires only between actions, one action may feed a
+    /// transaction many values (a call each), and a value that arrived
+    /// after the deadline may be handled before the timer that was due
+    /// first: without this, whether such a transaction succeeded would
+    /// depend on the order the host took them in. On a [`Clock::Real`]
+    /// the wall clock is read before each call; on a [`Clock::Virtual`]
+    /// calls take no time, and the host's time of the trigger decides.
+    fn past_deadline(&self) -> bool {
+        match self.state.deadline {
+            None => false,
+            Some(Deadline::Wall(at)) => std::time::Instant::now() >= at,
+            Some(Deadline::Host(at)) => self.now >= at,
         }
     }
 
@@ -872,10 +883,9 @@ impl Turn<'_> {
     /// Between two calls, a deadline passed fails the transaction.
     fn feed_due(&mut self) {
         let config = self.config;
-        let mut began = None;
         if !config.rounds {
             while !self.state.finished && self.next_is_due() {
-                if self.past_deadline_before_call(&mut began) {
+                if self.past_deadline() {
                     return self.expire();
                 }
                 let Some(input) = self.take_next_due() else { return };
@@ -891,7 +901,7 @@ impl Turn<'_> {
                 Err(panic) => return self.finish(Some(panicked(&*panic))),
             };
             for _ in 0..len {
-                if self.past_deadline_before_call(&mut began) {
+                if self.past_deadline() {
                     return self.expire();
                 }
                 let Some(input) = self.take_next_due() else { return };

@@ -368,6 +368,34 @@ fn a_deadline_passed_between_the_calls_of_one_action_ends_the_transaction() {
     assert_eq!(out, vec![write("w", None)], "its lock released");
 }
 
+/// A value that arrives after the deadline may be handled before the
+/// deadline timer (a host handles what came during a long call in one
+/// turn, and fires its due timers after): it is not fed, the transaction
+/// fails at its deadline all the same, whatever the order.
+#[test]
+fn a_value_handled_after_the_deadline_is_not_fed() {
+    #[derive(Debug)]
+    struct Halts;
+    impl executor_host::Program for Halts {
+        fn step(&self, _: StepCall<'_>) -> executor_host::StepReport {
+            let output = executor_host::StepOutput { state: b"s".to_vec(), requests: Vec::new(), halted: true };
+            executor_host::StepReport { result: Ok(output), gas_used: 1, log: Default::default() }
+        }
+    }
+    let options = ExecutorOptions { deadline: Duration::from_millis(30), ..ExecutorOptions::default() };
+    let (mut d, _) = Driver::start(Arc::new(Halts), Vec::new(), keys(&[], &["e"], &["w"], &[]), options.clone());
+    std::thread::sleep(Duration::from_millis(60));
+    let (out, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
+    assert_eq!(report.failure, Some(Failure::Deadline { bound_ms: 30 }));
+    assert!(report.values_read.is_empty(), "{:?}", report.values_read);
+    assert_eq!(out, vec![write("w", None)], "its lock released");
+    // Before the deadline, the same value is fed.
+    let (mut d, _) = Driver::start(Arc::new(Halts), Vec::new(), keys(&[], &["e"], &["w"], &[]), options);
+    let (_, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
+    assert_eq!(report.failure, None);
+    assert_eq!(report.values_read.len(), 1);
+}
+
 /// A program that is not halted and waits for no value (every eager value
 /// and every one it asked for was fed) can never go on: it fails at once,
 /// not at its deadline, with its locks released and its streamed write
