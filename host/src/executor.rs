@@ -245,7 +245,9 @@ impl ExecutorMetrics {
 
     fn record_finish(&self, failure: Option<&Failure>, gas: u64) {
         self.finished.fetch_add(1, Ordering::Relaxed);
-        self.gas_used.fetch_add(gas, Ordering::Relaxed);
+        // Saturating, as a transaction's own total is: a counter that
+        // wrapped would report little gas for a host that burnt the most.
+        let _ = self.gas_used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| Some(used.saturating_add(gas)));
         if let Some(failure) = failure {
             self.failed.fetch_add(1, Ordering::Relaxed);
             *self
@@ -955,7 +957,7 @@ impl Turn<'_> {
         // A program that panics (a native one, or a host bug under a wasm
         // one) fails its transaction, with every lock released, instead of
         // taking the host's thread down and leaving the locks dangling.
-        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match session {
+        let mut report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match session {
             Some(session) => session.step(call),
             None => config.tx.program.step(call),
         }))
@@ -964,6 +966,13 @@ impl Turn<'_> {
             gas_used: 0,
             log: GuestLog::default(),
         });
+        // A program says what its step used; one that says more than the
+        // step was given (an embedder's own `Program`) ran out of gas, and
+        // is charged what it was given.
+        if report.gas_used > gas_left {
+            report.gas_used = gas_left;
+            report.result = Err(Failure::OutOfGas);
+        }
         self.state.gas_used = self.state.gas_used.saturating_add(report.gas_used);
         if config.shared.options.step_trace {
             self.state.steps.push(StepTrace::of(input.as_ref(), &report));
@@ -978,7 +987,7 @@ impl Turn<'_> {
         };
         self.state.program_state = Some(output.state);
         for request in output.requests {
-            if let Err(violation) = self.request(request) {
+            if let Err(violation) = self.request(request, output.halted) {
                 match config.shared.options.access_mode {
                     // Only an undeclared access can be skipped. A second
                     // write in streaming mode cannot: the program's last
@@ -1023,8 +1032,12 @@ impl Turn<'_> {
         }
     }
 
-    /// Turns one request into messages, or names the violation.
-    fn request(&mut self, request: Request) -> Result<(), Failure> {
+    /// Turns one request into messages, or names the violation. A read
+    /// asked for by a step that halted is checked but not sent: no value
+    /// can be fed once the program has halted, and its shard would answer
+    /// a request the executor cancels at once (its lock is released as
+    /// every lazy key's never asked for is).
+    fn request(&mut self, request: Request, halting: bool) -> Result<(), Failure> {
         let keys = &self.config.tx.keys;
         let timestamp = self.config.tx.timestamp;
         match request {
@@ -1034,8 +1047,10 @@ impl Turn<'_> {
                     return Ok(());
                 }
                 if contains(&keys.lazy_read_keys, &key) {
-                    self.send_to_shard(&key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: true });
-                    self.state.ask(self.config, key);
+                    if !halting {
+                        self.send_to_shard(&key, Message::KvsReadRequest { timestamp, key: key.clone(), actual: true });
+                        self.state.ask(self.config, key);
+                    }
                 } else if !contains(&keys.eager_read_keys, &key) {
                     return Err(Failure::AccessViolation { key, access: Access::Read });
                 }

@@ -77,15 +77,13 @@ fn cleanup_is_computed_after_the_final_step() {
     assert_eq!(
         out,
         vec![
-            request("l1", true),
             write("m1", Some("v")),
             write("w", Some("v")),
             // Released: what the final step did not use. m1 and w were
-            // written: not released. l1 was requested but never fed (the
-            // program halted first), so it is released like l2: in order
-            // after its request here, the shard cancels it; across
-            // processes the two may cross, and the shard then drops the
-            // late request.
+            // written: not released. l1 was asked for by the step that
+            // halted, so it is not sent (no value could be fed, and its
+            // shard would answer a request cancelled at once): it is
+            // released like l2.
             request("l1", false),
             request("l2", false),
             write("m2", None),
@@ -394,6 +392,26 @@ fn a_value_handled_after_the_deadline_is_not_fed() {
     let (_, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
     assert_eq!(report.failure, None);
     assert_eq!(report.values_read.len(), 1);
+}
+
+/// A program reports the gas its step used; one that reports more than
+/// the step was given (an embedder's own `Program`, miscounting) is out
+/// of gas, charged what it was given, and the total never passes the
+/// budget.
+#[test]
+fn a_program_reporting_more_gas_than_it_was_given_is_out_of_gas() {
+    #[derive(Debug)]
+    struct Overspends;
+    impl executor_host::Program for Overspends {
+        fn step(&self, call: StepCall<'_>) -> executor_host::StepReport {
+            let output = executor_host::StepOutput { state: b"s".to_vec(), requests: Vec::new(), halted: true };
+            executor_host::StepReport { result: Ok(output), gas_used: call.gas_limit + 1, log: Default::default() }
+        }
+    }
+    let options = ExecutorOptions { gas_limit: 1_000, ..ExecutorOptions::default() };
+    let (mut d, _) = Driver::start(Arc::new(Overspends), Vec::new(), keys(&[], &["e"], &[], &[]), options);
+    let (_, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
+    assert_eq!((report.failure, report.gas_used), (Some(Failure::OutOfGas), 1_000));
 }
 
 /// A program that is not halted and waits for no value (every eager value
