@@ -252,8 +252,10 @@ impl ModuleStore {
     /// as [`ModuleStore::list`] shows it), whatever name it is deployed
     /// under: what a deployment pins so that every host runs the same code.
     pub fn load_hash(&self, sandbox: &Sandbox, hash: &str) -> Result<WasmProgram, StoreError> {
-        // Hex digits in either case name the same hash.
-        let given = hash;
+        // Hex digits in either case name the same hash, with or without
+        // the prefix `list` and `--guest` write.
+        let given = hash.strip_prefix(HASH_PREFIX).unwrap_or(hash);
+        let hash = given;
         let hash = &hash.to_ascii_lowercase();
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(StoreError::NoSuchHash { hash: given.to_owned() });

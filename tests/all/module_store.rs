@@ -307,6 +307,9 @@ fn damaged_stores_are_reported_not_trusted() {
     // sha256:<HASH>`); a hash is no name.
     let upper = hash(&transfer).to_ascii_uppercase();
     transfer_works(&store.load_hash(sandbox(), &upper).unwrap());
+    transfer_works(&store.load_hash(sandbox(), &format!("sha256:{}", hash(&transfer))).unwrap());
+    let missing = store.load_hash(sandbox(), &format!("sha256:{}", "0".repeat(64))).err().unwrap().to_string();
+    assert!(missing.contains(&format!("hash sha256:{} (", "0".repeat(64))), "{missing}");
     let error = store.remove(&format!("sha256:{}", hash(&transfer))).unwrap_err().to_string();
     assert!(error.contains("names a module by its hash, not a deployed name"), "{error}");
 }
