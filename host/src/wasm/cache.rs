@@ -48,7 +48,44 @@ const SECRET: &str = ".artifact-key";
 pub struct ArtifactCache {
     /// Hash of the engine configuration, mixed into every key.
     config_digest: [u8; 32],
-    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    compiled: Mutex<Remembered<Component>>,
+}
+
+/// The components kept in memory: the last [`REMEMBERED`] compiled or
+/// loaded, so that a long-lived process that loads many components (a
+/// host trying each new deployment) does not keep every one for ever.
+/// A program holds its own component: forgetting one here only means that
+/// loading it again reads its artifact (or compiles it) again.
+struct Remembered<C> {
+    components: HashMap<[u8; 32], C>,
+    /// Keys, oldest first.
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl<C> Default for Remembered<C> {
+    fn default() -> Self {
+        Self { components: HashMap::new(), order: std::collections::VecDeque::new() }
+    }
+}
+
+/// How many compiled components a sandbox keeps in memory.
+const REMEMBERED: usize = 32;
+
+impl<C: Clone> Remembered<C> {
+    fn get(&self, key: &[u8; 32]) -> Option<C> {
+        self.components.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: [u8; 32], component: C) {
+        if self.components.insert(key, component).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.components.remove(&oldest);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ArtifactCache {
@@ -90,7 +127,7 @@ pub(super) fn config_digest(engine: &Engine, settings: &EngineSettings, dev: boo
 
 impl ArtifactCache {
     pub(super) fn new(engine: &Engine, settings: &EngineSettings, dev: bool) -> Self {
-        Self { config_digest: config_digest(engine, settings, dev), compiled: Mutex::new(HashMap::new()) }
+        Self { config_digest: config_digest(engine, settings, dev), compiled: Mutex::new(Remembered::default()) }
     }
 
     fn key(&self, bytes: &[u8]) -> [u8; 32] {
@@ -102,7 +139,7 @@ impl ArtifactCache {
 
     /// The compiled component of `bytes`, if this process loaded it.
     pub(super) fn remembered(&self, bytes: &[u8]) -> Option<Component> {
-        self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&self.key(bytes)).cloned()
+        self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&self.key(bytes))
     }
 
     /// The compiled component of `bytes`: from memory, from a verified
@@ -117,7 +154,7 @@ impl ArtifactCache {
     ) -> Result<Component, LoadError> {
         let key = self.key(bytes);
         let file = format!("{}.cwasm", hex::encode(key));
-        let remembered = self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned();
+        let remembered = self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key);
         let component = match remembered {
             Some(component) => {
                 // Compiled before in this process, maybe without a
@@ -234,4 +271,24 @@ fn write_atomically(dir: &cap_std::fs::Dir, file: &str, bytes: &[u8]) -> Result<
 fn failed<E: Into<Box<dyn std::error::Error + Send + Sync>>>(doing: &str, file: &str) -> impl FnOnce(E) -> LoadError {
     let context = format!("{doing} {file}");
     move |e| LoadError::Cache { context, source: cause(e) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sandbox_remembers_only_the_last_components() {
+        let mut remembered = Remembered::default();
+        let key = |i: u8| [i; 32];
+        for i in 0..40 {
+            remembered.insert(key(i), i);
+            remembered.insert(key(i), i);
+        }
+        assert_eq!(remembered.components.len(), REMEMBERED);
+        assert_eq!(remembered.order.len(), REMEMBERED);
+        assert_eq!(remembered.get(&key(7)), None, "the oldest are forgotten");
+        assert_eq!(remembered.get(&key(39)), Some(39));
+        assert_eq!(remembered.get(&key(8)), Some(8));
+    }
 }
