@@ -100,6 +100,13 @@ impl ExecutorHost {
 
     /// Spawns the executor of `tx` and returns its id (the id it sends from
     /// and must be addressed by). Its first step runs at once.
+    ///
+    /// `Ok` means the host took the spawn, not that it ran: one of a
+    /// transaction whose executor this host still hosts (the same worker
+    /// and timestamp) is refused when the host comes to it, counted in
+    /// [`ExecutorHost::runtime_metrics`]' `duplicate_spawns`, and the
+    /// executor already hosted goes on; the refused transaction's locks
+    /// are the caller's to release. Spawn each transaction once.
     pub async fn spawn(&self, tx: Transaction) -> Result<EngineId, Stopped> {
         let config = ExecutorConfig::new(tx, self.shared.clone());
         let (instance, timers) = Executor::spawn(config, self.runtime.now());
@@ -122,7 +129,8 @@ impl ExecutorHost {
 
     /// As [`ExecutorHost::try_spawn`] for several transactions at once (one
     /// entry of the host's inbox), returning their executors' ids. On
-    /// [`Refused`] none was spawned.
+    /// [`Refused`] none was spawned; on `Ok`, each is spawned but a
+    /// duplicate, as for [`ExecutorHost::spawn`].
     pub fn try_spawn_all(&self, txs: impl IntoIterator<Item = Transaction>) -> Result<Vec<EngineId>, Refused> {
         let now = self.runtime.now();
         let (engines, ids): (Vec<_>, Vec<_>) = txs
