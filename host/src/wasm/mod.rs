@@ -85,7 +85,7 @@ pub struct SandboxConfig {
     /// By default 64.
     pub pool_slots: Option<u32>,
     /// The period of the epoch ticker; the wall-clock bound is rounded up
-    /// to a whole number of ticks. By default 5 ms.
+    /// to a whole number of ticks. By default 5 ms; at least 100 µs.
     pub epoch_tick: Duration,
     /// The wasm call stack a guest may use, in bytes. By default 256 KiB.
     pub max_wasm_stack: usize,
@@ -167,10 +167,13 @@ impl Sandbox {
     /// ticker, a thread that ends once the sandbox and every program it
     /// loaded are dropped.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
-        if config.epoch_tick.is_zero() {
+        if config.epoch_tick < MIN_EPOCH_TICK {
             return Err(SandboxError::Config {
-                reason: "`epoch_tick` must be longer than zero (the ticker would spin a core)".into(),
-                source: "zero epoch tick".into(),
+                reason: format!(
+                    "`epoch_tick` must be at least {} µs (a shorter one keeps a core busy ticking)",
+                    MIN_EPOCH_TICK.as_micros()
+                ),
+                source: "epoch tick too short".into(),
             });
         }
         if config.limits.call_time.is_zero() {
@@ -765,6 +768,10 @@ fn copy_bound(gas_limit: u64, limits: &Limits) -> (usize, bool) {
 fn is_copy_bound(error: &wasmtime::Error) -> bool {
     format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted")
 }
+
+/// The shortest epoch tick: the ticker thread wakes once a tick, and a
+/// 1 ns tick kept a fifth of a core busy with an idle sandbox.
+const MIN_EPOCH_TICK: Duration = Duration::from_micros(100);
 
 /// The most epoch ticks a call may run: wasmtime adds the deadline to the
 /// engine's current epoch, which must not overflow. At the default 5 ms
