@@ -367,22 +367,12 @@ fn a_guests_keys_neither_forge_nor_flood_the_log() {
     // that starts with a forged log line and a terminal escape.
     let forger = crate::sandbox::wat_guest::Wat {
         extra: r#"(data (i32.const 2000) "\0a2026-01-01T00:00:00Z ERROR forged\1b[2J\07 abcdefghij")"#,
-        execute_step: r#"
-    (local $i i32) (local $a i32)
-    (block $done (loop $l
-      (br_if $done (i32.ge_u (local.get $i) (i32.const 40)))
-      (local.set $a (i32.add (i32.const 4096) (i32.mul (local.get $i) (i32.const 20))))
-      (i32.store8 (local.get $a) (i32.const 0))
-      (i32.store offset=4 (local.get $a) (i32.const 2000))
-      (i32.store offset=8 (local.get $a) (i32.add (local.get $i) (i32.const 1)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $l)))
-    (i32.store8 (i32.const 128) (i32.const 0))
-    (i32.store (i32.const 132) (i32.const 16))
-    (i32.store (i32.const 136) (i32.const 4))
-    (i32.store (i32.const 140) (i32.const 4096))
-    (i32.store (i32.const 144) (i32.const 40))
-    (return (i32.const 128))"#,
+        execute_step: crate::sandbox::wat_guest::step_of_requests(
+            "(i32.const 40)",
+            "(i32.store8 (local.get $a) (i32.const 0))
+             (i32.store offset=4 (local.get $a) (i32.const 2000))
+             (i32.store offset=8 (local.get $a) (i32.add (local.get $i) (i32.const 1)))",
+        ),
         ..crate::sandbox::wat_guest::Wat::BENIGN
     };
     let dir = tempfile::tempdir().unwrap();

@@ -366,29 +366,42 @@ fn a_deadline_passed_between_the_calls_of_one_action_ends_the_transaction() {
     assert_eq!(out, vec![write("w", None)], "its lock released");
 }
 
+/// A program whose every step halts, using 1 unit of gas, or one more
+/// than it was given if it `overspends`.
+#[derive(Debug)]
+struct Halts {
+    overspends: bool,
+}
+
+impl executor_host::Program for Halts {
+    fn step(&self, call: StepCall<'_>) -> executor_host::StepReport {
+        let output = executor_host::StepOutput { state: b"s".to_vec(), requests: Vec::new(), halted: true };
+        let gas_used = if self.overspends { call.gas_limit + 1 } else { 1 };
+        executor_host::StepReport { result: Ok(output), gas_used, log: Default::default() }
+    }
+}
+
 /// A value that arrives after the deadline may be handled before the
 /// deadline timer (a host handles what came during a long call in one
 /// turn, and fires its due timers after): it is not fed, the transaction
 /// fails at its deadline all the same, whatever the order.
 #[test]
 fn a_value_handled_after_the_deadline_is_not_fed() {
-    #[derive(Debug)]
-    struct Halts;
-    impl executor_host::Program for Halts {
-        fn step(&self, _: StepCall<'_>) -> executor_host::StepReport {
-            let output = executor_host::StepOutput { state: b"s".to_vec(), requests: Vec::new(), halted: true };
-            executor_host::StepReport { result: Ok(output), gas_used: 1, log: Default::default() }
-        }
-    }
     let options = ExecutorOptions { deadline: Duration::from_millis(30), ..ExecutorOptions::default() };
-    let (mut d, _) = Driver::start(Arc::new(Halts), Vec::new(), keys(&[], &["e"], &["w"], &[]), options.clone());
+    let (mut d, _) = Driver::start(
+        Arc::new(Halts { overspends: false }),
+        Vec::new(),
+        keys(&[], &["e"], &["w"], &[]),
+        options.clone(),
+    );
     std::thread::sleep(Duration::from_millis(60));
     let (out, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
     assert_eq!(report.failure, Some(Failure::Deadline { bound_ms: 30 }));
     assert!(report.values_read.is_empty(), "{:?}", report.values_read);
     assert_eq!(out, vec![write("w", None)], "its lock released");
     // Before the deadline, the same value is fed.
-    let (mut d, _) = Driver::start(Arc::new(Halts), Vec::new(), keys(&[], &["e"], &["w"], &[]), options);
+    let (mut d, _) =
+        Driver::start(Arc::new(Halts { overspends: false }), Vec::new(), keys(&[], &["e"], &["w"], &[]), options);
     let (_, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
     assert_eq!(report.failure, None);
     assert_eq!(report.values_read.len(), 1);
@@ -400,16 +413,9 @@ fn a_value_handled_after_the_deadline_is_not_fed() {
 /// budget.
 #[test]
 fn a_program_reporting_more_gas_than_it_was_given_is_out_of_gas() {
-    #[derive(Debug)]
-    struct Overspends;
-    impl executor_host::Program for Overspends {
-        fn step(&self, call: StepCall<'_>) -> executor_host::StepReport {
-            let output = executor_host::StepOutput { state: b"s".to_vec(), requests: Vec::new(), halted: true };
-            executor_host::StepReport { result: Ok(output), gas_used: call.gas_limit + 1, log: Default::default() }
-        }
-    }
     let options = ExecutorOptions { gas_limit: 1_000, ..ExecutorOptions::default() };
-    let (mut d, _) = Driver::start(Arc::new(Overspends), Vec::new(), keys(&[], &["e"], &[], &[]), options);
+    let (mut d, _) =
+        Driver::start(Arc::new(Halts { overspends: true }), Vec::new(), keys(&[], &["e"], &[], &[]), options);
     let (_, report) = split_finished(sent(&d.id(), d.read("e", Some("0"))));
     assert_eq!((report.failure, report.gas_used), (Some(Failure::OutOfGas), 1_000));
 }

@@ -351,24 +351,14 @@ fn results_that_repeat_one_buffer_cost_what_copying_them_would() {
     // key "done" and the same 128 KiB value.
     let aliasing = Wat {
         memory: "4",
-        execute_step: r#"
-    (local $i i32) (local $a i32)
-    (block $done (loop $l
-      (br_if $done (i32.ge_u (local.get $i) (local.get 1)))
-      (local.set $a (i32.add (i32.const 4096) (i32.mul (local.get $i) (i32.const 20))))
-      (i32.store8 (local.get $a) (i32.const 1))
-      (i32.store offset=4 (local.get $a) (i32.const 16))
-      (i32.store offset=8 (local.get $a) (i32.const 4))
-      (i32.store offset=12 (local.get $a) (i32.const 65536))
-      (i32.store offset=16 (local.get $a) (i32.const 131072))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $l)))
-    (i32.store8 (i32.const 128) (i32.const 0))
-    (i32.store (i32.const 132) (i32.const 16))
-    (i32.store (i32.const 136) (i32.const 4))
-    (i32.store (i32.const 140) (i32.const 4096))
-    (i32.store (i32.const 144) (local.get 1))
-    (return (i32.const 128))"#,
+        execute_step: wat_guest::step_of_requests(
+            "(local.get 1)",
+            "(i32.store8 (local.get $a) (i32.const 1))
+             (i32.store offset=4 (local.get $a) (i32.const 16))
+             (i32.store offset=8 (local.get $a) (i32.const 4))
+             (i32.store offset=12 (local.get $a) (i32.const 65536))
+             (i32.store offset=16 (local.get $a) (i32.const 131072))",
+        ),
         ..Wat::BENIGN
     };
     let program = sandbox().load(&aliasing.component()).expect("the aliasing guest loads");

@@ -123,6 +123,32 @@ impl Wat {
     }
 }
 
+/// An `execute-step` prologue that returns a step in the state `done` with
+/// `count` requests (a WAT expression: `(local.get 1)` is the
+/// executable's length), laid out from 4096, 20 bytes each (a variant: its
+/// case byte, then a list or a record of two lists); `request` stores the
+/// one at `$a`, whose index is `$i`.
+pub fn step_of_requests(count: &str, request: &str) -> &'static str {
+    let body = format!(
+        r#"
+    (local $i i32) (local $a i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) {count}))
+      (local.set $a (i32.add (i32.const 4096) (i32.mul (local.get $i) (i32.const 20))))
+      {request}
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.store8 (i32.const 128) (i32.const 0))
+    (i32.store (i32.const 132) (i32.const 16))
+    (i32.store (i32.const 136) (i32.const 4))
+    (i32.store (i32.const 140) (i32.const 4096))
+    (i32.store (i32.const 144) {count})
+    (return (i32.const 128))"#
+    );
+    // A test's guest lives as long as the test binary.
+    Box::leak(body.into_boxed_str())
+}
+
 #[test]
 fn the_benign_wat_guest_is_a_working_executor() {
     use crate::support::*;
