@@ -32,6 +32,8 @@ use crate::config::Config;
 
 /// The child's exit status when its memory passed the bound.
 const OVER_MEMORY: u8 = 3;
+/// The child's exit status when its time passed the bound.
+const OVER_TIME: u8 = 4;
 
 /// What the child compiles, as this process would load it.
 pub enum Target<'a> {
@@ -48,6 +50,10 @@ pub struct ChildArgs {
     /// Stop once resident memory passes this many bytes.
     #[arg(long)]
     memory_bytes: u64,
+    /// Stop after this many milliseconds (the parent kills it then too;
+    /// this bounds a child whose parent was killed first).
+    #[arg(long)]
+    time_ms: u64,
     /// The sandbox is in dev mode (never in a configuration).
     #[arg(long)]
     dev: bool,
@@ -81,7 +87,13 @@ pub fn bounded(config: &Config, dev: bool, target: Target<'_>) -> Result<()> {
             return Ok(());
         }
     });
-    command.arg("__compile").arg("--memory-bytes").arg(limits.compile_memory_bytes.to_string());
+    let time_ms = u64::try_from(limits.compile_time.as_millis()).unwrap_or(u64::MAX);
+    command
+        .arg("__compile")
+        .arg("--memory-bytes")
+        .arg(limits.compile_memory_bytes.to_string())
+        .arg("--time-ms")
+        .arg(time_ms.to_string());
     if dev {
         command.arg("--dev");
     }
@@ -102,6 +114,12 @@ pub fn bounded(config: &Config, dev: bool, target: Target<'_>) -> Result<()> {
         // A child that exits early closes the pipe: its status says why.
         let _ = stdin.write_all(&settings);
     }
+    let over_time = || {
+        bail!(
+            "{what} is refused: compiling it took longer than {} s (`compile_time` in `[host]`)",
+            limits.compile_time.as_secs_f64()
+        )
+    };
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for the compiling child process")? {
@@ -110,14 +128,12 @@ pub fn bounded(config: &Config, dev: bool, target: Target<'_>) -> Result<()> {
         if started.elapsed() > limits.compile_time {
             let _ = child.kill();
             let _ = child.wait();
-            bail!(
-                "{what} is refused: compiling it took longer than {} s (`compile_time` in `[host]`)",
-                limits.compile_time.as_secs_f64()
-            );
+            return over_time();
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     match status.code() {
+        Some(code) if code == i32::from(OVER_TIME) => over_time(),
         Some(code) if code == i32::from(OVER_MEMORY) => bail!(
             "{what} is refused: compiling it needed more than {} bytes of memory (`compile_memory_bytes` in `[host]`)",
             limits.compile_memory_bytes
@@ -132,10 +148,15 @@ pub fn bounded(config: &Config, dev: bool, target: Target<'_>) -> Result<()> {
 /// [`OVER_MEMORY`] when its memory passed the bound.
 pub fn child(args: ChildArgs) -> Result<ExitCode> {
     let limit = args.memory_bytes;
+    let started = Instant::now();
+    let time = Duration::from_millis(args.time_ms);
     std::thread::spawn(move || {
         loop {
             if resident_bytes().is_some_and(|bytes| bytes > limit) {
                 std::process::exit(i32::from(OVER_MEMORY));
+            }
+            if started.elapsed() > time {
+                std::process::exit(i32::from(OVER_TIME));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -168,21 +189,44 @@ fn resident_bytes() -> Option<u64> {
 /// dropped.
 pub struct ScratchDir(PathBuf);
 
+/// The name of every scratch directory starts with this, then the id of
+/// the process that made it.
+const SCRATCH_PREFIX: &str = "executor-host-compile-";
+
 impl ScratchDir {
+    /// A new scratch directory in the temporary directory; those a process
+    /// left there when it was killed are removed first.
     pub fn new() -> Result<Self> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "executor-host-compile-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temp = std::env::temp_dir();
+        remove_abandoned(&temp);
+        let path =
+            temp.join(format!("{SCRATCH_PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Self(path))
     }
 
     pub fn path(&self) -> &Path {
         &self.0
+    }
+}
+
+/// Removes the scratch directories in `temp` of processes that no longer
+/// run (killed before they could remove their own). Best effort; Linux
+/// only (`/proc`), like the memory bound.
+fn remove_abandoned(temp: &Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) =
+            name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)).and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() && Path::new("/proc/self").exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -424,6 +424,13 @@ fn a_component_that_compiles_past_the_bounds_is_refused() {
     let scenario = write(dir.path(), "s.json", r#"{"shards": 1, "transactions": [{"executable": "x"}]}"#);
     let memory = write(dir.path(), "memory.toml", "[host]\ncompile_memory_bytes = 300000000\n");
     let time = write(dir.path(), "time.toml", "[host]\ncompile_time = { secs = 1, nanos = 0 }\n");
+    // The child compiles into a scratch directory in the temporary
+    // directory, removed after; one a killed process left is removed by
+    // the next (no process has this id: ids stop at 2^22).
+    let temp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(temp.path().join("executor-host-compile-99999999-0")).unwrap();
+    let temp = temp.path().to_str().unwrap();
+    let env = [("TMPDIR", temp)];
     for (config, reason) in [
         (&memory, "needed more than 300000000 bytes of memory (`compile_memory_bytes` in `[host]`)"),
         (&time, "took longer than 1 s (`compile_time` in `[host]`)"),
@@ -434,7 +441,7 @@ fn a_component_that_compiles_past_the_bounds_is_refused() {
             vec!["run", "--guest", bomb, "--scenario", &scenario],
         ] {
             let started = std::time::Instant::now();
-            let ran = cli_in(dir.path(), &[&["--config", config][..], &args[..]].concat(), &[]);
+            let ran = cli_in(dir.path(), &[&["--config", config][..], &args[..]].concat(), &env);
             assert!(ran.refused(&format!("{bomb} is refused: compiling it {reason}")), "{args:?}: {}", ran.stderr);
             assert!(started.elapsed() < std::time::Duration::from_secs(15), "{args:?} took {:?}", started.elapsed());
         }
@@ -442,15 +449,16 @@ fn a_component_that_compiles_past_the_bounds_is_refused() {
     assert!(!dir.path().join("executor-store/names/bomb").exists(), "nothing deployed");
     // Within the bounds, a guest compiles and runs as before, through a
     // file and through the store.
-    let ok = cli_in(dir.path(), &["deploy", guest_artifacts::COUNTER, "--name", "counter"], &[]);
+    let ok = cli_in(dir.path(), &["deploy", guest_artifacts::COUNTER, "--name", "counter"], &env);
     assert_eq!(ok.code, Some(0), "{}", ok.stderr);
     let counter = r#"{"shards": 1, "transactions": [{"executable": {"key": "k", "amount": 2},
         "eager_read_keys": ["k"], "will_write_keys": ["k"]}]}"#;
     let counter = write(dir.path(), "counter.json", counter);
     for guest in ["counter", guest_artifacts::COUNTER] {
-        let ran = cli_in(dir.path(), &["run", "--guest", guest, "--scenario", &counter], &[]);
+        let ran = cli_in(dir.path(), &["run", "--guest", guest, "--scenario", &counter], &env);
         assert_eq!(ran.json()["final_state"]["k"], "2", "{guest}: {}", ran.stderr);
     }
+    assert_eq!(std::fs::read_dir(temp).unwrap().count(), 0, "no scratch directory is left behind");
 }
 
 #[test]
