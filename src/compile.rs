@@ -35,16 +35,20 @@ const OVER_MEMORY: u8 = 3;
 /// The child's exit status when its time passed the bound.
 const OVER_TIME: u8 = 4;
 
-/// What the child compiles, as this process would load it.
+/// What the child compiles, as this process will load it.
 pub enum Target<'a> {
-    /// A component file, its artifact cached in `artifacts`.
-    File { path: &'a Path, artifacts: &'a Path },
-    /// A guest in the module store at `store`, by name or `sha256:` hash.
-    Store { store: &'a Path, guest: &'a str },
+    /// These bytes (the child gets them from this process, never from a
+    /// path that could name other bytes by the time it reads), their
+    /// artifact cached in `artifacts`. `what` names them in errors.
+    Bytes { bytes: &'a [u8], what: &'a str, artifacts: &'a Path },
+    /// The module of this SHA-256 in the module store at `store` (a hash,
+    /// not a name: a name may be redeployed between two reads).
+    Stored { store: &'a Path, hash: &'a str, what: &'a str },
 }
 
 /// The child's arguments (`executor-host __compile ...`); its sandbox
-/// configuration comes on stdin, as JSON.
+/// configuration comes on stdin, as a line of JSON, then the component's
+/// bytes with `--artifacts`.
 #[derive(clap::Args)]
 pub struct ChildArgs {
     /// Stop once resident memory passes this many bytes.
@@ -57,36 +61,29 @@ pub struct ChildArgs {
     /// The sandbox is in dev mode (never in a configuration).
     #[arg(long)]
     dev: bool,
-    /// A component file.
-    #[arg(long, requires = "artifacts")]
-    file: Option<PathBuf>,
-    /// The artifact cache directory for `--file`.
-    #[arg(long)]
+    /// The artifact cache directory for the bytes on stdin.
+    #[arg(long, conflicts_with = "store")]
     artifacts: Option<PathBuf>,
     /// A module store.
-    #[arg(long, requires = "guest")]
+    #[arg(long, requires = "hash")]
     store: Option<PathBuf>,
-    /// The deployed name or `sha256:` hash in `--store`.
+    /// The SHA-256 of the module in `--store`.
     #[arg(long)]
-    guest: Option<String>,
+    hash: Option<String>,
 }
 
 /// Compiles `target` in a child process within `config`'s bounds; `Ok`
-/// unless it needed more time or memory than they allow (or could not be
-/// started, in which case this process compiles unbounded, with a warning).
+/// unless it needed more time or memory than they allow, or no child
+/// could be started (then nothing is compiled: the bound is not given
+/// up).
 pub fn bounded(config: &Config, dev: bool, target: Target<'_>) -> Result<()> {
     let what = match &target {
-        Target::File { path, .. } => path.display().to_string(),
-        Target::Store { guest, .. } => (*guest).to_owned(),
+        Target::Bytes { what, .. } | Target::Stored { what, .. } => *what,
     };
     let limits = &config.host;
-    let mut command = Command::new(match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(error) => {
-            tracing::warn!(%error, "cannot find this program to compile {what} in a child process: compiling it here, unbounded");
-            return Ok(());
-        }
-    });
+    let exe =
+        std::env::current_exe().with_context(|| format!("finding this program, to compile {what} within bounds"))?;
+    let mut command = Command::new(exe);
     let time_ms = u64::try_from(limits.compile_time.as_millis()).unwrap_or(u64::MAX);
     command
         .arg("__compile")
@@ -97,22 +94,23 @@ pub fn bounded(config: &Config, dev: bool, target: Target<'_>) -> Result<()> {
     if dev {
         command.arg("--dev");
     }
-    match target {
-        Target::File { path, artifacts } => command.arg("--file").arg(path).arg("--artifacts").arg(artifacts),
-        Target::Store { store, guest } => command.arg("--store").arg(store).arg("--guest").arg(guest),
-    };
-    command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).env_remove("RUST_LOG");
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            tracing::warn!(%error, "cannot start a child process to compile {what}: compiling it here, unbounded");
-            return Ok(());
+    let bytes = match target {
+        Target::Bytes { bytes, artifacts, .. } => {
+            command.arg("--artifacts").arg(artifacts);
+            bytes
+        }
+        Target::Stored { store, hash, .. } => {
+            command.arg("--store").arg(store).arg("--hash").arg(hash);
+            &[]
         }
     };
-    let settings = serde_json::to_vec(&config.sandbox)?;
+    command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).env_remove("RUST_LOG");
+    let mut child = command.spawn().with_context(|| format!("starting a process to compile {what} within bounds"))?;
+    let mut input = serde_json::to_vec(&config.sandbox)?;
+    input.push(b'\n');
     if let Some(mut stdin) = child.stdin.take() {
         // A child that exits early closes the pipe: its status says why.
-        let _ = stdin.write_all(&settings);
+        let _ = stdin.write_all(&input).and_then(|()| stdin.write_all(bytes));
     }
     let over_time = || {
         bail!(
@@ -161,18 +159,16 @@ pub fn child(args: ChildArgs) -> Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(10));
         }
     });
-    let mut settings = Vec::new();
-    std::io::stdin().read_to_end(&mut settings).context("reading the sandbox's settings")?;
-    let settings: SandboxConfig = serde_json::from_slice(&settings).context("reading the sandbox's settings")?;
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input).context("reading the sandbox's settings")?;
+    let (settings, bytes) = input.split_at(input.iter().position(|&b| b == b'\n').unwrap_or(input.len()));
+    let bytes = bytes.get(1..).unwrap_or_default();
+    let settings: SandboxConfig = serde_json::from_slice(settings).context("reading the sandbox's settings")?;
     let sandbox = Sandbox::new(SandboxConfig { dev: args.dev, ..settings })?;
-    let loaded = match (args.file, args.artifacts, args.store, args.guest) {
-        (Some(file), Some(artifacts), _, _) => {
-            let bytes = crate::read_component(&file, &sandbox)?;
-            let artifacts = crate::open_dir(&artifacts)?;
-            sandbox.load_cached(&bytes, &artifacts).is_ok()
-        }
-        (_, _, Some(store), Some(guest)) => crate::load_from_store(&sandbox, &guest, &store).is_ok(),
-        _ => bail!("name --file and --artifacts, or --store and --guest"),
+    let loaded = match (args.artifacts, args.store, args.hash) {
+        (Some(artifacts), _, _) => sandbox.load_cached(bytes, &crate::open_dir(&artifacts)?).is_ok(),
+        (_, Some(store), Some(hash)) => crate::open_store(&store, false)?.load_hash(&sandbox, &hash).is_ok(),
+        _ => bail!("name --artifacts, or --store and --hash"),
     };
     Ok(if loaded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -186,37 +182,42 @@ fn resident_bytes() -> Option<u64> {
 }
 
 /// A directory of this process's own for an artifact cache, removed when
-/// dropped.
-pub struct ScratchDir(PathBuf);
+/// dropped: made afresh (never one that exists already, which another user
+/// could have prepared with an artifact and the secret that vouches for
+/// it), under a name no one can guess, readable by this user only.
+pub struct ScratchDir(tempfile::TempDir);
 
 /// The name of every scratch directory starts with this, then the id of
 /// the process that made it.
 const SCRATCH_PREFIX: &str = "executor-host-compile-";
 
 impl ScratchDir {
-    /// A new scratch directory in the temporary directory; those a process
-    /// left there when it was killed are removed first.
+    /// A new scratch directory in the temporary directory; those this
+    /// user's processes left there when they were killed are removed.
     pub fn new() -> Result<Self> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let temp = std::env::temp_dir();
-        remove_abandoned(&temp);
-        let path =
-            temp.join(format!("{SCRATCH_PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self(path))
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+            .tempdir_in(&temp)
+            .with_context(|| format!("making a directory to compile in, in {}", temp.display()))?;
+        remove_abandoned(&temp, dir.path());
+        Ok(Self(dir))
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 }
 
 /// Removes the scratch directories in `temp` of processes that no longer
-/// run (killed before they could remove their own). Best effort; Linux
-/// only (`/proc`), like the memory bound.
-fn remove_abandoned(temp: &Path) {
-    let Ok(entries) = std::fs::read_dir(temp) else { return };
+/// run, made by the user who made `ours`. Best effort; Linux only
+/// (`/proc`), like the memory bound.
+fn remove_abandoned(temp: &Path, ours: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let (Ok(entries), Ok(ours)) = (std::fs::read_dir(temp), std::fs::symlink_metadata(ours)) else { return };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) =
@@ -224,14 +225,9 @@ fn remove_abandoned(temp: &Path) {
         else {
             continue;
         };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() && Path::new("/proc/self").exists() {
+        let mine = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == ours.uid());
+        if mine && pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -482,7 +482,8 @@ fn deploy(file: &Path, name: &str, store: &Path, config: &Config) -> Result<()> 
     let sandbox = sandbox(config, false)?;
     let bytes = read_component(file, &sandbox)?;
     let scratch = compile::ScratchDir::new()?;
-    compile::bounded(config, false, compile::Target::File { path: file, artifacts: scratch.path() })?;
+    let what = file.display().to_string();
+    compile::bounded(config, false, compile::Target::Bytes { bytes: &bytes, what: &what, artifacts: scratch.path() })?;
     let deployed = open_store(store, true)?
         .deploy(&sandbox, name, &bytes)
         .with_context(|| format!("deploying {}", file.display()))?;
@@ -559,7 +560,11 @@ fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path, config: &Config, dev
     if path.extension().is_some_and(|e| e == "wasm") {
         let bytes = read_component(path, sandbox)?;
         let scratch = compile::ScratchDir::new()?;
-        compile::bounded(config, dev, compile::Target::File { path, artifacts: scratch.path() })?;
+        compile::bounded(
+            config,
+            dev,
+            compile::Target::Bytes { bytes: &bytes, what: guest, artifacts: scratch.path() },
+        )?;
         return sandbox
             .load_cached(&bytes, &open_dir(scratch.path())?)
             .with_context(|| format!("{guest} is not a valid executor"));
@@ -567,20 +572,17 @@ fn load_guest(sandbox: &Sandbox, guest: &str, store: &Path, config: &Config, dev
     if !store.is_dir() {
         bail!("{guest:?} is not a .wasm file, and there is no module store at {}", store.display());
     }
-    compile::bounded(config, dev, compile::Target::Store { store, guest })?;
-    load_from_store(sandbox, guest, store)
-}
-
-/// The guest deployed in the store at `store` as `guest` (a name, or
-/// `sha256:<hash>`).
-fn load_from_store(sandbox: &Sandbox, guest: &str, store: &Path) -> Result<WasmProgram> {
     let store_dir = store;
+    let context = || format!("loading from the module store {}", store_dir.display());
     let store = open_store(store_dir, false)?;
-    match guest.strip_prefix("sha256:") {
-        Some(hash) => store.load_hash(sandbox, hash),
-        None => store.load(sandbox, guest),
-    }
-    .with_context(|| format!("loading from the module store {}", store_dir.display()))
+    // Resolved once: the child and this process load the same module
+    // even if the name is redeployed meanwhile.
+    let hash = match guest.strip_prefix("sha256:") {
+        Some(hash) => hash.to_owned(),
+        None => store.hash(guest).with_context(context)?,
+    };
+    compile::bounded(config, dev, compile::Target::Stored { store: store_dir, hash: &hash, what: guest })?;
+    store.load_hash(sandbox, &hash).with_context(context)
 }
 
 /// `run --record`: prints the recorded key sets, and writes the scenario
@@ -681,7 +683,9 @@ fn check(file: &Path, config: &Config, format: Output) -> Result<()> {
     // from the sandbox's memory instead of compiling it again; described
     // even when refused, to show what it holds.
     let scratch = compile::ScratchDir::new()?;
-    let bounded = compile::bounded(config, false, compile::Target::File { path: file, artifacts: scratch.path() });
+    let what = file.display().to_string();
+    let target = compile::Target::Bytes { bytes: &bytes, what: &what, artifacts: scratch.path() };
+    let bounded = compile::bounded(config, false, target);
     // Described only when it compiles within the bounds: describing it
     // compiles it.
     let (loaded, info) = match bounded {

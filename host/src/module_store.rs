@@ -281,6 +281,14 @@ impl ModuleStore {
         sandbox.load_cached(&bytes, &self.artifacts).map_err(StoreError::from_load)
     }
 
+    /// The SHA-256 of the module `name` points at (64 lowercase hex
+    /// digits, as [`ModuleStore::list`] shows it): what
+    /// [`ModuleStore::load_hash`] loads whatever `name` points at later.
+    pub fn hash(&self, name: &str) -> Result<String, StoreError> {
+        validate_name(name)?;
+        self.hash_of(name)
+    }
+
     /// Removes the name `name`, and its module if no other name points at
     /// it. Compiled artifacts stay (they are a cache).
     pub fn remove(&self, name: &str) -> Result<(), StoreError> {

@@ -447,6 +447,21 @@ fn a_component_that_compiles_past_the_bounds_is_refused() {
         }
     }
     assert!(!dir.path().join("executor-store/names/bomb").exists(), "nothing deployed");
+    // The bounded compile is of the bytes this process read, not of what
+    // the path names when read again: through a pipe, the same refusal.
+    let mut piped = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+        .args(["--config", &memory, "check", "/dev/stdin", "--output", "human"])
+        .env("TMPDIR", temp)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(bomb).unwrap();
+    std::io::Write::write_all(&mut piped.stdin.take().unwrap(), &bytes).unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(stderr.contains("/dev/stdin is refused: compiling it needed more than"), "{stderr}");
     // Within the bounds, a guest compiles and runs as before, through a
     // file and through the store.
     let ok = cli_in(dir.path(), &["deploy", guest_artifacts::COUNTER, "--name", "counter"], &env);

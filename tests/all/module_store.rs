@@ -302,6 +302,27 @@ fn damaged_stores_are_reported_not_trusted() {
     // Redeploying replaces the pipe with the module.
     store.deploy(sandbox(), "guest", &transfer).unwrap();
     transfer_works(&store.load(sandbox(), "guest").unwrap());
+    // A pipe or a huge file in place of a compiled artifact (or of the
+    // cache's secret) is treated as missing: compiled again, and replaced.
+    let artifacts = dir.path().join("artifacts");
+    for damage in ["pipe", "huge"] {
+        for entry in std::fs::read_dir(&artifacts).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::remove_file(&path).unwrap();
+            if damage == "pipe" {
+                assert!(std::process::Command::new("mkfifo").arg(&path).status().unwrap().success());
+            } else {
+                std::fs::File::create(&path).unwrap().set_len(20 << 30).unwrap();
+            }
+        }
+        // A sandbox of its own: the shared one remembers the component.
+        let fresh = Sandbox::new(SandboxConfig::default()).unwrap();
+        transfer_works(&store.load(&fresh, "guest").unwrap());
+        for entry in std::fs::read_dir(&artifacts).unwrap() {
+            let metadata = entry.unwrap().metadata().unwrap();
+            assert!(metadata.is_file() && metadata.len() < 64 << 20, "{damage}: replaced");
+        }
+    }
 
     // A hash in either case names the module (the CLI's `--guest
     // sha256:<HASH>`); a hash is no name.
