@@ -34,6 +34,10 @@ use crate::config::Config;
 const OVER_MEMORY: u8 = 3;
 /// The child's exit status when its time passed the bound.
 const OVER_TIME: u8 = 4;
+/// The child's exit status when it compiled the component (or found it
+/// invalid before compiling) and the sandbox refused it: this process's
+/// own load says why, at no greater cost.
+const REFUSED: u8 = 5;
 
 /// What the child compiles, as this process will load it.
 pub enum Target<'a> {
@@ -85,22 +89,26 @@ pub fn bounded(config: &Config, dev: bool, target: Target<'_>) -> Result<()> {
         std::env::current_exe().with_context(|| format!("finding this program, to compile {what} within bounds"))?;
     let mut command = Command::new(exe);
     let time_ms = u64::try_from(limits.compile_time.as_millis()).unwrap_or(u64::MAX);
+    // Every value joined to its flag: a path starting with `-` is a value.
+    let flag = |name: &str, value: &std::ffi::OsStr| {
+        let mut arg = std::ffi::OsString::from(format!("--{name}="));
+        arg.push(value);
+        arg
+    };
     command
         .arg("__compile")
-        .arg("--memory-bytes")
-        .arg(limits.compile_memory_bytes.to_string())
-        .arg("--time-ms")
-        .arg(time_ms.to_string());
+        .arg(format!("--memory-bytes={}", limits.compile_memory_bytes))
+        .arg(format!("--time-ms={time_ms}"));
     if dev {
         command.arg("--dev");
     }
     let bytes = match target {
         Target::Bytes { bytes, artifacts, .. } => {
-            command.arg("--artifacts").arg(artifacts);
+            command.arg(flag("artifacts", artifacts.as_os_str()));
             bytes
         }
         Target::Stored { store, hash, .. } => {
-            command.arg("--store").arg(store).arg("--hash").arg(hash);
+            command.arg(flag("store", store.as_os_str())).arg(flag("hash", hash.as_ref()));
             &[]
         }
     };
@@ -136,14 +144,19 @@ pub fn bounded(config: &Config, dev: bool, target: Target<'_>) -> Result<()> {
             "{what} is refused: compiling it needed more than {} bytes of memory (`compile_memory_bytes` in `[host]`)",
             limits.compile_memory_bytes
         ),
-        Some(_) => Ok(()),
+        Some(0) => Ok(()),
+        Some(code) if code == i32::from(REFUSED) => Ok(()),
+        // Not the component's doing, as far as this process knows; and
+        // compiling here instead would give the bound up.
+        Some(_) => bail!("could not compile {what} within bounds: the compiling process failed ({status})"),
         None => bail!("{what} is refused: the process compiling it was killed ({status})"),
     }
 }
 
-/// The child: compiles its target as told, within `memory_bytes`. Exits 0
-/// when it compiled (and loaded), 1 when the component was refused, and
-/// [`OVER_MEMORY`] when its memory passed the bound.
+/// The child: compiles its target as told, within its bounds. Exits 0
+/// when it compiled (and loaded), [`REFUSED`] when the component was
+/// refused, [`OVER_MEMORY`] or [`OVER_TIME`] past a bound, and otherwise
+/// (1 or 2) when it could not do its work at all.
 pub fn child(args: ChildArgs) -> Result<ExitCode> {
     let limit = args.memory_bytes;
     let started = Instant::now();
@@ -170,7 +183,7 @@ pub fn child(args: ChildArgs) -> Result<ExitCode> {
         (_, Some(store), Some(hash)) => crate::open_store(&store, false)?.load_hash(&sandbox, &hash).is_ok(),
         _ => bail!("name --artifacts, or --store and --hash"),
     };
-    Ok(if loaded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if loaded { ExitCode::SUCCESS } else { ExitCode::from(REFUSED) })
 }
 
 /// This process's resident memory, from `/proc` (Linux).

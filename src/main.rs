@@ -515,6 +515,10 @@ const SCENARIO_BYTES: u64 = 1 << 30;
 /// file ", or empty), read only up to `limit` bytes (a pipe or
 /// `/dev/stdin` is read as a file is).
 fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
+    // A regular file's size is known before it is read.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > limit) {
+        bail!("reading {what}{}: larger than {limit} bytes, the most this reads", path.display());
+    }
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|opened| opened.take(limit.saturating_add(1)).read_to_end(&mut bytes))
