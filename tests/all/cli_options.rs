@@ -131,6 +131,9 @@ fn a_bad_configuration_is_refused_in_one_line_naming_the_key() {
     let file = write(dir.path(), "tick.toml", "[sandbox]\nepoch_tick = { secs = 0, nanos = 1 }\n");
     let ran = cli(&["--config", &file, "check", guest_artifacts::TRANSFER]);
     assert!(ran.refused("`epoch_tick` must be at least 100 µs"), "{}", ran.stderr);
+    let file = write(dir.path(), "tick.toml", "[sandbox]\nepoch_tick = { secs = 3600, nanos = 0 }\n");
+    let ran = cli(&["--config", &file, "check", guest_artifacts::TRANSFER]);
+    assert!(ran.refused("`epoch_tick` must be at most 1 s"), "{}", ran.stderr);
 }
 
 #[test]

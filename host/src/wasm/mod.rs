@@ -85,7 +85,7 @@ pub struct SandboxConfig {
     /// By default 64.
     pub pool_slots: Option<u32>,
     /// The period of the epoch ticker; the wall-clock bound is rounded up
-    /// to a whole number of ticks. By default 5 ms; at least 100 µs.
+    /// to a whole number of ticks. By default 5 ms; from 100 µs to 1 s.
     pub epoch_tick: Duration,
     /// The wasm call stack a guest may use, in bytes. By default 256 KiB.
     pub max_wasm_stack: usize,
@@ -174,6 +174,15 @@ impl Sandbox {
                     MIN_EPOCH_TICK.as_micros()
                 ),
                 source: "epoch tick too short".into(),
+            });
+        }
+        if config.epoch_tick > MAX_EPOCH_TICK {
+            return Err(SandboxError::Config {
+                reason: format!(
+                    "`epoch_tick` must be at most {} s (`limits.call_time` is rounded up to whole ticks)",
+                    MAX_EPOCH_TICK.as_secs()
+                ),
+                source: "epoch tick too long".into(),
             });
         }
         if config.limits.call_time.is_zero() {
@@ -772,6 +781,9 @@ fn is_copy_bound(error: &wasmtime::Error) -> bool {
 /// The shortest epoch tick: the ticker thread wakes once a tick, and a
 /// 1 ns tick kept a fifth of a core busy with an idle sandbox.
 const MIN_EPOCH_TICK: Duration = Duration::from_micros(100);
+/// The longest epoch tick: a call's wall-clock bound is rounded up to a
+/// whole number of ticks, so a longer one would stretch every bound.
+const MAX_EPOCH_TICK: Duration = Duration::from_secs(1);
 
 /// The most epoch ticks a call may run: wasmtime adds the deadline to the
 /// engine's current epoch, which must not overflow. At the default 5 ms
