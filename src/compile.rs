@@ -209,8 +209,11 @@ impl ScratchDir {
     /// user's processes left there when they were killed are removed.
     pub fn new() -> Result<Self> {
         let temp = std::env::temp_dir();
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+            // Not left to the umask: the cache's secret will be in it.
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&temp)
             .with_context(|| format!("making a directory to compile in, in {}", temp.display()))?;
         remove_abandoned(&temp, dir.path());

@@ -477,6 +477,24 @@ fn a_component_that_compiles_past_the_bounds_is_refused() {
         assert_eq!(ran.json()["final_state"]["k"], "2", "{guest}: {}", ran.stderr);
     }
     assert_eq!(std::fs::read_dir(temp).unwrap().count(), 0, "no scratch directory is left behind");
+    // While it is there, it is its user's only: the cache's secret is in
+    // it. (Seen through a compile the time bound stops.)
+    let mut slow = Command::new(env!("CARGO_BIN_EXE_executor-host"))
+        .args(["--config", &time, "check", bomb])
+        .env("TMPDIR", temp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let scratch = loop {
+        if let Some(entry) = std::fs::read_dir(temp).unwrap().next() {
+            break entry.unwrap().path();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&scratch).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "{}", scratch.display());
+    slow.wait().unwrap();
 }
 
 #[test]
