@@ -7,18 +7,21 @@
 //! 23 GB. The sandbox's bounds on size and function count do not bound
 //! that, and wasmtime cannot stop a compilation once started. So before
 //! this process compiles a component, a child process of this binary
-//! (the hidden command `__compile`) compiles it first, into an artifact
-//! cache: the child stops itself once its resident memory passes
-//! `[host] compile_memory_bytes`, and this process kills it once it has run
-//! `[host] compile_time`. Only a component the child compiled within both
-//! bounds is compiled here, and then the compile is a hit in the cache the
-//! child filled (its artifacts are bound to the cache's secret, as any
-//! are: see the library's artifact cache).
+//! (the hidden command `__compile`) compiles it first, given the very
+//! bytes this process read (or a stored module's hash), into an artifact
+//! cache: the store's, or a fresh private scratch directory. The child
+//! stops itself once its resident memory passes `[host]
+//! compile_memory_bytes` or it has run `[host] compile_time`, and this
+//! process kills it then too. Only a component the child compiled within
+//! both bounds (or found invalid) is compiled here, and then the compile
+//! is a hit in the cache the child filled (its artifacts are bound to the
+//! cache's secret, as any are: see the library's artifact cache). A child
+//! that fails otherwise fails the command.
 //!
 //! What this module must not do: run any guest code (the child only
-//! compiles), or decide whether a component is valid (the child's other
-//! failures are left to this process's own load, which reports them as it
-//! always does).
+//! compiles), compile anything unbounded when the child cannot, or decide
+//! whether a component is valid (this process's own load reports why a
+//! component the child found invalid is refused, as it always did).
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
