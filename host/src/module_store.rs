@@ -51,13 +51,13 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::{self, Read as _, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 
-use crate::wasm::{LoadError, Sandbox, WasmProgram};
+use crate::wasm::{LoadError, Sandbox, WasmProgram, read_bounded};
 
 const MODULES: &str = "modules";
 const NAMES: &str = "names";
@@ -391,24 +391,6 @@ fn module_file(hash: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The bytes of `file` in `dir`, a regular file of at most `limit` bytes.
-/// The store writes its files itself; anything else there (a pipe or a
-/// device, which would block or never end, or a file grown past what it
-/// could have written) is damage, refused unread as `InvalidData`.
-fn read_bounded(dir: &Dir, file: &str, limit: u64) -> io::Result<Vec<u8>> {
-    let damaged = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-    let metadata = dir.metadata(file)?;
-    if !metadata.is_file() {
-        return Err(damaged("is not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    dir.open(file)?.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(damaged(format!("is larger than {limit} bytes")));
-    }
-    Ok(bytes)
 }
 
 /// The store error of a failed [`read_bounded`] of `path`: damage is

@@ -187,7 +187,7 @@ impl ArtifactCache {
 
 /// The directory's artifact secret, created on first use.
 fn secret(dir: &cap_std::fs::Dir) -> Result<[u8; 32], LoadError> {
-    if let Some(bytes) = read_regular(dir, SECRET, 32)
+    if let Ok(bytes) = read_bounded(dir, SECRET, 32)
         && let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice())
     {
         return Ok(secret);
@@ -198,7 +198,7 @@ fn secret(dir: &cap_std::fs::Dir) -> Result<[u8; 32], LoadError> {
     // its owner only; a concurrent first use may win the race, and then
     // its secret is the one on disk and the one to use.
     write_atomically(dir, SECRET, &secret)?;
-    let bytes = read_regular(dir, SECRET, 32).ok_or_else(|| failed("reading", SECRET)("not a regular file"))?;
+    let bytes = read_bounded(dir, SECRET, 32).map_err(failed("reading", SECRET))?;
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| failed("reading", SECRET)("not 32 bytes"))
 }
 
@@ -206,19 +206,27 @@ fn secret(dir: &cap_std::fs::Dir) -> Result<[u8; 32], LoadError> {
 /// component the sandbox loads compiles to.
 const ARTIFACT_BYTES: u64 = 1 << 30;
 
-/// The bytes of `file` in `dir` if it is a regular file of at most
-/// `limit` bytes. The cache writes its files itself: anything else there
-/// (a pipe, which would block, or a file grown huge) is treated as
-/// missing, and replaced.
-fn read_regular(dir: &cap_std::fs::Dir, file: &str, limit: u64) -> Option<Vec<u8>> {
+/// The bytes of `file` in `dir`, a regular file of at most `limit` bytes.
+/// The artifact cache and the module store write their files themselves:
+/// anything else there (a pipe or a device, which would block or never
+/// end, or a file grown past what they could have written) is damage,
+/// refused unread as `InvalidData`.
+pub(crate) fn read_bounded(dir: &cap_std::fs::Dir, file: &str, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let metadata = dir.metadata(file).ok()?;
-    if !metadata.is_file() || metadata.len() > limit {
-        return None;
+    let damaged = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let metadata = dir.metadata(file)?;
+    if !metadata.is_file() {
+        return Err(damaged("is not a regular file".into()));
+    }
+    if metadata.len() > limit {
+        return Err(damaged(format!("is larger than {limit} bytes")));
     }
     let mut bytes = Vec::new();
-    dir.open(file).ok()?.take(limit.saturating_add(1)).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= limit).then_some(bytes)
+    dir.open(file)?.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(damaged(format!("is larger than {limit} bytes")));
+    }
+    Ok(bytes)
 }
 
 fn tag(secret: &[u8; 32], key: &[u8; 32], artifact: &[u8]) -> Hmac<Sha256> {
@@ -233,7 +241,7 @@ fn tag(secret: &[u8; 32], key: &[u8; 32], artifact: &[u8]) -> Hmac<Sha256> {
 /// truncated, swapped, crafted, from another wasmtime) means "compile
 /// again", never an error.
 fn load_artifact(engine: &Engine, dir: &cap_std::fs::Dir, file: &str, key: &[u8; 32]) -> Option<Component> {
-    let bytes = read_regular(dir, file, ARTIFACT_BYTES)?;
+    let bytes = read_bounded(dir, file, ARTIFACT_BYTES).ok()?;
     let rest = bytes.strip_prefix(MAGIC)?;
     let (claimed, artifact) = rest.split_at_checked(TAG)?;
     let secret = secret(dir).ok()?;

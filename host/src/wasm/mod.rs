@@ -69,6 +69,7 @@ use crate::diagnostics::GuestLog;
 use crate::program::{Failure, Limits, Program, Request, Session, StepCall, StepOutput, StepReport, TrapKind};
 use bindings::{ExecutorPre, WriteRequest};
 pub use cache::ArtifactCache;
+pub(crate) use cache::read_bounded;
 pub use inspect::{ComponentInfo, LoadError};
 use limiter::CallLimiter;
 
