@@ -515,18 +515,24 @@ const SCENARIO_BYTES: u64 = 1 << 30;
 /// file ", or empty), read only up to `limit` bytes (a pipe or
 /// `/dev/stdin` is read as a file is).
 fn read_text(path: &Path, limit: u64, what: &str) -> Result<String> {
-    // A regular file's size is known before it is read.
-    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > limit) {
+    let Some(bytes) = read_up_to(path, limit, what)? else {
         bail!("reading {what}{}: larger than {limit} bytes, the most this reads", path.display());
+    };
+    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("reading {what}{}: not UTF-8 text: {e}", path.display()))
+}
+
+/// The bytes of `path` (`what` it is, for errors), or `None` if there
+/// are more than `limit`: a regular file is judged by its size before it
+/// is read, a pipe or a device by reading one byte past the limit.
+fn read_up_to(path: &Path, limit: u64, what: &str) -> Result<Option<Vec<u8>>> {
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > limit) {
+        return Ok(None);
     }
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|opened| opened.take(limit.saturating_add(1)).read_to_end(&mut bytes))
         .with_context(|| format!("reading {what}{}", path.display()))?;
-    if bytes.len() as u64 > limit {
-        bail!("reading {what}{}: larger than {limit} bytes, the most this reads", path.display());
-    }
-    String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("reading {what}{}: not UTF-8 text: {e}", path.display()))
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 /// A scenario file's text ([`read_text`] up to [`SCENARIO_BYTES`]).
@@ -539,16 +545,12 @@ fn read_scenario_text(path: &Path) -> Result<String> {
 /// being read into memory whole.
 fn read_component(file: &Path, sandbox: &Sandbox) -> Result<Vec<u8>> {
     let limit = sandbox.config().max_component_bytes;
-    let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|opened| opened.take(limit.saturating_add(1)).read_to_end(&mut bytes))
-        .with_context(|| format!("reading {}", file.display()))?;
-    if bytes.len() as u64 > limit {
+    let Some(bytes) = read_up_to(file, limit, "")? else {
         bail!(
             "{} is larger than this sandbox loads: more than {limit} bytes (`max_component_bytes` in `[sandbox]`)",
             file.display()
         );
-    }
+    };
     Ok(bytes)
 }
 
