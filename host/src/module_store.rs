@@ -102,8 +102,10 @@ pub enum StoreError {
         /// The hash looked up, as given.
         hash: String,
     },
-    /// The bytes are not an executor component; nothing was deployed.
-    #[error("not a valid executor component")]
+    /// The sandbox refused the module: not an executor component, or one
+    /// past this sandbox's limits (the source says which). Nothing was
+    /// deployed, or nothing loaded.
+    #[error("the sandbox refused the component")]
     InvalidComponent {
         /// Why not.
         #[source]
