@@ -15,8 +15,11 @@
 //! process kills it then too. Only a component the child compiled within
 //! both bounds (or found invalid) is compiled here, and then the compile
 //! is a hit in the cache the child filled (its artifacts are bound to the
-//! cache's secret, as any are: see the library's artifact cache). A child
-//! that fails otherwise fails the command.
+//! cache's secret, as any are: see the library's artifact cache), except
+//! for `deploy`: the store compiles the component once more into its own
+//! cache, which keeps an artifact only of what it deploys (the child's is
+//! in a scratch directory, so a component refused after compiling leaves
+//! nothing in the store). A child that fails otherwise fails the command.
 //!
 //! What this module must not do: run any guest code (the child only
 //! compiles), compile anything unbounded when the child cannot, or decide

@@ -1002,33 +1002,31 @@ impl Turn<'_> {
                         return self.finish(Some(violation));
                     }
                     AccessMode::Strict => return self.finish(Some(violation)),
-                    AccessMode::Lenient => {
-                        config.shared.metrics.violations_reported.fetch_add(1, Ordering::Relaxed);
-                        if let Failure::AccessViolation { key, access } = &violation {
-                            let listed = self.state.skip(SkippedAccess { key: key.clone(), access: *access });
-                            // Logged as the report lists them, each once, and
-                            // only the first few: a guest that skips
-                            // thousands must not flood the log.
-                            let timestamp = config.tx.timestamp;
-                            match listed {
-                                Some(n) if n < LOGGED_SKIPS => {
-                                    tracing::warn!(%violation, timestamp, "undeclared access skipped");
-                                }
-                                Some(LOGGED_SKIPS) => tracing::warn!(
-                                    %violation,
-                                    timestamp,
-                                    "undeclared access skipped; this transaction's later ones are not logged (its \
-                                     report lists them)"
-                                ),
-                                _ => {}
-                            }
-                        }
-                    }
+                    AccessMode::Lenient => self.skip_access(&violation),
                 }
             }
         }
         if output.halted {
             self.finish(None);
+        }
+    }
+
+    /// Lenient mode: lists an undeclared access instead of failing, and
+    /// logs it as the report lists it, each once, and only the first few:
+    /// a guest that skips thousands must not flood the log.
+    fn skip_access(&mut self, violation: &Failure) {
+        let config = self.config;
+        config.shared.metrics.violations_reported.fetch_add(1, Ordering::Relaxed);
+        let Failure::AccessViolation { key, access } = violation else { return };
+        let timestamp = config.tx.timestamp;
+        match self.state.skip(SkippedAccess { key: key.clone(), access: *access }) {
+            Some(n) if n < LOGGED_SKIPS => tracing::warn!(%violation, timestamp, "undeclared access skipped"),
+            Some(LOGGED_SKIPS) => tracing::warn!(
+                %violation,
+                timestamp,
+                "undeclared access skipped; this transaction's later ones are not logged (its report lists them)"
+            ),
+            _ => {}
         }
     }
 

@@ -257,8 +257,7 @@ impl ModuleStore {
         // Hex digits in either case name the same hash, with or without
         // the prefix `list` and `--guest` write.
         let given = hash.strip_prefix(HASH_PREFIX).unwrap_or(hash);
-        let hash = given;
-        let hash = &hash.to_ascii_lowercase();
+        let hash = &given.to_ascii_lowercase();
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(StoreError::NoSuchHash { hash: given.to_owned() });
         }
